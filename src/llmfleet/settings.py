@@ -23,7 +23,9 @@ class Settings:
     @classmethod
     def from_env(cls, *, spec_dir: Path | None = None) -> Settings:
         cache = os.environ.get("LLMFLEET_CACHE") or os.environ.get("XDG_CACHE_HOME")
-        cache_dir = Path(cache) / "llmfleet" if cache and "LLMFLEET_CACHE" not in os.environ else None
+        cache_dir = (
+            Path(cache) / "llmfleet" if cache and "LLMFLEET_CACHE" not in os.environ else None
+        )
         if "LLMFLEET_CACHE" in os.environ:
             cache_dir = Path(os.environ["LLMFLEET_CACHE"])
         if cache_dir is None:

@@ -16,11 +16,11 @@ from llmfleet.engines.base import ContainerSpec, LaunchCommand, Probe
 
 
 class ReplicaState(StrEnum):
-    STARTING = "starting"      # process up, readiness not yet passed
-    READY = "ready"            # serving
-    UNHEALTHY = "unhealthy"    # liveness failing or hardware unhealthy; gateway avoids it
-    DRAINING = "draining"      # no new requests; stopping once in-flight ones finish
-    BACKOFF = "backoff"        # exited; restarting after a back-off delay
+    STARTING = "starting"  # process up, readiness not yet passed
+    READY = "ready"  # serving
+    UNHEALTHY = "unhealthy"  # liveness failing or hardware unhealthy; gateway avoids it
+    DRAINING = "draining"  # no new requests; stopping once in-flight ones finish
+    BACKOFF = "backoff"  # exited; restarting after a back-off delay
     CRASH_LOOP = "crash-loop"  # exited repeatedly before becoming ready
     STOPPED = "stopped"
 
@@ -44,6 +44,10 @@ class ReplicaSpec:
     liveness: Probe
     metrics_path: str
     served_name: str
+    config: dict[str, Any] = field(default_factory=dict)
+    """the runtime-relevant part of the service spec, so plan can say what changed."""
+    busy_series: tuple[str, ...] = ()
+    """engine gauges that are 0 when the replica is idle; draining waits for them."""
     container: ContainerSpec | None = None
     labels: dict[str, str] = field(default_factory=dict)
     port: int | None = None
@@ -70,6 +74,7 @@ class ReplicaStatus:
     log_tail: tuple[str, ...] = ()
     served_name: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:

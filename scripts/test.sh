@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs llmfleet with its test tools,
+# PostgreSQL (for the state tests), the real llama-server and model, then runs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+if [ ! -x .venv/bin/python ]; then
+  step "creating a virtual environment in .venv"
+  "$PY" -m venv .venv
+fi
+step "installing llmfleet with its test dependencies"
+.venv/bin/python -m pip install --disable-pip-version-check -q -e ".[dev]"
+
+step "making sure PostgreSQL is installed (the state tests start a real server)"
+bash scripts/ensure-postgres.sh
+
+step "installing the real llama-server and model (first time: about 6 minutes to build)"
+.venv/bin/llmfleet fetch -f examples/quickstart.yaml
+
+step "running the tests"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

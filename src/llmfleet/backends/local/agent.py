@@ -1,0 +1,191 @@
+"""The local agent: a long-lived process that supervises replicas and gateways.
+
+``apply`` starts it when it is not running; it outlives the CLI. It listens on a
+unix socket in the project's home (only this user can reach it) and keeps its
+table in ``agent-state.json`` so that, restarted after a crash, it adopts the
+replicas still running instead of starting them twice.
+
+HTTP API (JSON):
+    GET    /v1/agent                          pid, home, generation
+    GET    /v1/replicas[?environment=E]       ReplicaStatus list
+    POST   /v1/replicas                       start a ReplicaSpec -> ReplicaStatus
+    POST   /v1/replicas/{id}/stop             drain then stop {"drain_timeout_s": s}
+    GET    /v1/replicas/{id}/logs?lines=N     last lines of its output
+    GET    /v1/environments/{env}             services + replicas (long-poll: wait_generation)
+    PUT    /v1/environments/{env}             set the services config the gateway routes by
+    DELETE /v1/environments/{env}             forget it
+    GET    /v1/gateways                       gateway statuses
+    PUT    /v1/gateways/{env}                 run the environment's gateway
+    DELETE /v1/gateways/{env}                 stop it
+    POST   /v1/shutdown                       stop everything and exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from llmfleet.backends.base import ReplicaSpec
+from llmfleet.backends.local import ports
+from llmfleet.backends.local.gateways import gateway_spec
+from llmfleet.backends.local.supervisor import Managed, Supervisor
+from llmfleet.backends.local.wire import spec_from_json, spec_to_json
+
+SOCKET_NAME = "agent.sock"
+STATE_NAME = "agent-state.json"
+
+
+class Agent:
+    """The agent's state; request handlers are thin wrappers around its methods."""
+
+    def __init__(self, *, home: Path, session: aiohttp.ClientSession) -> None:
+        self.home = home
+        self.generation = 0
+        self.environments: dict[str, dict[str, Any]] = {}
+        self._changed = asyncio.Event()
+        self.replicas = Supervisor(session=session, on_change=self.changed)
+        self.gateways = Supervisor(session=session, on_change=self.changed)
+        self._range = ports.port_range_from_env()
+        self._next_port = self._range[0]
+        self.stopped = asyncio.Event()
+
+    def changed(self) -> None:
+        """Bump the generation, wake long-polls and persist the table."""
+        self.generation += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+        self._save()
+
+    async def wait_change(self, generation: int, *, timeout_s: float) -> None:
+        if generation != self.generation:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout=timeout_s)
+
+    def _taken_ports(self) -> set[int]:
+        procs = {**self.replicas.processes, **self.gateways.processes}
+        return {m.port for m in procs.values()}
+
+    def start_replica(self, spec: ReplicaSpec, *, adopt_pid: int | None = None) -> Managed:
+        if spec.replica_id in self.replicas.processes:
+            return self.replicas.processes[spec.replica_id]
+        port = spec.port or ports.allocate_port(
+            self._taken_ports(), start=self._next_port, port_range=self._range
+        )
+        self._next_port = port + 1
+        managed = self._managed(spec, port=port, folder=spec.environment, adopt_pid=adopt_pid)
+        self.replicas.start(managed)
+        return managed
+
+    def _managed(
+        self, spec: ReplicaSpec, *, port: int, folder: str, adopt_pid: int | None
+    ) -> Managed:
+        argv = [arg.replace("{port}", str(port)) for arg in spec.launch.argv]
+        log_path = self.home / "logs" / folder / f"{spec.replica_id}.log"
+        return Managed(spec=spec, port=port, argv=argv, log_path=log_path, adopted_pid=adopt_pid)
+
+    async def run_gateway(self, environment: str, body: dict[str, Any]) -> Managed:
+        spec = gateway_spec(environment, body, socket_path=self.home / SOCKET_NAME)
+        current = self.gateways.processes.get(spec.replica_id)
+        if current is not None:
+            if current.spec == spec:
+                return current
+            await self.gateways.stop(spec.replica_id, drain_timeout_s=0)
+        if spec.port is None or not ports.port_free(spec.port, body.get("host", "127.0.0.1")):
+            raise web.HTTPConflict(
+                text=json.dumps({"error": f"port {spec.port} is already in use"}),
+                content_type="application/json",
+            )
+        managed = self._managed(spec, port=spec.port, folder="gateways", adopt_pid=None)
+        self.gateways.start(managed)
+        return managed
+
+    def _save(self) -> None:
+        body = {
+            "replicas": [_persisted(m) for m in self.replicas.processes.values()],
+            "gateways": [_persisted(m) for m in self.gateways.processes.values()],
+            "environments": self.environments,
+        }
+        path = self.home / STATE_NAME
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(body, handle)
+        tmp.replace(path)
+
+    def restore(self) -> None:
+        """Adopt replicas a previous agent left running; restart the ones that died."""
+        path = self.home / STATE_NAME
+        if not path.exists():
+            return
+        try:
+            body = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        self.environments = body.get("environments", {})
+        for item in body.get("replicas", []):
+            spec = spec_from_json(item["spec"])
+            pid = _adoptable(item)
+            self.start_replica(_with_port(spec, item["port"]), adopt_pid=pid)
+        for item in body.get("gateways", []):
+            spec = spec_from_json(item["spec"])
+            managed = self._managed(
+                spec, port=item["port"], folder="gateways", adopt_pid=_adoptable(item)
+            )
+            self.gateways.start(managed)
+
+    async def shutdown(self) -> None:
+        await self.gateways.stop_all(drain_timeout_s=0)
+        await self.replicas.stop_all(drain_timeout_s=5)
+        self.environments.clear()
+        self._save()
+        self.stopped.set()
+
+
+def _persisted(managed: Managed) -> dict[str, Any]:
+    return {"spec": spec_to_json(managed.spec), "port": managed.port, "pid": managed.pid}
+
+
+def _with_port(spec: ReplicaSpec, port: int) -> ReplicaSpec:
+    from dataclasses import replace
+
+    return replace(spec, port=port)
+
+
+def _adoptable(item: dict[str, Any]) -> int | None:
+    from llmfleet.backends.local.process import pid_runs
+
+    pid = item.get("pid")
+    argv0 = item["spec"]["launch"]["argv"][0]
+    return pid if isinstance(pid, int) and pid_runs(pid, argv0) else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="llmfleet-agent")
+    parser.add_argument("--home", required=True, type=Path)
+    args = parser.parse_args(argv)
+    home: Path = args.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    from llmfleet.backends.local.agent_http import serve
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(home, socket_name=SOCKET_NAME))
+    else:
+        uvloop.run(serve(home, socket_name=SOCKET_NAME))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

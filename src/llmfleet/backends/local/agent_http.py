@@ -1,0 +1,197 @@
+"""The agent's HTTP routes on its unix socket; thin wrappers over ``Agent``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from llmfleet.backends.local.agent import Agent
+from llmfleet.backends.local.process import tail_lines
+from llmfleet.backends.local.wire import spec_from_json
+
+AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent", Agent)
+MAX_LONG_POLL_S = 60.0
+
+
+def _agent(request: web.Request) -> Agent:
+    return request.app[AGENT_KEY]
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=f'{{"error": "{message}"}}', content_type="application/json")
+
+
+async def info(request: web.Request) -> web.Response:
+    agent = _agent(request)
+    return web.json_response(
+        {"pid": os.getpid(), "home": str(agent.home), "generation": agent.generation}
+    )
+
+
+async def list_replicas(request: web.Request) -> web.Response:
+    agent = _agent(request)
+    environment = request.query.get("environment")
+    lines = int(request.query.get("log_lines", "0"))
+    statuses = [
+        m.status(log_lines=lines).to_json()
+        for m in agent.replicas.processes.values()
+        if environment is None or m.spec.environment == environment
+    ]
+    return web.json_response({"generation": agent.generation, "replicas": statuses})
+
+
+async def start_replica(request: web.Request) -> web.Response:
+    try:
+        spec = spec_from_json(await request.json())
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _bad_request(f"malformed replica spec: {exc}") from exc
+    managed = _agent(request).start_replica(spec)
+    return web.json_response(managed.status().to_json(), status=201)
+
+
+async def stop_replica(request: web.Request) -> web.Response:
+    body = await request.json() if request.can_read_body else {}
+    drain = float(body.get("drain_timeout_s", 30.0))
+    await _agent(request).replicas.stop(request.match_info["id"], drain_timeout_s=drain)
+    return web.json_response({"stopped": request.match_info["id"]})
+
+
+async def replica_logs(request: web.Request) -> web.Response:
+    agent = _agent(request)
+    replica_id = request.match_info["id"]
+    lines = int(request.query.get("lines", "100"))
+    managed = agent.replicas.processes.get(replica_id) or agent.gateways.processes.get(replica_id)
+    if managed is None:
+        path = _find_log(agent.home, replica_id)
+        if path is None:
+            raise web.HTTPNotFound(
+                text='{"error": "no such replica"}', content_type="application/json"
+            )
+    else:
+        path = managed.log_path
+    return web.json_response({"lines": tail_lines(path, lines=lines)})
+
+
+def _find_log(home: Path, replica_id: str) -> Path | None:
+    matches = sorted((home / "logs").glob(f"*/{replica_id}.log"))
+    return matches[0] if matches else None
+
+
+async def get_environment(request: web.Request) -> web.Response:
+    agent = _agent(request)
+    env = request.match_info["env"]
+    if "wait_generation" in request.query:
+        timeout = min(float(request.query.get("timeout", "25")), MAX_LONG_POLL_S)
+        await agent.wait_change(int(request.query["wait_generation"]), timeout_s=timeout)
+    return web.json_response(_environment_body(agent, env))
+
+
+def _environment_body(agent: Agent, env: str) -> dict[str, Any]:
+    config = agent.environments.get(env, {})
+    return {
+        "generation": agent.generation,
+        "services": config.get("services", {}),
+        "continuation": config.get("continuation", {}),
+        "replicas": [
+            m.status().to_json()
+            for m in agent.replicas.processes.values()
+            if m.spec.environment == env
+        ],
+    }
+
+
+async def put_environment(request: web.Request) -> web.Response:
+    agent = _agent(request)
+    body = await request.json()
+    if not isinstance(body, dict) or not isinstance(body.get("services"), dict):
+        raise _bad_request("body must be an object with 'services'")
+    agent.environments[request.match_info["env"]] = {
+        "services": body["services"],
+        "continuation": body.get("continuation", {}),
+    }
+    agent.changed()
+    return web.json_response({"generation": agent.generation})
+
+
+async def delete_environment(request: web.Request) -> web.Response:
+    agent = _agent(request)
+    agent.environments.pop(request.match_info["env"], None)
+    agent.changed()
+    return web.json_response({"generation": agent.generation})
+
+
+async def list_gateways(request: web.Request) -> web.Response:
+    agent = _agent(request)
+    lines = int(request.query.get("log_lines", "0"))
+    return web.json_response(
+        {
+            "gateways": [
+                m.status(log_lines=lines).to_json() for m in agent.gateways.processes.values()
+            ]
+        }
+    )
+
+
+async def put_gateway(request: web.Request) -> web.Response:
+    managed = await _agent(request).run_gateway(request.match_info["env"], await request.json())
+    return web.json_response(managed.status().to_json())
+
+
+async def delete_gateway(request: web.Request) -> web.Response:
+    await _agent(request).gateways.stop(f"gateway-{request.match_info['env']}", drain_timeout_s=0)
+    return web.json_response({"stopped": request.match_info["env"]})
+
+
+async def shutdown(request: web.Request) -> web.Response:
+    agent = _agent(request)
+    asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(agent.shutdown()))
+    return web.json_response({"stopping": True})
+
+
+def build_app(agent: Agent) -> web.Application:
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app[AGENT_KEY] = agent
+    app.router.add_get("/v1/agent", info)
+    app.router.add_get("/v1/replicas", list_replicas)
+    app.router.add_post("/v1/replicas", start_replica)
+    app.router.add_post("/v1/replicas/{id}/stop", stop_replica)
+    app.router.add_get("/v1/replicas/{id}/logs", replica_logs)
+    app.router.add_get("/v1/environments/{env}", get_environment)
+    app.router.add_put("/v1/environments/{env}", put_environment)
+    app.router.add_delete("/v1/environments/{env}", delete_environment)
+    app.router.add_get("/v1/gateways", list_gateways)
+    app.router.add_put("/v1/gateways/{env}", put_gateway)
+    app.router.add_delete("/v1/gateways/{env}", delete_gateway)
+    app.router.add_post("/v1/shutdown", shutdown)
+    return app
+
+
+async def serve(home: Path, *, socket_name: str) -> None:
+    """Serve until shut down (``POST /v1/shutdown`` or SIGTERM)."""
+    socket_path = home / socket_name
+    with contextlib.suppress(FileNotFoundError):
+        socket_path.unlink()
+    async with aiohttp.ClientSession() as session:
+        agent = Agent(home=home, session=session)
+        runner = web.AppRunner(build_app(agent), access_log=None)
+        await runner.setup()
+        old_umask = os.umask(0o077)  # the socket is this user's only
+        try:
+            await web.UnixSite(runner, str(socket_path)).start()
+        finally:
+            os.umask(old_umask)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(agent.shutdown()))
+        agent.restore()
+        print(f"llmfleet agent {os.getpid()} serving on {socket_path}", flush=True)
+        await agent.stopped.wait()
+        await runner.cleanup()
+    with contextlib.suppress(FileNotFoundError):
+        socket_path.unlink()

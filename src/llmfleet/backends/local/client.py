@@ -1,0 +1,225 @@
+"""``LocalBackend``: the Backend protocol over the local agent's unix socket.
+
+Synchronous (httpx), for the CLI. ``ensure_agent`` starts the agent as a detached
+process when it is not running, so it outlives the command that started it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from llmfleet.backends.base import ReplicaSpec, ReplicaState, ReplicaStatus
+from llmfleet.backends.local.agent import SOCKET_NAME
+from llmfleet.backends.local.wire import spec_to_json
+from llmfleet.errors import AgentUnreachableError, BackendError, PortInUseError, ReplicaFailedError
+
+AGENT_START_TIMEOUT_S = 15.0
+FAILED_STATES = frozenset({ReplicaState.CRASH_LOOP})
+
+
+class LocalBackend:
+    """Replicas as processes on this machine, supervised by the local agent."""
+
+    name = "local"
+
+    def __init__(self, home: Path, *, timeout_s: float = 30.0) -> None:
+        self.home = home
+        self.socket_path = home / SOCKET_NAME
+        self._timeout_s = timeout_s
+
+    def _client(self, timeout_s: float | None = None) -> httpx.Client:
+        transport = httpx.HTTPTransport(uds=str(self.socket_path))
+        return httpx.Client(
+            transport=transport, base_url="http://agent", timeout=timeout_s or self._timeout_s
+        )
+
+    def _call(
+        self, method: str, path: str, *, timeout_s: float | None = None, **kwargs: Any
+    ) -> Any:
+        if not self.socket_path.exists():
+            raise AgentUnreachableError(
+                f"the local agent is not running (no socket at {self.socket_path})",
+                hint="`llmfleet apply` starts it",
+            )
+        try:
+            with self._client(timeout_s) as client:
+                response = client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise AgentUnreachableError(
+                f"the local agent at {self.socket_path} does not answer: {exc}",
+                hint="`llmfleet down` then `llmfleet apply` restarts it",
+            ) from exc
+        if response.status_code == 409:
+            raise PortInUseError(response.json().get("error", "port in use"))
+        if response.status_code >= 400:
+            raise BackendError(f"the local agent refused {method} {path}: {response.text}")
+        return response.json()
+
+    def running(self) -> bool:
+        """True if the agent answers."""
+        try:
+            self._call("GET", "/v1/agent", timeout_s=2.0)
+        except AgentUnreachableError:
+            return False
+        return True
+
+    def ensure_agent(self) -> None:
+        """Start the agent if it is not running; wait until it answers."""
+        if self.running():
+            return
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = (self.home / "agent.log").open("ab")
+        subprocess.Popen(
+            [sys.executable, "-m", "llmfleet.backends.local.agent", "--home", str(self.home)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+        deadline = time.monotonic() + AGENT_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.running():
+                return
+            time.sleep(0.05)
+        raise AgentUnreachableError(
+            f"the local agent did not start within {AGENT_START_TIMEOUT_S:.0f} s",
+            hint=f"see {self.home / 'agent.log'}",
+        )
+
+    def list_replicas(
+        self, environment: str | None = None, *, log_lines: int = 0
+    ) -> list[ReplicaStatus]:
+        if not self.running():
+            return []
+        params: dict[str, Any] = {"log_lines": log_lines}
+        if environment is not None:
+            params["environment"] = environment
+        body = self._call("GET", "/v1/replicas", params=params)
+        return [ReplicaStatus.from_json(item) for item in body["replicas"]]
+
+    def start_replica(self, spec: ReplicaSpec) -> ReplicaStatus:
+        return ReplicaStatus.from_json(self._call("POST", "/v1/replicas", json=spec_to_json(spec)))
+
+    def wait_ready(self, replica_ids: Sequence[str], *, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = set(replica_ids)
+        while pending:
+            states = {
+                r.replica_id: r for r in self.list_replicas(log_lines=20) if r.replica_id in pending
+            }
+            for replica_id in list(pending):
+                self._check_progress(replica_id, states.get(replica_id))
+                if states[replica_id].state == ReplicaState.READY:
+                    pending.discard(replica_id)
+            if pending and time.monotonic() > deadline:
+                raise self._not_ready(states[sorted(pending)[0]], timeout_s)
+            if pending:
+                time.sleep(0.1)
+
+    @staticmethod
+    def _check_progress(replica_id: str, status: ReplicaStatus | None) -> None:
+        if status is None:
+            raise ReplicaFailedError(f"replica {replica_id} disappeared while starting")
+        if status.state in FAILED_STATES:
+            raise ReplicaFailedError(
+                f"replica {replica_id} is crash-looping: it exited {status.restarts} times "
+                f"(last exit code {status.last_exit}) without becoming ready",
+                log_tail=status.log_tail,
+                hint=f"`llmfleet logs {status.service}` shows its whole output",
+            )
+
+    @staticmethod
+    def _not_ready(status: ReplicaStatus, timeout_s: float) -> ReplicaFailedError:
+        return ReplicaFailedError(
+            f"replica {status.replica_id} was not ready within {timeout_s:.0f} s "
+            f"(state {status.state})",
+            log_tail=status.log_tail,
+        )
+
+    def stop_replica(self, replica_id: str, *, drain_timeout_s: float) -> None:
+        self._call(
+            "POST",
+            f"/v1/replicas/{replica_id}/stop",
+            json={"drain_timeout_s": drain_timeout_s},
+            timeout_s=drain_timeout_s + 30,
+        )
+
+    def logs(self, replica_id: str, *, lines: int) -> list[str]:
+        body = self._call("GET", f"/v1/replicas/{replica_id}/logs", params={"lines": lines})
+        return list(body["lines"])
+
+    def environment_config(self, environment: str) -> dict[str, Any]:
+        """The services config the gateway routes by, as last set by apply."""
+        if not self.running():
+            return {"services": {}, "continuation": {}, "replicas": []}
+        return dict(self._call("GET", f"/v1/environments/{environment}"))
+
+    def set_environment_config(
+        self, environment: str, *, services: dict[str, Any], continuation: dict[str, Any]
+    ) -> None:
+        self._call(
+            "PUT",
+            f"/v1/environments/{environment}",
+            json={"services": services, "continuation": continuation},
+        )
+
+    def forget_environment(self, environment: str) -> None:
+        self._call("DELETE", f"/v1/environments/{environment}")
+
+    def gateways(self, *, log_lines: int = 0) -> list[ReplicaStatus]:
+        if not self.running():
+            return []
+        body = self._call("GET", "/v1/gateways", params={"log_lines": log_lines})
+        return [ReplicaStatus.from_json(item) for item in body["gateways"]]
+
+    def run_gateway(
+        self,
+        environment: str,
+        *,
+        host: str,
+        port: int,
+        state_url: str | None,
+        state_base_dir: str | None,
+    ) -> ReplicaStatus:
+        body = {
+            "host": host,
+            "port": port,
+            "state_url": state_url,
+            "state_base_dir": state_base_dir,
+        }
+        return ReplicaStatus.from_json(self._call("PUT", f"/v1/gateways/{environment}", json=body))
+
+    def wait_gateway(self, environment: str, *, timeout_s: float) -> None:
+        """Block until the environment's gateway answers its health check."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = [g for g in self.gateways(log_lines=20) if g.environment == environment]
+            if not found:
+                raise ReplicaFailedError(f"the gateway of {environment} is not running")
+            self._check_progress(found[0].replica_id, found[0])
+            if found[0].state == ReplicaState.READY:
+                return
+            if time.monotonic() > deadline:
+                raise self._not_ready(found[0], timeout_s)
+            time.sleep(0.05)
+
+    def stop_gateway(self, environment: str) -> None:
+        self._call("DELETE", f"/v1/gateways/{environment}")
+
+    def shutdown(self, *, timeout_s: float = 60.0) -> bool:
+        """Stop every replica and gateway and the agent itself; False if it was not running."""
+        if not self.running():
+            return False
+        self._call("POST", "/v1/shutdown")
+        deadline = time.monotonic() + timeout_s
+        while self.socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return True

@@ -1,0 +1,296 @@
+"""The ``llmfleet`` command: thin typer commands over the layers below.
+
+Every command turns a ``FleetError`` into its message and exit code; a user's
+mistake never prints a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from llmfleet.cli import render
+from llmfleet.cli.workspace import Workspace
+from llmfleet.errors import FleetError
+
+app = typer.Typer(
+    name="llmfleet",
+    help="Infrastructure as code for fleets of self-hosted LLM services.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+SpecFile = Annotated[Path, typer.Option("--file", "-f", help="the fleet spec")]
+Env = Annotated[str, typer.Option("--env", "-e", help="environment to act on")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+DEFAULT_SPEC = Path("fleet.yaml")
+
+
+@contextmanager
+def workspace(spec_file: Path, environment: str) -> Iterator[Workspace]:
+    ws = Workspace(spec_file=spec_file, environment=environment)
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+def _progress(line: str) -> None:
+    console.print(f"  [dim]{line}[/]", highlight=False)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="where to write the spec")] = DEFAULT_SPEC,
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented example fleet.yaml."""
+    from llmfleet.spec.examples import init_template
+
+    if path.exists() and not force:
+        raise FleetError(f"{path} already exists", hint="use --force to overwrite it")
+    path.write_text(init_template())
+    console.print(f"wrote {path}; next: [bold]llmfleet check -f {path}[/]")
+
+
+@app.command()
+def check(spec_file: SpecFile = DEFAULT_SPEC) -> None:
+    """Validate a spec: resolve templates and environments, report every problem."""
+    with workspace(spec_file, "production") as ws:
+        resolved = ws.loaded.resolved
+    for name, env in sorted(resolved.environments.items()):
+        replicas = sum(s.replicas for s in env.services.values())
+        console.print(
+            f"[green]ok[/] {name}: {len(env.services)} services, {replicas} replicas, "
+            f"gateway {env.gateway.host}:{env.gateway.port}"
+        )
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec (for editors' autocompletion)."""
+    from llmfleet.spec.schema import fleet_json_schema
+
+    sys.stdout.write(json.dumps(fleet_json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def plan(
+    spec_file: SpecFile = DEFAULT_SPEC,
+    env: Env = "production",
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="exit 0 no changes, 2 changes, 1 error")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="save the plan for `apply PLANFILE`")] = None,
+) -> None:
+    """Show what apply would change: + create, ~ update, -/+ replace, - delete."""
+    from llmfleet.cli.applying import current_plan
+
+    with workspace(spec_file, env) as ws:
+        the_plan = current_plan(ws)
+        render.render_plan(console, the_plan)
+        if out is not None:
+            out.write_text(json.dumps(the_plan.to_json(), indent=2))
+            console.print(f"saved to {out}; run [bold]llmfleet apply {out}[/]")
+    if detailed_exitcode and the_plan.has_changes:
+        raise typer.Exit(2)
+
+
+@app.command()
+def apply(
+    plan_file: Annotated[Path | None, typer.Argument(help="a plan saved by `plan --out`")] = None,
+    spec_file: SpecFile = DEFAULT_SPEC,
+    env: Env = "production",
+    yes: Yes = False,
+    message: Annotated[
+        str, typer.Option("--message", "-m", help="recorded with the revision")
+    ] = "",
+) -> None:
+    """Make the running fleet match the spec, and record the revision."""
+    from llmfleet.cli.applying import run_apply
+
+    with workspace(spec_file, env) as ws:
+        run_apply(
+            ws, console=console, plan_file=plan_file, yes=yes, message=message, progress=_progress
+        )
+
+
+@app.command()
+def fetch(spec_file: SpecFile = DEFAULT_SPEC) -> None:
+    """Install every engine version and fetch every model the spec names, without applying."""
+    from llmfleet.apply.prepare import prepare_service
+    from llmfleet.errors import EngineUnavailableError
+
+    with workspace(spec_file, "production") as ws:
+        seen: set[str] = set()
+        for env in ws.loaded.resolved.environments.values():
+            for name, service in sorted(env.services.items()):
+                key = service.model_dump_json(include={"engine", "model"})
+                if key in seen:
+                    continue
+                seen.add(key)
+                try:
+                    prepare_service(
+                        name,
+                        service,
+                        settings=ws.settings,
+                        store=ws.store,
+                        spec_dir=ws.spec_dir,
+                        progress=_progress,
+                    )
+                except EngineUnavailableError as exc:
+                    errors.print(f"[yellow]skipped[/] {name}: {exc.message}")
+        console.print(
+            f"[green]ready[/]: {len(seen)} engine and model combination(s) cached in "
+            f"{ws.settings.cache_dir}"
+        )
+
+
+@app.command()
+def status(
+    spec_file: SpecFile = DEFAULT_SPEC,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="only this environment")] = None,
+) -> None:
+    """Services and replicas: pid, port, state, uptime, restarts."""
+    with workspace(spec_file, env or "production") as ws:
+        backend = ws.backend
+        if not backend.running():
+            console.print("The local runtime is not running. `llmfleet apply` starts it.")
+            return
+        replicas = backend.list_replicas(env, log_lines=5)
+        gateways = [g for g in backend.gateways() if env is None or g.environment == env]
+        render.render_status(console, replicas, gateways)
+
+
+@app.command()
+def logs(
+    service: Annotated[str, typer.Argument(help="service name, or 'gateway'")],
+    spec_file: SpecFile = DEFAULT_SPEC,
+    env: Env = "production",
+    lines: Annotated[int, typer.Option("--lines", "-n")] = 50,
+) -> None:
+    """The last lines of every replica of a service (or of the gateway)."""
+    with workspace(spec_file, env) as ws:
+        backend = ws.backend
+        if service == "gateway":
+            ids = [g.replica_id for g in backend.gateways() if g.environment == env]
+        else:
+            ws.service(service)
+            ids = [r.replica_id for r in backend.list_replicas(env) if r.service == service]
+        if not ids:
+            raise FleetError(f"no running replica of {service} in {env}")
+        for replica_id in sorted(ids):
+            console.print(f"[bold]==> {replica_id} <==[/]")
+            for line in backend.logs(replica_id, lines=lines):
+                console.print(line, highlight=False, markup=False)
+
+
+@app.command()
+def ask(
+    service: Annotated[str, typer.Argument(help="service (model) name")],
+    prompt: Annotated[str, typer.Argument(help="what to ask")],
+    spec_file: SpecFile = DEFAULT_SPEC,
+    env: Env = "production",
+    max_tokens: Annotated[int, typer.Option(help="longest answer in tokens")] = 256,
+    temperature: Annotated[float, typer.Option()] = 0.0,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="LLMFLEET_API_KEY", help="if the service needs one")
+    ] = None,
+) -> None:
+    """Send one chat request through the gateway and stream the answer."""
+    from llmfleet.cli.asking import stream_answer
+
+    with workspace(spec_file, env) as ws:
+        ws.service(service)
+        gateway = ws.desired.gateway
+        stream_answer(
+            f"http://{gateway.host}:{gateway.port}",
+            service=service,
+            prompt=prompt,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            api_key=api_key,
+            console=console,
+        )
+
+
+@app.command()
+def history(
+    spec_file: SpecFile = DEFAULT_SPEC,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="only this environment")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+) -> None:
+    """Recorded revisions: applies, destroys, rollbacks, with their outcome."""
+    with workspace(spec_file, env or "production") as ws:
+        render.render_history(console, ws.store.revisions(env, limit=limit))
+
+
+@app.command()
+def destroy(spec_file: SpecFile = DEFAULT_SPEC, env: Env = "production", yes: Yes = False) -> None:
+    """Stop every replica and the gateway of an environment and forget its services."""
+    from llmfleet.cli.applying import run_destroy
+
+    with workspace(spec_file, env) as ws:
+        run_destroy(ws, console=console, yes=yes, progress=_progress)
+
+
+@app.command()
+def down(spec_file: SpecFile = DEFAULT_SPEC) -> None:
+    """Stop the local runtime: every replica and gateway, and the agent. State is kept."""
+    with workspace(spec_file, "production") as ws:
+        if ws.backend.shutdown():
+            console.print("stopped the local runtime; `llmfleet apply` starts it again")
+        else:
+            console.print("the local runtime was not running")
+
+
+@app.command()
+def unlock(spec_file: SpecFile = DEFAULT_SPEC, yes: Yes = False) -> None:
+    """Break the state lock left by an apply that died on another machine."""
+    with workspace(spec_file, "production") as ws:
+        info = ws.store.lock_info("apply")
+        if info is None:
+            console.print("the state is not locked")
+            return
+        console.print(f"locked by {info}")
+        if not yes and not typer.confirm("break this lock?"):
+            raise typer.Exit(1)
+        ws.store.force_unlock("apply")
+        console.print("unlocked")
+
+
+def main() -> None:
+    """Entry point: run the app, turning our errors into messages and exit codes."""
+    try:
+        code = app(standalone_mode=False)
+    except FleetError as exc:
+        errors.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        if exc.hint:
+            errors.print(f"  [dim]hint:[/] {exc.hint}", highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        errors.print("aborted")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click's own usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)

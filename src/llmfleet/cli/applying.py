@@ -1,0 +1,110 @@
+"""``apply`` and ``destroy`` as the CLI runs them: plan, show, confirm, execute."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from llmfleet.apply.executor import ApplyContext, apply_plan
+from llmfleet.cli import render
+from llmfleet.cli.workspace import Workspace
+from llmfleet.errors import FleetError, StalePlanError
+from llmfleet.plan.diff import plan_changes, plan_destroy
+from llmfleet.plan.model import Plan
+from llmfleet.spec.model import ResolvedEnvironment
+
+
+def _context(
+    ws: Workspace, *, message: str, kind: str, progress: Callable[[str], None]
+) -> ApplyContext:
+    return ApplyContext(
+        backend=ws.backend,
+        store=ws.store,
+        settings=ws.settings,
+        spec_dir=ws.spec_dir,
+        state_url=ws.loaded.resolved.state,
+        user=ws.settings.user,
+        message=message,
+        kind=kind,
+        progress=progress,
+    )
+
+
+def current_plan(ws: Workspace) -> Plan:
+    latest = ws.store.latest_revision(ws.environment)
+    recorded = frozenset(latest.spec.get("services", {})) if latest else frozenset()
+    return plan_changes(
+        ws.desired,
+        ws.actual(),
+        serial=ws.store.current_serial(ws.environment),
+        spec_hash=ws.loaded.resolved.spec_hash(),
+        recorded_services=recorded,
+    )
+
+
+def _saved_plan(ws: Workspace, plan_file: Path) -> Plan:
+    try:
+        plan = Plan.from_json(json.loads(plan_file.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FleetError(
+            f"{plan_file} is not a plan saved by `llmfleet plan --out`: {exc}"
+        ) from exc
+    if plan.environment != ws.environment:
+        raise FleetError(f"{plan_file} is a plan for {plan.environment}, not {ws.environment}")
+    if plan.spec_hash != ws.loaded.resolved.spec_hash():
+        raise StalePlanError(
+            f"{ws.spec_file} changed since {plan_file} was made",
+            hint="run `llmfleet plan --out` again",
+        )
+    return plan
+
+
+def _unchanged(ws: Workspace, plan: Plan) -> bool:
+    latest = ws.store.latest_revision(ws.environment)
+    return not plan.has_changes and latest is not None and latest.spec_hash == plan.spec_hash
+
+
+def run_apply(
+    ws: Workspace,
+    *,
+    console: Console,
+    plan_file: Path | None,
+    yes: bool,
+    message: str,
+    progress: Callable[[str], None],
+) -> None:
+    started = time.monotonic()
+    plan = _saved_plan(ws, plan_file) if plan_file else current_plan(ws)
+    render.render_plan(console, plan)
+    if _unchanged(ws, plan):
+        return
+    if plan.has_changes and not yes and plan_file is None and not typer.confirm("Apply this plan?"):
+        raise typer.Exit(1)
+    revision = apply_plan(
+        plan, ws.desired, _context(ws, message=message, kind="apply", progress=progress)
+    )
+    gateway = ws.desired.gateway
+    console.print(
+        f"[green]Apply complete[/] in {time.monotonic() - started:.1f} s: "
+        f"revision {revision.serial} of {ws.environment}. Gateway: http://{gateway.host}:{gateway.port}/v1"
+    )
+
+
+def run_destroy(
+    ws: Workspace, *, console: Console, yes: bool, progress: Callable[[str], None]
+) -> None:
+    actual = ws.actual()
+    plan = plan_destroy(ws.environment, actual, serial=ws.store.current_serial(ws.environment))
+    render.render_plan(console, plan)
+    if not yes and plan.has_changes and not typer.confirm(f"Destroy {ws.environment}?"):
+        raise typer.Exit(1)
+    empty = ResolvedEnvironment(name=ws.environment, gateway=ws.desired.gateway, services={})
+    revision = apply_plan(
+        plan, empty, _context(ws, message="destroy", kind="destroy", progress=progress)
+    )
+    console.print(f"[green]Destroyed[/] {ws.environment} (revision {revision.serial})")

@@ -1,0 +1,119 @@
+"""Rendering for the terminal with rich; no logic beyond formatting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from llmfleet.backends.base import ReplicaState, ReplicaStatus
+from llmfleet.plan.model import SYMBOLS, Op, Plan
+from llmfleet.state.store import Revision
+
+OP_STYLE = {Op.CREATE: "green", Op.UPDATE: "yellow", Op.REPLACE: "magenta", Op.DELETE: "red"}
+STATE_STYLE = {
+    ReplicaState.READY: "green",
+    ReplicaState.STARTING: "cyan",
+    ReplicaState.DRAINING: "yellow",
+    ReplicaState.UNHEALTHY: "red",
+    ReplicaState.BACKOFF: "yellow",
+    ReplicaState.CRASH_LOOP: "bold red",
+    ReplicaState.STOPPED: "dim",
+}
+
+
+def render_plan(console: Console, plan: Plan) -> None:
+    console.print(f"[bold]Environment {plan.environment}[/] (state serial {plan.serial})")
+    for action in plan.actions:
+        style = OP_STYLE[action.op]
+        line = Text(f"  {SYMBOLS[action.op]:>3} ", style=style)
+        line.append(action.address, style=f"bold {style}")
+        if action.replica_id and action.op is not Op.CREATE:
+            line.append(f" ({action.replica_id})", style="dim")
+        console.print(line)
+        for reason in action.reasons:
+            console.print(f"        {reason}", style="dim", highlight=False)
+    for note in plan.notes:
+        console.print(f"  [yellow]note:[/] {note}")
+    console.print(plan.summary(), style="bold" if plan.has_changes else "green")
+
+
+def _uptime(status: ReplicaStatus) -> str:
+    since = status.ready_at or status.started_at
+    if since is None:
+        return "-"
+    seconds = int(time.time() - since)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def render_status(
+    console: Console, replicas: Sequence[ReplicaStatus], gateways: Sequence[ReplicaStatus]
+) -> None:
+    table = Table(title="Replicas", title_justify="left")
+    for column in (
+        "env",
+        "service",
+        "slot",
+        "replica",
+        "engine",
+        "state",
+        "pid",
+        "port",
+        "uptime",
+        "restarts",
+    ):
+        table.add_column(
+            column, justify="right" if column in {"slot", "pid", "port", "restarts"} else "left"
+        )
+    for r in sorted(replicas, key=lambda r: (r.environment, r.service, r.slot)):
+        table.add_row(
+            r.environment,
+            r.service,
+            str(r.slot),
+            r.replica_id,
+            f"{r.engine} {r.engine_version}",
+            Text(str(r.state), style=STATE_STYLE.get(r.state, "")),
+            str(r.pid or "-"),
+            str(r.port),
+            _uptime(r),
+            str(r.restarts),
+        )
+    console.print(table)
+    for gateway in gateways:
+        host = gateway.config.get("host", "127.0.0.1")
+        state = Text(str(gateway.state), style=STATE_STYLE.get(gateway.state, ""))
+        console.print(
+            Text(f"gateway {gateway.environment}: http://{host}:{gateway.port}  ") + state
+        )
+    for r in replicas:
+        if r.state in (ReplicaState.CRASH_LOOP, ReplicaState.BACKOFF) and r.log_tail:
+            console.print(f"[bold red]{r.replica_id}[/] last exit {r.last_exit}; last log lines:")
+            for line in r.log_tail:
+                console.print(f"    | {line}", highlight=False, markup=False)
+
+
+def render_history(console: Console, revisions: Sequence[Revision]) -> None:
+    table = Table(title="History", title_justify="left")
+    for column in ("serial", "env", "kind", "outcome", "when (UTC)", "user", "changes", "message"):
+        table.add_column(column)
+    for rev in revisions:
+        actions = rev.plan.get("actions", []) if isinstance(rev.plan, dict) else []
+        outcome = Text(rev.outcome, style="green" if rev.outcome == "success" else "red")
+        table.add_row(
+            str(rev.serial),
+            rev.environment,
+            rev.kind,
+            outcome,
+            rev.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            rev.user,
+            str(len(actions)),
+            rev.message or (rev.error or "")[:60],
+        )
+    console.print(table)

@@ -1,0 +1,89 @@
+"""What a CLI command works on: the loaded spec, settings, state store and backend.
+
+Built once per command from ``-f`` and ``--env``; opened lazily so that commands
+that need no state (check, schema) do not touch the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from llmfleet.backends.local.client import LocalBackend
+from llmfleet.errors import FleetError
+from llmfleet.plan.diff import ActualEnvironment
+from llmfleet.settings import Settings
+from llmfleet.spec.loading import LoadedSpec, load_spec
+from llmfleet.spec.model import ResolvedEnvironment, ServiceSpec
+from llmfleet.state.store import StateStore
+
+
+@dataclass
+class Workspace:
+    spec_file: Path
+    environment: str
+    _store: StateStore | None = field(default=None, init=False)
+
+    @cached_property
+    def loaded(self) -> LoadedSpec:
+        return load_spec(self.spec_file)
+
+    @property
+    def spec_dir(self) -> Path:
+        return self.spec_file.resolve().parent
+
+    @cached_property
+    def settings(self) -> Settings:
+        return Settings.from_env(spec_dir=self.spec_dir)
+
+    @cached_property
+    def backend(self) -> LocalBackend:
+        return LocalBackend(self.settings.home)
+
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            self._store = StateStore.open(self.loaded.resolved.state, base_dir=self.spec_dir)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    @property
+    def desired(self) -> ResolvedEnvironment:
+        envs = self.loaded.resolved.environments
+        if self.environment not in envs:
+            raise FleetError(
+                f"no environment '{self.environment}' in {self.spec_file}",
+                hint=f"environments: {', '.join(sorted(envs))}",
+            )
+        return envs[self.environment]
+
+    def service(self, name: str) -> ServiceSpec:
+        services = self.desired.services
+        if name not in services:
+            import difflib
+
+            close = difflib.get_close_matches(name, services, n=1)
+            hint = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else f"services: {', '.join(sorted(services))}"
+            )
+            raise FleetError(f"no service '{name}' in environment {self.environment}", hint=hint)
+        return services[name]
+
+    def actual(self) -> ActualEnvironment:
+        """What really runs in this environment (empty if the agent is not running)."""
+        backend = self.backend
+        if not backend.running():
+            return ActualEnvironment()
+        config = backend.environment_config(self.environment)
+        gateways = [g for g in backend.gateways() if g.environment == self.environment]
+        return ActualEnvironment(
+            replicas=backend.list_replicas(self.environment),
+            services=config.get("services", {}),
+            gateway=gateways[0] if gateways else None,
+        )

@@ -1,0 +1,237 @@
+"""diff(desired, actual) -> Plan; pure.
+
+The actual side is what really runs (the backend's replicas and the config the
+gateway routes by), not the last recorded state: a replica that died or was
+changed by hand is drift and shows up in the plan.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmfleet.backends.base import ReplicaState, ReplicaStatus
+from llmfleet.plan.model import Action, Op, Plan, Target
+from llmfleet.spec.model import IN_PLACE_FIELDS, REPLACE_FIELDS, ResolvedEnvironment, ServiceSpec
+
+PREFERENCE = {
+    ReplicaState.READY: 0,
+    ReplicaState.UNHEALTHY: 1,
+    ReplicaState.STARTING: 2,
+    ReplicaState.BACKOFF: 3,
+    ReplicaState.CRASH_LOOP: 4,
+    ReplicaState.DRAINING: 5,
+    ReplicaState.STOPPED: 6,
+}
+
+
+@dataclass(frozen=True)
+class ActualEnvironment:
+    """What runs in one environment, as the backend reports it."""
+
+    replicas: Sequence[ReplicaStatus] = ()
+    services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    gateway: ReplicaStatus | None = None
+
+
+def runtime_config(service: ServiceSpec) -> dict[str, Any]:
+    """The part of a service a running replica depends on (what replicas record)."""
+    return service.model_dump(mode="json", include=set(REPLACE_FIELDS))
+
+
+def in_place_config(service: ServiceSpec) -> dict[str, Any]:
+    """The part the gateway reads and can change without restarting replicas."""
+    return service.model_dump(mode="json", include=set(IN_PLACE_FIELDS))
+
+
+def field_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Human lines ``path: old -> new`` for every leaf that differs; pure."""
+    lines: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{key}"
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            lines += field_changes(before, after, prefix=path + ".")
+        elif before != after:
+            lines.append(f"{path}: {_show(before)} -> {_show(after)}")
+    return lines
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+def plan_changes(
+    desired: ResolvedEnvironment,
+    actual: ActualEnvironment,
+    *,
+    serial: int,
+    spec_hash: str,
+    recorded_services: frozenset[str] = frozenset(),
+) -> Plan:
+    """Every action that makes ``actual`` match ``desired``; pure and deterministic.
+
+    ``recorded_services`` (the services of the last applied revision) only shapes the
+    reasons: a missing replica of a recorded service is drift, not new.
+    """
+    by_service: dict[str, list[ReplicaStatus]] = defaultdict(list)
+    for replica in actual.replicas:
+        by_service[replica.service].append(replica)
+    actions: list[Action] = []
+    notes: list[str] = []
+    for name in sorted(desired.services):
+        service = desired.services[name]
+        known = name in recorded_services
+        actions += _replica_actions(name, service, by_service.get(name, []), notes, known=known)
+        actions += _service_actions(
+            name, service, actual.services.get(name), bool(by_service.get(name))
+        )
+    for name in sorted(set(by_service) - set(desired.services)):
+        actions += [_delete(r, "service removed from the spec") for r in _ordered(by_service[name])]
+    for name in sorted(set(actual.services) - set(desired.services)):
+        actions.append(
+            Action(
+                Op.DELETE, Target.SERVICE, service=name, reasons=("service removed from the spec",)
+            )
+        )
+    actions += _gateway_actions(desired, actual.gateway, notes)
+    return Plan(desired.name, serial, spec_hash, tuple(actions), tuple(notes))
+
+
+def _ordered(replicas: Iterable[ReplicaStatus]) -> list[ReplicaStatus]:
+    return sorted(
+        replicas, key=lambda r: (r.slot, PREFERENCE.get(r.state, 9), -(r.started_at or 0))
+    )
+
+
+def _delete(replica: ReplicaStatus, reason: str) -> Action:
+    return Action(
+        Op.DELETE,
+        Target.REPLICA,
+        service=replica.service,
+        slot=replica.slot,
+        replica_id=replica.replica_id,
+        reasons=(reason,),
+    )
+
+
+def _replica_actions(
+    name: str,
+    service: ServiceSpec,
+    running: list[ReplicaStatus],
+    notes: list[str],
+    *,
+    known: bool,
+) -> list[Action]:
+    by_slot: dict[int, list[ReplicaStatus]] = defaultdict(list)
+    for replica in _ordered(running):
+        by_slot[replica.slot].append(replica)
+    actions: list[Action] = []
+    for slot in range(service.replicas):
+        group = by_slot.pop(slot, [])
+        had = known or bool(running)
+        actions += _slot_actions(name, slot, service, group, had_service=had, notes=notes)
+    slots = len({r.slot for r in running})
+    for slot in sorted(by_slot):
+        reason = f"replicas: {slots} -> {service.replicas}" if slot >= service.replicas else ""
+        actions += [_delete(r, reason or "not in the spec") for r in by_slot[slot]]
+    return actions
+
+
+def _slot_actions(
+    name: str,
+    slot: int,
+    service: ServiceSpec,
+    group: list[ReplicaStatus],
+    *,
+    had_service: bool,
+    notes: list[str],
+) -> list[Action]:
+    if not group:
+        reason = "replica is not running (drift)" if had_service else "new replica"
+        return [Action(Op.CREATE, Target.REPLICA, service=name, slot=slot, reasons=(reason,))]
+    keep, extras = group[0], group[1:]
+    actions = [_delete(r, "duplicate of this slot, left by an interrupted apply") for r in extras]
+    if keep.runtime_hash != service.runtime_hash():
+        changes = field_changes(keep.config, runtime_config(service)) or [
+            "runtime settings changed"
+        ]
+        actions.append(
+            Action(
+                Op.REPLACE,
+                Target.REPLICA,
+                service=name,
+                slot=slot,
+                replica_id=keep.replica_id,
+                reasons=tuple(changes),
+            )
+        )
+    elif keep.state is ReplicaState.STOPPED:
+        actions.append(
+            Action(
+                Op.REPLACE,
+                Target.REPLICA,
+                service=name,
+                slot=slot,
+                replica_id=keep.replica_id,
+                reasons=("replica is stopped (drift)",),
+            )
+        )
+    elif keep.state is ReplicaState.CRASH_LOOP:
+        notes.append(f"{name}[{slot}] is crash-looping; see `llmfleet logs {name}`")
+    return actions
+
+
+def _service_actions(
+    name: str, service: ServiceSpec, current: Mapping[str, Any] | None, has_replicas: bool
+) -> list[Action]:
+    wanted = in_place_config(service)
+    if current is None:
+        if not has_replicas:
+            return []  # a new service: its config goes out with its first replicas
+        return [
+            Action(Op.UPDATE, Target.SERVICE, service=name, reasons=("gateway config missing",))
+        ]
+    known = {key: current.get(key) for key in wanted}
+    changes = field_changes(known, wanted)
+    if not changes:
+        return []
+    return [Action(Op.UPDATE, Target.SERVICE, service=name, reasons=tuple(changes))]
+
+
+def _gateway_actions(
+    desired: ResolvedEnvironment, gateway: ReplicaStatus | None, notes: list[str]
+) -> list[Action]:
+    wanted = {"host": desired.gateway.host, "port": desired.gateway.port}
+    if gateway is None:
+        where = f"{wanted['host']}:{wanted['port']}"
+        return [Action(Op.CREATE, Target.GATEWAY, reasons=(f"listen on {where}",))]
+    changes = field_changes(gateway.config, wanted)
+    if changes:
+        return [
+            Action(
+                Op.REPLACE, Target.GATEWAY, replica_id=gateway.replica_id, reasons=tuple(changes)
+            )
+        ]
+    if gateway.state is ReplicaState.CRASH_LOOP:
+        notes.append("the gateway is crash-looping; see `llmfleet logs gateway`")
+    return []
+
+
+def plan_destroy(environment: str, actual: ActualEnvironment, *, serial: int) -> Plan:
+    """Delete every replica, service config and the gateway of ``environment``; pure."""
+    reason = "destroy"
+    actions = [_delete(r, reason) for r in _ordered(actual.replicas)]
+    actions += [
+        Action(Op.DELETE, Target.SERVICE, service=name, reasons=(reason,))
+        for name in sorted(actual.services)
+    ]
+    if actual.gateway is not None:
+        actions.append(
+            Action(
+                Op.DELETE, Target.GATEWAY, replica_id=actual.gateway.replica_id, reasons=(reason,)
+            )
+        )
+    return Plan(environment, serial, "", tuple(actions))

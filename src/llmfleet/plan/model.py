@@ -1,0 +1,105 @@
+"""What a plan is made of: actions in Terraform's vocabulary; pure data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Op(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+
+
+SYMBOLS = {Op.CREATE: "+", Op.UPDATE: "~", Op.REPLACE: "-/+", Op.DELETE: "-"}
+
+
+class Target(StrEnum):
+    REPLICA = "replica"
+    SERVICE = "service"  # in-place settings the gateway reads (routing, limits, labels)
+    GATEWAY = "gateway"
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change. ``replica_id`` names the existing replica a replace or delete acts on."""
+
+    op: Op
+    target: Target
+    service: str | None = None
+    slot: int | None = None
+    replica_id: str | None = None
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def address(self) -> str:
+        if self.target is Target.GATEWAY:
+            return "gateway"
+        if self.target is Target.SERVICE:
+            return f"service {self.service}"
+        return f"{self.service}[{self.slot}]"
+
+    def to_json(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["op"], body["target"] = str(self.op), str(self.target)
+        body["reasons"] = list(self.reasons)
+        return body
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Action:
+        data = dict(body)
+        data["op"], data["target"] = Op(data["op"]), Target(data["target"])
+        data["reasons"] = tuple(data.get("reasons", ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every change needed to make ``environment`` match the spec.
+
+    ``serial`` is the state serial the plan was built from: applying it after the
+    state moved on is refused (the plan may be wrong by then).
+    """
+
+    environment: str
+    serial: int
+    spec_hash: str
+    actions: tuple[Action, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actions)
+
+    def count(self, op: Op) -> int:
+        return sum(1 for action in self.actions if action.op is op)
+
+    def summary(self) -> str:
+        if not self.actions:
+            return "No changes. The running fleet matches the spec."
+        return (
+            f"Plan: {self.count(Op.CREATE)} to create, {self.count(Op.UPDATE)} to update, "
+            f"{self.count(Op.REPLACE)} to replace, {self.count(Op.DELETE)} to delete."
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "serial": self.serial,
+            "spec_hash": self.spec_hash,
+            "actions": [a.to_json() for a in self.actions],
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Plan:
+        return cls(
+            environment=body["environment"],
+            serial=body["serial"],
+            spec_hash=body["spec_hash"],
+            actions=tuple(Action.from_json(a) for a in body["actions"]),
+            notes=tuple(body.get("notes", ())),
+        )
