@@ -6,4 +6,5 @@ from __future__ import annotations
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.engines",
+    "tests.fixtures.fleet",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -11,7 +12,9 @@ from rich.text import Text
 
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.plan.model import SYMBOLS, Op, Plan
-from llmfleet.state.store import Revision
+
+if TYPE_CHECKING:
+    from llmfleet.state.store import Revision
 
 OP_STYLE = {Op.CREATE: "green", Op.UPDATE: "yellow", Op.REPLACE: "magenta", Op.DELETE: "red"}
 STATE_STYLE = {

@@ -37,11 +37,10 @@ from aiohttp import web
 from llmfleet.backends.base import ReplicaSpec
 from llmfleet.backends.local import ports
 from llmfleet.backends.local.gateways import gateway_spec
+from llmfleet.backends.local.layout import SOCKET_NAME, STATE_NAME
 from llmfleet.backends.local.supervisor import Managed, Supervisor
 from llmfleet.backends.local.wire import spec_from_json, spec_to_json
 
-SOCKET_NAME = "agent.sock"
-STATE_NAME = "agent-state.json"
 
 
 class Agent:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from llmfleet.backends.base import ReplicaSpec, ReplicaState, ReplicaStatus
-from llmfleet.backends.local.agent import SOCKET_NAME
+from llmfleet.backends.local.layout import SOCKET_NAME
 from llmfleet.backends.local.wire import spec_to_json
 from llmfleet.errors import AgentUnreachableError, BackendError, PortInUseError, ReplicaFailedError
 

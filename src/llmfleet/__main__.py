@@ -1,0 +1,5 @@
+"""``python -m llmfleet`` is the ``llmfleet`` command."""
+
+from llmfleet.cli.app import main
+
+main()
