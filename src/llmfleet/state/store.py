@@ -1,0 +1,263 @@
+"""``StateStore``: the recorded history of a fleet, on SQLite or PostgreSQL.
+
+This is the state's one public door and its error boundary: every method runs
+in its own transaction and turns database exceptions into ``StateError``s. The
+work itself lives in small modules (``revisions``, ``locking``, ``keys``,
+``journal``) that take a connection, so each write is all or nothing.
+
+Only apply writes revisions; it holds ``lock("apply")`` while it runs and
+records the outcome with the serial its plan was built from, so a stale plan is
+refused inside the same transaction that would have recorded it.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from llmfleet.state import journal, keys, locking, revisions
+from llmfleet.state.connection import (
+    Target,
+    create_state_engine,
+    reading,
+    resolve_target,
+    writing,
+)
+from llmfleet.state.locking import Identity
+from llmfleet.state.records import (
+    ApiKey,
+    Artifact,
+    Event,
+    LockInfo,
+    Outcome,
+    Revision,
+    RevisionKind,
+)
+from llmfleet.state.schema import ensure_schema
+from llmfleet.state.translate import translating
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        return "unknown"
+
+
+class StateStore:
+    """The state database of one fleet. Synchronous; safe to share between threads."""
+
+    def __init__(self, *, engine: Engine, target: Target, identity: Identity, clock: Clock):
+        self._engine = engine
+        self._target = target
+        self._identity = identity
+        self._clock = clock
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        base_dir: Path,
+        user: str | None = None,
+        busy_timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+        clock: Clock = utc_now,
+    ) -> StateStore:
+        """Open (and on first use create) the state at ``url``.
+
+        ``sqlite:///relative`` is relative to ``base_dir``, the spec's folder.
+        ``user`` names lock holders (default: the login name). Waits for a busy
+        database at most ``busy_timeout_s``; for a connection ``connect_timeout_s``.
+        """
+        target = resolve_target(
+            url, base_dir=base_dir, busy_timeout_s=busy_timeout_s,
+            connect_timeout_s=connect_timeout_s,
+        )  # fmt: skip
+        with translating(target):
+            engine = create_state_engine(target)
+            try:
+                ensure_schema(engine, where=target.display)
+            except BaseException:
+                engine.dispose()
+                raise
+        identity = Identity.of_this_process(user or current_user())
+        return cls(engine=engine, target=target, identity=identity, clock=clock)
+
+    @property
+    def where(self) -> str:
+        """The database as it may be shown: a file path, or the URL without password."""
+        return self._target.display
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with translating(self._target), writing(self._engine) as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with translating(self._target), reading(self._engine) as conn:
+            yield conn
+
+    # -- revisions -----------------------------------------------------------
+
+    def current_serial(self, environment: str) -> int:
+        """The serial of ``environment``'s latest revision (failed ones too); 0 if none."""
+        with self._read() as conn:
+            return revisions.current_serial(conn, environment)
+
+    def latest_revision(self, environment: str, *, successful_only: bool = True) -> Revision | None:
+        with self._read() as conn:
+            return revisions.latest_revision(conn, environment, successful_only=successful_only)
+
+    def get_revision(self, serial: int) -> Revision:
+        """The revision ``serial``; an unknown one is a ``StateError`` naming its neighbours."""
+        with self._read() as conn:
+            return revisions.get_revision(conn, serial)
+
+    def revisions(self, environment: str | None = None, limit: int = 50) -> list[Revision]:
+        """Revisions newest first, of one environment or of all."""
+        with self._read() as conn:
+            return revisions.list_revisions(conn, environment, limit)
+
+    def record_revision(
+        self,
+        *,
+        environment: str,
+        kind: RevisionKind,
+        user: str,
+        message: str,
+        spec_hash: str,
+        spec: dict[str, Any],
+        plan: dict[str, Any],
+        outcome: Outcome,
+        error: str | None = None,
+        parent_serial: int | None = None,
+        expected_serial: int | None,
+    ) -> Revision:
+        """Record a revision under the next global serial, all in one transaction.
+
+        With ``expected_serial`` (the serial the plan was built from) a state
+        that moved on since is refused with ``StalePlanError`` and nothing is written.
+        """
+        new = revisions.NewRevision(
+            environment=environment, kind=kind, user=user, message=message,
+            spec_hash=spec_hash, spec=spec, plan=plan, outcome=outcome, error=error,
+            parent_serial=parent_serial,
+        )  # fmt: skip
+        with self._write() as conn:
+            return revisions.insert_revision(
+                conn, new, expected_serial=expected_serial, now=self._clock()
+            )
+
+    # -- locks ---------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, name: str = "apply", *, purpose: str) -> Iterator[LockInfo]:
+        """Hold lock ``name`` for the block; released even when the block raises.
+
+        Raises ``LockHeldError`` (holder and since) when a live process holds it;
+        a lock left by a dead process of this host is broken and taken.
+        """
+        now = self._clock()
+        with self._write() as conn:
+            info = locking.claim(conn, name=name, purpose=purpose, me=self._identity, now=now)
+        try:
+            yield info
+        finally:
+            with self._write() as conn:
+                locking.remove_lock(conn, name, token=info.token)
+
+    def lock_info(self, name: str = "apply") -> LockInfo | None:
+        with self._read() as conn:
+            return locking.read_lock(conn, name)
+
+    def force_unlock(self, name: str = "apply") -> LockInfo | None:
+        """Remove lock ``name`` whoever holds it; returns what was removed, if anything."""
+        with self._write() as conn:
+            held = locking.read_lock(conn, name)
+            if held is not None:
+                locking.remove_lock(conn, name)
+            return held
+
+    # -- artifacts and events ------------------------------------------------
+
+    def record_artifact(
+        self, *, kind: str, key: str, sha256: str, size: int, path: str
+    ) -> Artifact:
+        """Record (or replace) the checksum of a ``model`` or ``engine`` artifact."""
+        with self._write() as conn:
+            return journal.upsert_artifact(
+                conn, kind=kind, key=key, sha256=sha256, size=size, path=path, now=self._clock()
+            )
+
+    def artifact(self, kind: str, key: str) -> Artifact | None:
+        with self._read() as conn:
+            return journal.find_artifact(conn, kind, key)
+
+    def record_event(
+        self, *, kind: str, environment: str, serial: int | None, payload: dict[str, Any], user: str
+    ) -> Event:
+        """Append an event (validation, promotion, rollback, upgrade...)."""
+        with self._write() as conn:
+            return journal.insert_event(
+                conn, kind=kind, environment=environment, serial=serial, payload=payload,
+                user=user, now=self._clock(),
+            )  # fmt: skip
+
+    def events(
+        self, kind: str | None = None, limit: int = 50, *, environment: str | None = None
+    ) -> list[Event]:
+        """Events newest first, optionally of one kind and one environment."""
+        with self._read() as conn:
+            return journal.list_events(conn, kind=kind, environment=environment, limit=limit)
+
+    # -- API keys --------------------------------------------------------------
+
+    def create_key(
+        self, *, name: str, services: Sequence[str], rpm: int | None, tpm: int | None
+    ) -> tuple[ApiKey, str]:
+        """Create a key; returns it and its secret, which is shown once and never stored."""
+        with self._write() as conn:
+            return keys.insert_key(
+                conn, name=name, services=services, rpm=rpm, tpm=tpm, now=self._clock()
+            )
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones too, oldest first; never a secret."""
+        with self._read() as conn:
+            return keys.all_keys(conn)
+
+    def revoke_key(self, key: int | str) -> ApiKey:
+        """Revoke a key by id, display prefix or active name."""
+        with self._write() as conn:
+            return keys.revoke(conn, key, now=self._clock())
+
+    def verify_key(self, secret: str) -> ApiKey | None:
+        """The active key with this secret, or None."""
+        with self._read() as conn:
+            return keys.verify(conn, secret)
