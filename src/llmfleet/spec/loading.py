@@ -1,0 +1,107 @@
+"""Read ``fleet.yaml`` into a checked, fully resolved fleet; the only I/O of ``spec``.
+
+``load_spec`` reads the file (the one side effect here), then everything is pure:
+parse with locations, validate the top level, resolve templates and environments.
+Every problem found on the way is collected and raised at once as one
+``SpecError``, each problem placed at its line and column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from llmfleet.errors import SpecError, SpecProblem
+from llmfleet.spec.locations import Locations, place_findings
+from llmfleet.spec.model import EXTENSION_PREFIX, FleetSpec, ResolvedFleet
+from llmfleet.spec.parsing import parse_document
+from llmfleet.spec.problems import Finding, Key, rewrite_errors
+from llmfleet.spec.resolve import collect_resolution
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A spec file as written (``spec``), resolved (``resolved``), and where each key is."""
+
+    path: Path
+    spec: FleetSpec
+    resolved: ResolvedFleet
+    locations: Locations
+
+
+def load_spec(path: Path) -> LoadedSpec:
+    """Read, check and resolve the spec at ``path``; raise ``SpecError`` with every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        error = SpecError([SpecProblem(str(path), None, None, "", "no such file")])
+        error.hint = "run `llmfleet init` to write a commented example fleet.yaml"
+        raise error from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        problem = SpecProblem(str(path), None, None, "", f"cannot read the file: {reason}")
+        raise SpecError([problem]) from exc
+    return _load(text, path=path, filename=str(path))
+
+
+def load_spec_text(text: str, *, filename: str = "fleet.yaml") -> LoadedSpec:
+    """Like ``load_spec`` for text already in memory; ``filename`` is used in messages."""
+    return _load(text, path=Path(filename), filename=filename)
+
+
+def _load(text: str, *, path: Path, filename: str) -> LoadedSpec:
+    document = parse_document(text, filename=filename)
+    spec, findings = validate_top_level(document.data)
+    findings = [*document.findings, *findings]
+    resolved = None
+    if spec is not None:
+        gateways_sound = not any("gateway" in f.path for f in findings)
+        resolution = collect_resolution(spec, check_ports=gateways_sound)
+        findings += resolution.findings
+        resolved = resolution.fleet
+    if findings or spec is None or resolved is None:
+        raise SpecError(place_findings(findings, document.locations, filename=filename))
+    return LoadedSpec(path=path, spec=spec, resolved=resolved, locations=document.locations)
+
+
+def validate_top_level(data: dict[str, Any]) -> tuple[FleetSpec | None, list[Finding]]:
+    """Validate ``data`` as a ``FleetSpec``; on errors, also salvage what is sound.
+
+    The salvaged spec (every offending part removed) lets resolution go on and
+    find the problems in the services too, so the user sees them all at once.
+    Top-level keys starting with ``x-`` are ignored: a place for YAML anchors.
+    """
+    data = {key: value for key, value in data.items() if not key.startswith(EXTENSION_PREFIX)}
+    try:
+        return FleetSpec.model_validate(data), []
+    except PydanticValidationError as exc:
+        errors = rewrite_errors(exc, model=FleetSpec)
+    findings = [Finding(loc, message) for loc, message in errors]
+    salvaged = _without(data, [loc for loc, _ in errors])
+    try:
+        return FleetSpec.model_validate(salvaged), findings
+    except PydanticValidationError:
+        return None, findings
+
+
+def _without(data: dict[str, Any], locs: list[tuple[Key, ...]]) -> dict[str, Any]:
+    """A copy of ``data`` without the deepest existing part of each location."""
+    copy: dict[str, Any] = {**data}
+    for loc in locs:
+        parent: Any = copy
+        for key in loc[:-1]:
+            child = parent.get(key) if isinstance(parent, dict) else None
+            if not isinstance(child, dict):
+                break
+            parent[key] = child = {**child}  # copy on the way down, never mutate the input
+            parent = child
+        else:
+            if isinstance(parent, dict):
+                parent.pop(loc[-1], None)
+            continue
+        parent.pop(key, None)
+    copy.setdefault("services", {})
+    return copy

@@ -1,0 +1,210 @@
+"""What is wrong with a spec, in short lines a person can act on; pure.
+
+A ``Finding`` is a problem before it has a place in a file: the path in the
+document where the offending value was written, and a message. ``Locations``
+later gives it a line and a column (``spec.locations``).
+
+Pydantic's messages are rewritten here into short human ones
+(``must be >= 1, got 0``), and misspelt keys and choices get a
+"did you mean" from ``difflib`` against the names valid at that level.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import ErrorDetails
+
+from llmfleet.spec import model as m
+
+Key = str | int
+DocPath = tuple[Key, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem at a document path, e.g. ``("services", "chat", "replicas")``."""
+
+    path: DocPath
+    message: str
+
+
+_PATTERNS = {
+    m.NAME_PATTERN: "must be a DNS label (a-z, 0-9 and '-', at most 63 characters)",
+    m.MEMORY_PATTERN: "must be a size such as 512Mi, 4Gi or 1G",
+    m.SOURCE_PATTERN: "must start with pypi:, file:, hf: or sim:",
+    m.SHA256_PATTERN: "must be 64 lowercase hex digits",
+    m.STATE_PATTERN: "must be a sqlite:///PATH or postgresql://... URL",
+}
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+    "tuple_type": "a list",
+}
+_BOUNDS = {
+    "greater_than_equal": (">=", "ge"),
+    "greater_than": (">", "gt"),
+    "less_than_equal": ("<=", "le"),
+    "less_than": ("<", "lt"),
+}
+
+
+def dotted(path: Sequence[Key]) -> str:
+    """``("services", "chat", "engine", "args", 1)`` -> ``services.chat.engine.args[1]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'X'?"`` for the closest choice, or ``""`` if none is close."""
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> str:
+    """``unknown template 'bse'; did you mean 'base'?``, else the names there are."""
+    names = list(known)
+    if not names:
+        return f"unknown {kind} '{name}'; no {kind}s are defined"
+    hint = did_you_mean(name, names) or f"; {kind}s are: {', '.join(names)}"
+    return f"unknown {kind} '{name}'{hint}"
+
+
+def describe(value: Any) -> str:
+    """A value as the user wrote it in YAML, short."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    return str(value)
+
+
+def rewrite_errors(
+    exc: PydanticValidationError, *, model: type[BaseModel], extra_names: Sequence[str] = ()
+) -> list[tuple[tuple[Key, ...], str]]:
+    """Each pydantic error as (location inside the validated object, short message).
+
+    ``extra_names`` are keys valid at the top level besides the model's fields
+    (``extends``), offered as "did you mean" candidates.
+    """
+    return [
+        (tuple(err["loc"]), rewrite_error(err, model=model, extra_names=extra_names))
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def rewrite_error(
+    error: ErrorDetails, *, model: type[BaseModel], extra_names: Sequence[str] = ()
+) -> str:
+    """One pydantic error as a short message; unknown kinds keep pydantic's text."""
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    if kind == "missing":
+        return "required, but not set"
+    if kind == "extra_forbidden":
+        return _unknown_field(tuple(error["loc"]), model, extra_names)
+    if kind in _TYPE_WORDS:
+        return _wrong_type(kind, value)
+    if kind in _BOUNDS:
+        operator, bound = _BOUNDS[kind]
+        return f"must be {operator} {describe(_plain_number(ctx[bound]))}, got {describe(value)}"
+    if kind in ("enum", "literal_error"):
+        return _unknown_choice(tuple(error["loc"]), value, str(ctx.get("expected", "")))
+    if kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern", ""))
+        return f"{_PATTERNS.get(pattern, 'must match ' + pattern)}, got {describe(value)}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "value_error" and "error" in ctx:
+        return str(ctx["error"])
+    message = error["msg"]
+    return message[:1].lower() + message[1:]
+
+
+def _plain_number(value: Any) -> Any:
+    """``0.0`` -> ``0``: bounds read as the user would write them."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _wrong_type(kind: str, value: Any) -> str:
+    message = f"must be {_TYPE_WORDS[kind]}, got {describe(value)}"
+    if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        message += f' (quote it: "{value}")'
+    return message
+
+
+def _unknown_choice(loc: tuple[Key, ...], value: Any, expected: str) -> str:
+    choices = re.findall(r"'([^']*)'", expected) or [expected]
+    noun = loc[-1] if loc and isinstance(loc[-1], str) else "value"
+    listed = ", ".join(choices)
+    return (
+        f"unknown {noun} {describe(value)} (expected {listed}){did_you_mean(str(value), choices)}"
+    )
+
+
+def _unknown_field(loc: tuple[Key, ...], model: type[BaseModel], extra: Sequence[str]) -> str:
+    key = str(loc[-1])
+    names = fields_at(model, loc[:-1]) + (list(extra) if len(loc) == 1 else [])
+    hint = did_you_mean(key, names)
+    if not hint and names:
+        hint = f"; valid fields: {', '.join(names)}"
+    return f"unknown field '{key}'{hint}"
+
+
+def fields_at(model: type[BaseModel], loc: Sequence[Key]) -> list[str]:
+    """The field names valid at ``loc`` inside ``model`` ([] where keys are free)."""
+    current: Any = model
+    for part in loc:
+        current = _child_type(current, part)
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _child_type(annotation: Any, part: Key) -> Any:
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(str(part))
+        return field.annotation if field else None
+    args = get_args(annotation)
+    if get_origin(annotation) is dict and len(args) == 2:
+        return args[1]
+    if get_origin(annotation) in (list, tuple) and args:
+        return args[0]
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` -> ``X`` (the first model among union members)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        return members[0] if members else None
+    return annotation

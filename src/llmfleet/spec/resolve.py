@@ -1,0 +1,247 @@
+"""From the spec as written to full services, one set per environment; pure.
+
+For a service S in environment E the layers are merged in this order (later
+wins), by the rules in ``spec.merging``:
+
+    S's template chain (root first) <- S's own keys <- E.defaults <- E.services[S]
+
+Each merged service is validated as a ``ServiceSpec``; a problem is reported at
+the document path where the offending value was written (a bad value inherited
+from a template is reported at ``templates.NAME...``, on the template's line),
+and each problem once, however many services and environments share it.
+
+Each environment is a separate set of replicas behind its own gateway: its
+gateway is the top-level one with the environment's keys (usually ``port``)
+over it, and no two environments may share a port.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from llmfleet.errors import SpecError
+from llmfleet.spec.locations import Locations, place_findings
+from llmfleet.spec.merging import Layer, Merged, merge_layer, merge_layers
+from llmfleet.spec.model import (
+    NAME_PATTERN,
+    EnvironmentSpec,
+    FleetSpec,
+    GatewaySpec,
+    ResolvedEnvironment,
+    ResolvedFleet,
+    ServiceSpec,
+)
+from llmfleet.spec.problems import DocPath, Finding, rewrite_error, unknown_name
+from llmfleet.spec.templates import Chains, parent_of, template_chains
+
+_DNS_LABEL = "a DNS label: a-z, 0-9 and '-', at most 63 characters, no '-' at either end"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The resolved fleet, or every finding that prevents it (never both)."""
+
+    fleet: ResolvedFleet | None
+    findings: tuple[Finding, ...]
+
+
+def resolve_fleet(
+    spec: FleetSpec, *, locations: Locations | None = None, filename: str = "fleet.yaml"
+) -> ResolvedFleet:
+    """Resolve templates and environments; raise ``SpecError`` with every problem.
+
+    ``locations`` (from loading the file) gives problems their line and column.
+    """
+    resolution = collect_resolution(spec)
+    if resolution.fleet is None:
+        placed = place_findings(resolution.findings, locations or Locations(), filename=filename)
+        raise SpecError(placed)
+    return resolution.fleet
+
+
+def collect_resolution(spec: FleetSpec, *, check_ports: bool = True) -> Resolution:
+    """Resolve ``spec``, collecting every finding instead of stopping at the first.
+
+    ``check_ports=False`` skips the port-clash check, for a spec whose gateways
+    were dropped because they were invalid (the clash would be made up).
+    """
+    findings = _check_names(spec)
+    chains, chain_findings = template_chains(spec.templates)
+    findings += chain_findings
+    findings += _check_templates(spec, chains)
+    bases, incomplete = _merge_bases(spec, chains, findings)
+    services = {
+        env_name: _resolve_services(
+            env_name, env, spec=spec, bases=bases, incomplete=incomplete, findings=findings
+        )
+        for env_name, env in spec.environments.items()
+    }
+    if check_ports:
+        findings += _port_clashes(spec)
+    if findings:
+        return Resolution(None, tuple(dict.fromkeys(findings)))
+    return Resolution(_build_fleet(spec, services), ())
+
+
+def _build_fleet(spec: FleetSpec, services: Mapping[str, dict[str, ServiceSpec]]) -> ResolvedFleet:
+    environments = {
+        name: ResolvedEnvironment(name=name, gateway=gateway_of(spec, env), services=services[name])
+        for name, env in spec.environments.items()
+    }
+    return ResolvedFleet(name=spec.name, state=spec.state, environments=environments)
+
+
+def gateway_of(spec: FleetSpec, env: EnvironmentSpec) -> GatewaySpec:
+    """The top-level gateway with the keys the environment sets over it."""
+    if env.gateway is None:
+        return spec.gateway
+    return spec.gateway.model_copy(update=env.gateway.model_dump(exclude_unset=True))
+
+
+def _check_names(spec: FleetSpec) -> list[Finding]:
+    findings = [
+        Finding(("services", name), f"service name '{name}' must be {_DNS_LABEL}")
+        for name in spec.services
+        if not re.fullmatch(NAME_PATTERN, name)
+    ]
+    findings += [
+        Finding(("environments", name), f"environment name '{name}' must be {_DNS_LABEL}")
+        for name in spec.environments
+        if not re.fullmatch(NAME_PATTERN, name)
+    ]
+    if not spec.environments:
+        message = "needs at least one environment (leave it out for production and staging)"
+        findings.append(Finding(("environments",), message))
+    return findings
+
+
+def _check_templates(spec: FleetSpec, chains: Chains) -> list[Finding]:
+    """Check each template over its chain, so even an unused one has its mistakes reported.
+
+    Required fields are not asked of a template (services may set them); the
+    same mistakes found again through services are reported once.
+    """
+    findings: list[Finding] = []
+    for name, chain in chains.items():
+        layers = [(spec.templates[t], ("templates", t)) for t in chain]
+        merged = merge_layers(layers, home=("templates", name))
+        _validate_service(merged, findings, complete=False)
+    return findings
+
+
+def _merge_bases(
+    spec: FleetSpec, chains: Chains, findings: list[Finding]
+) -> tuple[dict[str, Merged], set[str]]:
+    """Each service merged over its template chain, and the services whose chain is broken.
+
+    A service with a broken chain is merged alone, so its own mistakes are still
+    found; what it would have inherited is unknown, so nothing is required of it.
+    """
+    bases, incomplete = {}, set()
+    for name, body in spec.services.items():
+        layers = _service_layers(name, body, spec=spec, chains=chains, findings=findings)
+        if layers is None:
+            layers = [(body, ("services", name))]
+            incomplete.add(name)
+        bases[name] = merge_layers(layers, home=("services", name))
+    return bases, incomplete
+
+
+def _service_layers(
+    name: str,
+    body: Mapping[str, Any],
+    *,
+    spec: FleetSpec,
+    chains: Chains,
+    findings: list[Finding],
+) -> list[Layer] | None:
+    problem, parent = parent_of(body, spec.templates, at=("services", name, "extends"))
+    if problem is not None:
+        findings.append(problem)
+        return None
+    if parent is not None and parent not in chains:
+        return None  # the template's own chain is broken, reported there
+    chain = chains[parent] if parent is not None else ()
+    layers: list[Layer] = [(spec.templates[t], ("templates", t)) for t in chain]
+    layers.append((body, ("services", name)))
+    return layers
+
+
+def _resolve_services(
+    env_name: str,
+    env: EnvironmentSpec,
+    *,
+    spec: FleetSpec,
+    bases: Mapping[str, Merged],
+    incomplete: set[str],
+    findings: list[Finding],
+) -> dict[str, ServiceSpec]:
+    at: DocPath = ("environments", env_name)
+    findings += _check_overrides(env, spec=spec, at=at)
+    services = {}
+    for name, base in bases.items():
+        merged = base.copy()
+        merge_layer(merged, env.defaults, origin=(*at, "defaults"))
+        merge_layer(merged, env.services.get(name, {}), origin=(*at, "services", name))
+        service = _validate_service(merged, findings, complete=name not in incomplete)
+        if service is not None:
+            services[name] = service
+    return services
+
+
+def _check_overrides(env: EnvironmentSpec, *, spec: FleetSpec, at: DocPath) -> list[Finding]:
+    """Overrides must name existing services and cannot change `extends`."""
+    findings = []
+    for name in env.services:
+        if name not in spec.services:
+            message = unknown_name("service", name, spec.services)
+            findings.append(Finding((*at, "services", name), message))
+    overrides = [((*at, "defaults"), env.defaults)]
+    overrides += [((*at, "services", name), body) for name, body in env.services.items()]
+    findings += [
+        Finding((*path, "extends"), "cannot be set in an environment; set it on the service")
+        for path, body in overrides
+        if "extends" in body
+    ]
+    return findings
+
+
+def _validate_service(
+    merged: Merged, findings: list[Finding], *, complete: bool = True
+) -> ServiceSpec | None:
+    """Validate a merged service; ``complete=False`` asks nothing to be set (a partial one)."""
+    try:
+        return ServiceSpec.model_validate(merged.data)
+    except PydanticValidationError as exc:
+        for error in exc.errors(include_url=False):
+            if complete or error["type"] != "missing":
+                message = rewrite_error(error, model=ServiceSpec, extra_names=("extends",))
+                findings.append(Finding(merged.origin_of(tuple(error["loc"])), message))
+        return None
+
+
+def _port_clashes(spec: FleetSpec) -> list[Finding]:
+    findings = []
+    owners: dict[int, str] = {}
+    for name, env in spec.environments.items():
+        port = gateway_of(spec, env).port
+        if port not in owners:
+            owners[port] = name
+        elif "environments" in spec.model_fields_set:
+            message = (
+                f"port {port} is already the gateway port of environment '{owners[port]}'; "
+                "each environment needs its own port"
+            )
+            findings.append(Finding(("environments", name, "gateway", "port"), message))
+        else:
+            message = (
+                f"port {port} is also the default gateway port of the '{name}' environment; "
+                "choose another port, or declare `environments:` with a port for each"
+            )
+            findings.append(Finding(("gateway", "port"), message))
+    return findings
