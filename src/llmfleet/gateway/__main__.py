@@ -1,0 +1,117 @@
+"""Run the gateway as its own process (the local runtime starts it this way)::
+
+    python -m llmfleet.gateway --environment ENV --host H --port P --agent-socket PATH \\
+        [--state-url URL --state-base-dir DIR]
+
+``--static-snapshot FILE`` (the agent's JSON answer in a file) replaces the
+agent for benches and debugging.
+
+Prints ``llmfleet gateway listening on http://H:P`` once it serves. A port that
+is taken is refused with a message and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import socket
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from llmfleet.gateway.app import create_app
+from llmfleet.gateway.keys import KeyVerifier, StoreKeyVerifier
+from llmfleet.gateway.replicas import AgentSource, ReplicaSource, StaticSource, snapshot_from_json
+
+log = logging.getLogger("llmfleet.gateway")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m llmfleet.gateway")
+    parser.add_argument("--environment", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--agent-socket", help="unix socket of the local agent")
+    source.add_argument(
+        "--static-snapshot", help="JSON file in the agent's format (benches, debugging)"
+    )
+    parser.add_argument("--state-url", help="state store holding the API keys")
+    parser.add_argument("--state-base-dir", help="directory relative sqlite paths start from")
+    parser.add_argument("--log-level", default="WARNING")
+    return parser.parse_args(argv)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or exit 1 with a message if the address is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc}"
+        print(
+            f"error: the gateway port {host}:{port} {reason}; "
+            "stop the program using it or set gateway.port in fleet.yaml",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from exc
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def key_verifier(args: argparse.Namespace) -> KeyVerifier | None:
+    """The state store's keys, if a state URL was given."""
+    if not args.state_url:
+        return None
+    from llmfleet.state.store import StateStore  # type: ignore[import-not-found,unused-ignore]
+
+    base_dir = Path(args.state_base_dir) if args.state_base_dir else Path.cwd()
+    store = StateStore.open(args.state_url, base_dir=base_dir)
+    return StoreKeyVerifier(store, clock=asyncio.get_running_loop().time)
+
+
+def replica_source(args: argparse.Namespace) -> ReplicaSource:
+    if args.static_snapshot:
+        body = json.loads(Path(args.static_snapshot).read_text())
+        return StaticSource(snapshot_from_json(body))
+    return AgentSource(args.agent_socket, args.environment)
+
+
+async def serve(args: argparse.Namespace, sock: socket.socket, source: ReplicaSource) -> None:
+    loop = asyncio.get_running_loop()
+    app = create_app(source, key_verifier=key_verifier(args), clock=loop.time)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    print(f"llmfleet gateway listening on http://{args.host}:{args.port}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    sock = bind(args.host, args.port)
+    source = replica_source(args)
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency outside Windows
+            asyncio.run(serve(args, sock, source))
+        else:
+            uvloop.run(serve(args, sock, source))
+
+
+if __name__ == "__main__":
+    main()

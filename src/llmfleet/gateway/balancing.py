@@ -1,0 +1,136 @@
+"""Picking a replica for one request; pure.
+
+``pick_replica`` sees only plain values: the candidate replica ids, each one's
+load, the service's strategy and (for prefix affinity) a key of the prompt's
+prefix. It never blocks and never mutates; the route table around it counts
+leases and calls it again when a slot frees.
+
+Strategies:
+
+* least-load: fewest requests in flight through the gateway plus the engine's
+  own waiting queue (which also counts requests from other clients); ties go
+  to the replica after the round-robin cursor so equal replicas share work.
+* round-robin: the cursor modulo the replicas that have room.
+* prefix-affinity: rendezvous hashing of the prefix key with bounded loads
+  (Mirrokni et al., "Consistent hashing with bounded loads"): replicas are
+  ranked by ``hash(key, replica)`` and the first whose load stays within
+  ``ceil(c * (total + 1) / n)`` wins, so one hot prefix spills to its second
+  choice instead of swamping a replica. Rendezvous ranking moves only the keys
+  of a replica that leaves, like a ring, without virtual nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from llmfleet.spec.model import RoutingStrategy
+
+
+@dataclass(frozen=True)
+class ReplicaLoad:
+    """What the gateway knows of one replica's load."""
+
+    in_flight: int = 0
+    """requests the gateway has sent there and not finished."""
+    engine_waiting: int = 0
+    """the engine's own queue (its metrics), refreshed by the prober."""
+    capacity: int = 1
+    """most requests the gateway sends there at once."""
+
+    @property
+    def has_room(self) -> bool:
+        return self.in_flight < self.capacity
+
+    @property
+    def score(self) -> int:
+        return self.in_flight + self.engine_waiting
+
+
+def pick_replica(
+    strategy: RoutingStrategy,
+    candidates: Sequence[str],
+    loads: Mapping[str, ReplicaLoad],
+    *,
+    cursor: int = 0,
+    prefix_key: bytes | None = None,
+    load_factor: float = 1.25,
+) -> str | None:
+    """The replica for the next request, or None when none has room; pure."""
+    open_ = [c for c in candidates if loads.get(c, ReplicaLoad()).has_room]
+    if not open_:
+        return None
+    if strategy == RoutingStrategy.ROUND_ROBIN:
+        return open_[cursor % len(open_)]
+    if strategy == RoutingStrategy.PREFIX_AFFINITY and prefix_key is not None:
+        return pick_bounded_affinity(candidates, loads, prefix_key, load_factor=load_factor)
+    return pick_least_load(open_, loads, cursor=cursor)
+
+
+def pick_least_load(
+    candidates: Sequence[str], loads: Mapping[str, ReplicaLoad], *, cursor: int = 0
+) -> str:
+    """The lowest score; among equals the first at or after the cursor; pure."""
+    count = len(candidates)
+    rotated = [candidates[(cursor + i) % count] for i in range(count)]
+    return min(rotated, key=lambda c: loads.get(c, ReplicaLoad()).score)
+
+
+def load_bound(total_in_flight: int, replicas: int, load_factor: float) -> int:
+    """Most in-flight requests one replica may hold after this one is placed; pure."""
+    return max(1, math.ceil(load_factor * (total_in_flight + 1) / replicas))
+
+
+def rank_replicas(candidates: Sequence[str], prefix_key: bytes) -> list[str]:
+    """Candidates in rendezvous order for ``prefix_key`` (highest hash first); pure."""
+
+    def weight(replica: str) -> bytes:
+        return hashlib.blake2b(prefix_key + b"\x1f" + replica.encode(), digest_size=8).digest()
+
+    return sorted(candidates, key=weight, reverse=True)
+
+
+def pick_bounded_affinity(
+    candidates: Sequence[str],
+    loads: Mapping[str, ReplicaLoad],
+    prefix_key: bytes,
+    *,
+    load_factor: float,
+) -> str | None:
+    """The first replica in rendezvous order within the bound and its capacity; pure."""
+    total = sum(loads.get(c, ReplicaLoad()).in_flight for c in candidates)
+    bound = load_bound(total, len(candidates), load_factor)
+    for replica in rank_replicas(candidates, prefix_key):
+        load = loads.get(replica, ReplicaLoad())
+        if load.has_room and load.in_flight + 1 <= bound:
+            return replica
+    open_ = [c for c in candidates if loads.get(c, ReplicaLoad()).has_room]
+    return pick_least_load(open_, loads) if open_ else None
+
+
+def prefix_key_of(body: Mapping[str, object], prefix_chars: int) -> bytes | None:
+    """The affinity key of a chat or completion body, or None if it has no text; pure.
+
+    For chat it is the text up to and including the first user message, cut at
+    ``prefix_chars``: every turn of one conversation shares it (so a
+    conversation stays where its cache is), and conversations that share a
+    system prompt of at least ``prefix_chars`` characters share it too.
+    """
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        parts = []
+        for message in messages:
+            if not isinstance(message, dict):
+                continue
+            parts.append(f"{message.get('role')}\x1f{message.get('content')}\x1e")
+            if message.get("role") == "user":
+                break
+        text = "".join(parts)
+    else:
+        prompt = body.get("prompt")
+        text = prompt if isinstance(prompt, str) else ""
+    if not text:
+        return None
+    return text[:prefix_chars].encode("utf-8", "surrogatepass")

@@ -1,0 +1,131 @@
+"""OpenAI-style error responses with their HTTP statuses.
+
+Every error the gateway answers is ``{"error": {"message", "type", "code"}}``
+(what the official clients parse into ``openai.APIStatusError``). ``ApiError``
+is raised anywhere below the route handlers and rendered once, in ``app``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from aiohttp import web
+
+
+class ApiError(Exception):
+    """An error answered to the client as OpenAI JSON with ``status``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str,
+        code: str,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.code = code
+        self.retry_after_s = retry_after_s
+
+    def body(self) -> bytes:
+        error = {"message": self.message, "type": self.type, "code": self.code, "param": None}
+        return json.dumps({"error": error}).encode()
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+    def response(self) -> web.Response:
+        return web.Response(
+            status=self.status,
+            body=self.body(),
+            content_type="application/json",
+            headers=self.headers(),
+        )
+
+
+def bad_request(message: str, *, code: str = "invalid_request") -> ApiError:
+    return ApiError(400, message, type_="invalid_request_error", code=code)
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, type_="authentication_error", code="invalid_api_key")
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, message, type_="permission_error", code="model_not_allowed")
+
+
+def unknown_model(name: str, known: list[str]) -> ApiError:
+    listed = ", ".join(sorted(known)) or "none"
+    return ApiError(
+        404,
+        f"the model '{name}' does not exist; models served here: {listed}",
+        type_="invalid_request_error",
+        code="model_not_found",
+    )
+
+
+def too_large(size: int, limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"the request body has {size} bytes; this service accepts at most {limit}",
+        type_="invalid_request_error",
+        code="request_too_large",
+    )
+
+
+def rate_limited(message: str, *, retry_after_s: float) -> ApiError:
+    return ApiError(
+        429, message, type_="rate_limit_error", code="rate_limit_exceeded",
+        retry_after_s=retry_after_s,
+    )
+
+
+def queue_full(service: str, *, retry_after_s: float) -> ApiError:
+    return ApiError(
+        429,
+        f"the service '{service}' is at capacity and its queue is full; retry later",
+        type_="rate_limit_error",
+        code="queue_full",
+        retry_after_s=retry_after_s,
+    )
+
+
+def no_replica(service: str, *, waited_s: float) -> ApiError:
+    return ApiError(
+        503,
+        f"the service '{service}' has no ready replica (waited {waited_s:.1f} s)",
+        type_="service_unavailable",
+        code="no_ready_replica",
+        retry_after_s=5,
+    )
+
+
+def upstream_failed(service: str, detail: str) -> ApiError:
+    return ApiError(
+        503,
+        f"every attempt for the service '{service}' failed: {detail}",
+        type_="service_unavailable",
+        code="upstream_failed",
+        retry_after_s=1,
+    )
+
+
+def timed_out(service: str, detail: str) -> ApiError:
+    return ApiError(
+        504,
+        f"the service '{service}' did not answer in time: {detail}",
+        type_="timeout",
+        code="upstream_timeout",
+    )
+
+
+def not_found(path: str) -> ApiError:
+    return ApiError(404, f"no route {path}", type_="invalid_request_error", code="not_found")

@@ -1,0 +1,167 @@
+"""Replica health as the gateway sees it: passive ejection and active probes.
+
+Passive: a connect error or a timeout ejects a replica at once (the process is
+dead or hung); 5xx answers eject it after ``consecutive_5xx`` in a row, so an
+engine that fails one request in a hundred keeps serving. An ejected replica
+gets no new requests for ``eject_s``; after that the first passing probe
+re-admits it. Active: the prober asks every ready replica's ``/health`` each
+interval (a failure ejects it too) and reads its engine's queue length from
+``/metrics`` for least-load routing. Time comes from the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import aiohttp
+
+from llmfleet.backends.base import ReplicaStatus
+
+log = logging.getLogger(__name__)
+
+WAITING_SERIES = (
+    b"sim:requests_waiting",
+    b"llamacpp:requests_deferred",
+    b"vllm:num_requests_waiting",
+)
+
+
+class Failure(StrEnum):
+    CONNECT = "connect"
+    TIMEOUT = "timeout"
+    SERVER_ERROR = "5xx"
+    PROBE = "probe"
+
+
+@dataclass
+class _Record:
+    ejected_until: float | None = None
+    consecutive_5xx: int = 0
+
+
+class HealthTracker:
+    """Which replicas are ejected; ``on_change`` fires when that set changes."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float],
+        eject_s: float = 1.0,
+        consecutive_5xx: int = 3,
+        on_change: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        self.clock = clock
+        self.eject_s = eject_s
+        self.consecutive_5xx = consecutive_5xx
+        self.on_change = on_change
+        self._records: dict[str, _Record] = {}
+
+    def is_ejected(self, replica: str) -> bool:
+        record = self._records.get(replica)
+        return record is not None and record.ejected_until is not None
+
+    def report_success(self, replica: str) -> None:
+        record = self._records.get(replica)
+        if record is not None:
+            record.consecutive_5xx = 0
+
+    def report_failure(self, replica: str, failure: Failure) -> bool:
+        """Count one failure; True if it ejected the replica just now."""
+        record = self._records.setdefault(replica, _Record())
+        if failure == Failure.SERVER_ERROR:
+            record.consecutive_5xx += 1
+            if record.consecutive_5xx < self.consecutive_5xx:
+                return False
+        if record.ejected_until is not None:
+            record.ejected_until = max(record.ejected_until, self.clock() + self.eject_s)
+            return False
+        record.ejected_until = self.clock() + self.eject_s
+        log.warning("ejected replica %s for %.1f s after %s", replica, self.eject_s, failure)
+        self._notify(replica, ejected=True)
+        return True
+
+    def report_probe_ok(self, replica: str) -> None:
+        """A passing probe re-admits an ejected replica once its ejection time is over."""
+        record = self._records.get(replica)
+        if record is None or record.ejected_until is None or self.clock() < record.ejected_until:
+            return
+        record.ejected_until = None
+        record.consecutive_5xx = 0
+        log.info("re-admitted replica %s after a passing probe", replica)
+        self._notify(replica, ejected=False)
+
+    def forget(self, keep: Iterable[str]) -> None:
+        """Drop records of replicas that no longer exist."""
+        alive = set(keep)
+        for replica in [r for r in self._records if r not in alive]:
+            del self._records[replica]
+
+    def _notify(self, replica: str, *, ejected: bool) -> None:
+        if self.on_change is not None:
+            self.on_change(replica, ejected)
+
+
+def parse_waiting(metrics_text: bytes) -> int | None:
+    """The engine's waiting-queue length from its Prometheus text, if it has one; pure."""
+    for line in metrics_text.splitlines():
+        if line.startswith(WAITING_SERIES):
+            try:
+                return int(float(line.rsplit(maxsplit=1)[-1]))
+            except ValueError:
+                return None
+    return None
+
+
+class Prober:
+    """Probes replicas each ``interval_s``; records waiting queues in ``waiting``."""
+
+    def __init__(
+        self,
+        tracker: HealthTracker,
+        replicas: Callable[[], list[ReplicaStatus]],
+        *,
+        interval_s: float = 1.0,
+        timeout_s: float = 2.0,
+    ) -> None:
+        self.tracker = tracker
+        self.replicas = replicas
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.waiting: dict[str, int] = {}
+
+    async def run(self, session: aiohttp.ClientSession) -> None:
+        while True:
+            await self.probe_all(session)
+            await asyncio.sleep(self.interval_s)
+
+    async def probe_all(self, session: aiohttp.ClientSession) -> None:
+        replicas = self.replicas()
+        await asyncio.gather(*(self.probe(session, r) for r in replicas))
+
+    async def probe(self, session: aiohttp.ClientSession, replica: ReplicaStatus) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        try:
+            async with session.get(replica.url + "/health", timeout=timeout) as resp:
+                healthy = resp.status == 200
+                await resp.read()
+            if healthy and self.tracker.is_ejected(replica.replica_id):
+                self.tracker.report_probe_ok(replica.replica_id)
+            if healthy:
+                await self._read_queue(session, replica)
+                return
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        self.tracker.report_failure(replica.replica_id, Failure.PROBE)
+
+    async def _read_queue(self, session: aiohttp.ClientSession, replica: ReplicaStatus) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        async with session.get(replica.url + "/metrics", timeout=timeout) as resp:
+            if resp.status != 200:
+                return
+            waiting = parse_waiting(await resp.read())
+        if waiting is not None:
+            self.waiting[replica.replica_id] = waiting

@@ -1,0 +1,123 @@
+"""API keys: who the caller is and which services it may use.
+
+The gateway asks a ``KeyVerifier``; the state store keeps keys hashed, and
+``StoreKeyVerifier`` caches its answers (a valid key, or the fact that a
+secret is unknown) for ``ttl_s`` by the secret's SHA-256, so the database is
+off the hot path and the cache never holds a secret in clear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from llmfleet.gateway import errors
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A valid key as the gateway needs it."""
+
+    id: str
+    name: str
+    services: frozenset[str] = frozenset()
+    """services it may call; empty means all."""
+    rpm: int | None = None
+    tpm: int | None = None
+
+    def allows(self, service: str) -> bool:
+        return not self.services or service in self.services
+
+
+class KeyVerifier(Protocol):
+    async def verify(self, secret: str) -> KeyInfo | None:
+        """The key for ``secret``, or None if it is unknown or revoked."""
+
+
+class StaticKeyVerifier:
+    """Keys held in memory (tests, benches)."""
+
+    def __init__(self, keys: Mapping[str, KeyInfo]) -> None:
+        self.keys = dict(keys)
+
+    async def verify(self, secret: str) -> KeyInfo | None:
+        return self.keys.get(secret)
+
+
+class KeyStore(Protocol):
+    def verify_key(self, secret: str) -> Any:
+        """An ``ApiKey`` (id, name, services, rpm, tpm, revoked_at) or None."""
+
+
+def key_info_from(record: Any) -> KeyInfo | None:
+    """A store record as ``KeyInfo``; None if it is missing or revoked."""
+    if record is None or getattr(record, "revoked_at", None) is not None:
+        return None
+    return KeyInfo(
+        id=str(record.id),
+        name=str(record.name),
+        services=frozenset(getattr(record, "services", None) or ()),
+        rpm=getattr(record, "rpm", None),
+        tpm=getattr(record, "tpm", None),
+    )
+
+
+class StoreKeyVerifier:
+    """Verifies against the state store in a thread; caches answers for ``ttl_s``."""
+
+    def __init__(
+        self,
+        store: KeyStore,
+        *,
+        clock: Callable[[], float],
+        ttl_s: float = 10.0,
+        max_entries: int = 10_000,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._cache: OrderedDict[str, tuple[float, KeyInfo | None]] = OrderedDict()
+
+    async def verify(self, secret: str) -> KeyInfo | None:
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > self.clock():
+            return hit[1]
+        info = key_info_from(await asyncio.to_thread(self.store.verify_key, secret))
+        self._cache[digest] = (self.clock() + self.ttl_s, info)
+        self._cache.move_to_end(digest)
+        while len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
+        return info
+
+
+def secret_from(headers: Mapping[str, str]) -> str | None:
+    """The key a client sent: ``Authorization: Bearer KEY`` (OpenAI) or ``api-key``."""
+    auth = headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return headers.get("api-key") or None
+
+
+async def authorize(
+    verifier: KeyVerifier | None, headers: Mapping[str, str], service: str, *, required: bool
+) -> KeyInfo | None:
+    """The caller's key if the service needs one; 401 missing/wrong, 403 out of scope."""
+    if not required:
+        return None
+    secret = secret_from(headers)
+    if secret is None:
+        raise errors.unauthorized(
+            f"the service '{service}' needs an API key: send 'Authorization: Bearer <key>'"
+        )
+    info = await verifier.verify(secret) if verifier is not None else None
+    if info is None:
+        raise errors.unauthorized("the API key is not valid (unknown or revoked)")
+    if not info.allows(service):
+        raise errors.forbidden(f"the API key '{info.name}' may not use the service '{service}'")
+    return info

@@ -1,0 +1,137 @@
+"""Where the gateway learns its services and replicas: a ``ReplicaSource``.
+
+A source is an async iterator of ``Snapshot`` objects, each a full picture
+(not a delta) of one environment at a ``generation``. The gateway swaps its
+route table on every snapshot, so replicas that come, go or get replaced by
+``apply`` are picked up live; in-flight requests keep their replica lease.
+
+``AgentSource`` long-polls the local agent over its unix socket::
+
+    GET /v1/environments/{env}?wait_generation=G&timeout=25
+    200 {"generation": int,
+         "services": {name: ServiceSpec.model_dump(mode="json")},
+         "replicas": [ReplicaStatus.to_json(), ...],
+         "continuation": {service: {field: value}}}
+
+The agent answers at once when its generation differs from G, else after the
+timeout with the same generation (the source then polls again without
+yielding). ``StaticSource`` is the in-memory source for tests and benches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+from llmfleet.backends.base import ReplicaState, ReplicaStatus
+from llmfleet.spec.model import ServiceSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One environment's services and replicas at ``generation``."""
+
+    services: dict[str, ServiceSpec]
+    replicas: list[ReplicaStatus]
+    generation: int
+    continuation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """service -> body fields that make its engine continue a final assistant message."""
+
+    def routable(self, service: str) -> list[ReplicaStatus]:
+        """Replicas of ``service`` that may get new requests (state ready)."""
+        return [
+            r for r in self.replicas if r.service == service and r.state == ReplicaState.READY
+        ]
+
+
+class ReplicaSource(Protocol):
+    """Yields snapshots forever; the first one as soon as it is known."""
+
+    def watch(self) -> AsyncIterator[Snapshot]: ...
+
+
+class StaticSource:
+    """A source whose snapshot the test sets with ``publish``."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self._changed = asyncio.Event()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def publish(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self._changed.set()
+
+    async def watch(self) -> AsyncIterator[Snapshot]:
+        while True:
+            self._changed.clear()
+            yield self._snapshot
+            await self._changed.wait()
+
+
+def snapshot_from_json(body: Mapping[str, Any]) -> Snapshot:
+    """Parse the agent's answer; raises ``ValueError`` (pydantic's included) if malformed."""
+    services = {
+        name: ServiceSpec.model_validate(spec) for name, spec in dict(body["services"]).items()
+    }
+    replicas = [ReplicaStatus.from_json(dict(r)) for r in body["replicas"]]
+    continuation = {k: dict(v) for k, v in dict(body.get("continuation") or {}).items()}
+    return Snapshot(
+        services=services,
+        replicas=replicas,
+        generation=int(body["generation"]),
+        continuation=continuation,
+    )
+
+
+class AgentSource:
+    """Long-polls the local agent; keeps the last snapshot while the agent is away."""
+
+    def __init__(
+        self,
+        socket_path: str,
+        environment: str,
+        *,
+        poll_timeout_s: float = 25.0,
+        retry_s: float = 1.0,
+    ) -> None:
+        self.socket_path = socket_path
+        self.environment = environment
+        self.poll_timeout_s = poll_timeout_s
+        self.retry_s = retry_s
+
+    async def watch(self) -> AsyncIterator[Snapshot]:
+        connector = aiohttp.UnixConnector(path=self.socket_path)
+        timeout = aiohttp.ClientTimeout(total=self.poll_timeout_s + 10)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            generation = -1
+            while True:
+                snapshot = await self._poll(session, generation)
+                if snapshot is None:
+                    await asyncio.sleep(self.retry_s)
+                elif snapshot.generation != generation:
+                    generation = snapshot.generation
+                    yield snapshot
+
+    async def _poll(self, session: aiohttp.ClientSession, generation: int) -> Snapshot | None:
+        url = f"http://agent/v1/environments/{self.environment}"
+        params = {"wait_generation": str(generation), "timeout": str(self.poll_timeout_s)}
+        try:
+            async with session.get(url, params=params) as resp:
+                if resp.status != 200:
+                    log.warning("agent answered %s: %s", resp.status, await resp.text())
+                    return None
+                return snapshot_from_json(await resp.json())
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            log.warning("agent at %s not answering: %s", self.socket_path, exc)
+            return None

@@ -1,0 +1,100 @@
+"""Where an answer goes: an SSE stream to the client, or one JSON body.
+
+The SSE sink prepares its response lazily, on the first payload: until then
+nothing has reached the client, so a failed request can still be answered with
+a proper status and OpenAI error JSON (and retried on another replica).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from aiohttp import web
+
+from llmfleet.gateway.stream import StreamState
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+class Sink(Protocol):
+    @property
+    def started(self) -> bool:
+        """Whether any byte reached the client."""
+
+    async def send(self, payload: bytes) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def finish(self, state: StreamState) -> web.StreamResponse: ...
+
+    async def fail(self, error_body: bytes) -> web.StreamResponse:
+        """End a started answer with an error (only called once started)."""
+
+
+class SseSink:
+    """Streams payloads to the client as ``data:`` events."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.response: web.StreamResponse | None = None
+        self._buffer: list[bytes] = []
+
+    @property
+    def started(self) -> bool:
+        return self.response is not None or bool(self._buffer)
+
+    async def _prepared(self) -> web.StreamResponse:
+        if self.response is None:
+            self.response = web.StreamResponse(headers=SSE_HEADERS)
+            await self.response.prepare(self.request)
+        return self.response
+
+    async def send(self, payload: bytes) -> None:
+        """Queue one event; ``flush`` writes the queue (one write per upstream burst)."""
+        self._buffer.append(b"data: " + payload + b"\n\n")
+
+    async def flush(self) -> None:
+        if self._buffer:
+            response = self.response or await self._prepared()
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            await response.write(data)
+
+    async def finish(self, state: StreamState) -> web.StreamResponse:
+        if state.include_usage:
+            await self.send(state.usage_chunk())
+        self._buffer.append(b"data: [DONE]\n\n")
+        await self.flush()
+        response = await self._prepared()
+        await response.write_eof()
+        return response
+
+    async def fail(self, error_body: bytes) -> web.StreamResponse:
+        await self.send(error_body)
+        await self.flush()
+        response = await self._prepared()
+        await response.write_eof()
+        return response
+
+
+class JsonSink:
+    """Collects the answer and returns it as one non-streaming body."""
+
+    started = False
+
+    async def send(self, payload: bytes) -> None:
+        return None
+
+    async def flush(self) -> None:
+        return None
+
+    async def finish(self, state: StreamState) -> web.StreamResponse:
+        return web.Response(body=json.dumps(state.completion()), content_type="application/json")
+
+    async def fail(self, error_body: bytes) -> web.StreamResponse:
+        raise AssertionError("a JSON answer never starts before it is complete")

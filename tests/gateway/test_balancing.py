@@ -1,0 +1,86 @@
+"""Pure balancing: strategies and the bounded-load invariant (Hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llmfleet.gateway.balancing import (
+    ReplicaLoad,
+    load_bound,
+    pick_replica,
+    prefix_key_of,
+    rank_replicas,
+)
+from llmfleet.spec.model import RoutingStrategy
+
+IDS = [f"r{i}" for i in range(5)]
+loads_strategy = st.lists(st.integers(0, 20), min_size=1, max_size=5)
+
+
+def as_loads(values: list[int], capacity: int = 100) -> dict[str, ReplicaLoad]:
+    return {IDS[i]: ReplicaLoad(in_flight=v, capacity=capacity) for i, v in enumerate(values)}
+
+
+@given(loads_strategy, st.binary(min_size=1, max_size=32), st.sampled_from([1.1, 1.25, 2.0]))
+def test_bounded_affinity_never_exceeds_the_bound(values, key, factor) -> None:
+    """With room anywhere, the chosen replica stays within ceil(c*(L+1)/n)."""
+    loads = as_loads(values)
+    ids = list(loads)
+    picked = pick_replica(RoutingStrategy.PREFIX_AFFINITY, ids, loads, prefix_key=key,
+                          load_factor=factor)
+    assert picked is not None
+    assert loads[picked].in_flight + 1 <= load_bound(sum(values), len(ids), factor)
+
+
+@given(loads_strategy, st.binary(min_size=1, max_size=32))
+def test_affinity_prefers_the_first_ranked_replica_when_under_bound(values, key) -> None:
+    """The home replica wins whenever it is within the bound."""
+    loads = as_loads(values)
+    ids = list(loads)
+    home = rank_replicas(ids, key)[0]
+    picked = pick_replica(RoutingStrategy.PREFIX_AFFINITY, ids, loads, prefix_key=key)
+    if loads[home].in_flight + 1 <= load_bound(sum(values), len(ids), 1.25):
+        assert picked == home
+
+
+@given(loads_strategy, st.integers(0, 100))
+def test_least_load_picks_a_minimum(values, cursor) -> None:
+    loads = as_loads(values)
+    picked = pick_replica(RoutingStrategy.LEAST_LOAD, list(loads), loads, cursor=cursor)
+    assert picked is not None
+    assert loads[picked].in_flight == min(values)
+
+
+@given(loads_strategy, st.sampled_from(list(RoutingStrategy)))
+def test_no_pick_when_every_replica_is_full(values, strategy) -> None:
+    loads = {IDS[i]: ReplicaLoad(in_flight=1, capacity=1) for i in range(len(values))}
+    assert pick_replica(strategy, list(loads), loads, prefix_key=b"k") is None
+
+
+def test_round_robin_cycles_over_replicas_with_room() -> None:
+    loads = as_loads([0, 0, 0])
+    picks = [pick_replica(RoutingStrategy.ROUND_ROBIN, list(loads), loads, cursor=c)
+             for c in range(6)]
+    assert picks == ["r0", "r1", "r2", "r0", "r1", "r2"]
+
+
+def test_least_load_counts_the_engine_queue() -> None:
+    loads = {"a": ReplicaLoad(in_flight=0, engine_waiting=3, capacity=4),
+             "b": ReplicaLoad(in_flight=1, capacity=4)}
+    assert pick_replica(RoutingStrategy.LEAST_LOAD, ["a", "b"], loads) == "b"
+
+
+def test_rendezvous_moves_only_the_keys_of_a_removed_replica() -> None:
+    keys = [f"k{i}".encode() for i in range(200)]
+    before = {k: rank_replicas(IDS, k)[0] for k in keys}
+    after = {k: rank_replicas(IDS[:-1], k)[0] for k in keys}
+    assert all(after[k] == before[k] for k in keys if before[k] != IDS[-1])
+
+
+def test_prefix_key_is_shared_by_turns_of_one_conversation() -> None:
+    first = [{"role": "system", "content": "sys"}, {"role": "user", "content": "q1"}]
+    later = [*first, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"}]
+    assert prefix_key_of({"messages": first}, 64) == prefix_key_of({"messages": later}, 64)
+    assert prefix_key_of({"prompt": "x" * 100}, 64) == b"x" * 64
+    assert prefix_key_of({"prompt": ""}, 64) is None
