@@ -171,9 +171,12 @@ def _adoptable(item: dict[str, Any]) -> int | None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="llmfleet-agent")
     parser.add_argument("--home", required=True, type=Path)
+    parser.add_argument("--daemonize", action="store_true", help="fork into the background")
     args = parser.parse_args(argv)
     home: Path = args.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
+    if args.daemonize and os.fork() > 0:
+        os._exit(0)
     from llmfleet.backends.local.agent_http import serve
 
     try:

@@ -37,6 +37,7 @@ async def info(request: web.Request) -> web.Response:
 
 async def list_replicas(request: web.Request) -> web.Response:
     agent = _agent(request)
+    await _maybe_wait(agent, request)
     environment = request.query.get("environment")
     lines = int(request.query.get("log_lines", "0"))
     statuses = [
@@ -87,10 +88,15 @@ def _find_log(home: Path, replica_id: str) -> Path | None:
 async def get_environment(request: web.Request) -> web.Response:
     agent = _agent(request)
     env = request.match_info["env"]
+    await _maybe_wait(agent, request)
+    return web.json_response(_environment_body(agent, env))
+
+
+async def _maybe_wait(agent: Agent, request: web.Request) -> None:
+    """Long-poll: with ``wait_generation=G`` answer once the generation differs from G."""
     if "wait_generation" in request.query:
         timeout = min(float(request.query.get("timeout", "25")), MAX_LONG_POLL_S)
         await agent.wait_change(int(request.query["wait_generation"]), timeout_s=timeout)
-    return web.json_response(_environment_body(agent, env))
 
 
 def _environment_body(agent: Agent, env: str) -> dict[str, Any]:

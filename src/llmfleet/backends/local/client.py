@@ -6,6 +6,7 @@ process when it is not running, so it outlives the command that started it.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -40,10 +41,19 @@ class LocalBackend:
             transport=transport, base_url="http://agent", timeout=timeout_s or self._timeout_s
         )
 
+    def _socket_answers(self) -> bool:
+        """Connect once ourselves: a stale socket file of a dead agent refuses at once."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket_path))
+            except OSError:
+                return False
+        return True
+
     def _call(
         self, method: str, path: str, *, timeout_s: float | None = None, **kwargs: Any
     ) -> Any:
-        if not self.socket_path.exists():
+        if not self.running():
             raise AgentUnreachableError(
                 f"the local agent is not running (no socket at {self.socket_path})",
                 hint="`llmfleet apply` starts it",
@@ -63,27 +73,28 @@ class LocalBackend:
         return response.json()
 
     def running(self) -> bool:
-        """True if the agent answers."""
-        try:
-            self._call("GET", "/v1/agent", timeout_s=2.0)
-        except AgentUnreachableError:
-            return False
-        return True
+        """True if the agent accepts connections (a raw connect: cheap, and it never
+        leaves httpx half-connected to a socket that is being replaced)."""
+        return self.socket_path.exists() and self._socket_answers()
 
     def ensure_agent(self) -> None:
         """Start the agent if it is not running; wait until it answers."""
         if self.running():
             return
         self.home.mkdir(parents=True, exist_ok=True)
-        log = (self.home / "agent.log").open("ab")
-        subprocess.Popen(
-            [sys.executable, "-m", "llmfleet.backends.local.agent", "--home", str(self.home)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+        argv = [sys.executable, "-m", "llmfleet.backends.local.agent", "--daemonize"]
+        with (self.home / "agent.log").open("ab") as log:
+            # --daemonize forks and the first process exits at once: nothing is left
+            # for us to reap, and the agent is no child of this command.
+            subprocess.run(
+                [*argv, "--home", str(self.home)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                check=True,
+                timeout=AGENT_START_TIMEOUT_S,
+            )
         deadline = time.monotonic() + AGENT_START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.running():
@@ -109,23 +120,30 @@ class LocalBackend:
         return ReplicaStatus.from_json(self._call("POST", "/v1/replicas", json=spec_to_json(spec)))
 
     def wait_ready(self, replica_ids: Sequence[str], *, timeout_s: float) -> None:
+        """Long-polls the agent, so a replica turning ready is seen at once."""
         deadline = time.monotonic() + timeout_s
         pending = set(replica_ids)
+        generation: int | None = None
         while pending:
+            params: dict[str, Any] = {"log_lines": 20}
+            if generation is not None:
+                params.update(wait_generation=generation, timeout=1.0)
+            body = self._call("GET", "/v1/replicas", params=params)
+            generation = int(body["generation"])
             states = {
-                r.replica_id: r for r in self.list_replicas(log_lines=20) if r.replica_id in pending
+                r.replica_id: r
+                for r in map(ReplicaStatus.from_json, body["replicas"])
+                if r.replica_id in pending
             }
             for replica_id in list(pending):
-                self._check_progress(replica_id, states.get(replica_id))
-                if states[replica_id].state == ReplicaState.READY:
+                status = self._check_progress(replica_id, states.get(replica_id))
+                if status.state == ReplicaState.READY:
                     pending.discard(replica_id)
             if pending and time.monotonic() > deadline:
                 raise self._not_ready(states[sorted(pending)[0]], timeout_s)
-            if pending:
-                time.sleep(0.1)
 
     @staticmethod
-    def _check_progress(replica_id: str, status: ReplicaStatus | None) -> None:
+    def _check_progress(replica_id: str, status: ReplicaStatus | None) -> ReplicaStatus:
         if status is None:
             raise ReplicaFailedError(f"replica {replica_id} disappeared while starting")
         if status.state in FAILED_STATES:
@@ -135,6 +153,7 @@ class LocalBackend:
                 log_tail=status.log_tail,
                 hint=f"`llmfleet logs {status.service}` shows its whole output",
             )
+        return status
 
     @staticmethod
     def _not_ready(status: ReplicaStatus, timeout_s: float) -> ReplicaFailedError:

@@ -30,7 +30,7 @@ from llmfleet.backends.local.probing import engine_busy, run_probe
 CRASH_LOOP_AFTER = 3
 LIVENESS_EVERY_S = 2.0
 LIVENESS_FAILURES = 3
-READINESS_POLL_S = 0.1
+READINESS_POLL_S = 0.05
 
 
 def backoff_delay(failures: int) -> float:
