@@ -17,9 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llmfleet.backends.base import ReplicaState, ReplicaStatus  # noqa: E402
-from llmfleet.plan.diff import ActualEnvironment, plan_changes, runtime_config  # noqa: E402
-from llmfleet.spec.loading import load_spec  # noqa: E402
+from llmfleet import __version__
+from llmfleet.backends.base import ReplicaState, ReplicaStatus
+from llmfleet.plan.diff import ActualEnvironment, plan_changes, runtime_config
+from llmfleet.spec.loading import load_spec
 
 HEADER = """
 templates:
@@ -42,8 +43,10 @@ def spec_text(services: int, replicas: int) -> str:
     lines = [HEADER]
     for i in range(services):
         template = "chat" if i % 2 else "batch"
-        lines.append(f"  svc-{i:03d}:\n    extends: {template}\n    replicas: {replicas}\n"
-                     f"    labels: {{team: team-{i % 7}}}\n")
+        lines.append(
+            f"  svc-{i:03d}:\n    extends: {template}\n    replicas: {replicas}\n"
+            f"    labels: {{team: team-{i % 7}}}\n"
+        )
     return "".join(lines)
 
 
@@ -51,18 +54,32 @@ def converged(desired: object) -> ActualEnvironment:
     services = desired.services  # type: ignore[attr-defined]
     replicas = [
         ReplicaStatus(
-            replica_id=f"production-{name}-{slot}", environment="production", service=name,
-            slot=slot, runtime_hash=svc.runtime_hash(), engine="sim", engine_version="1.0.0",
-            state=ReplicaState.READY, port=20000 + slot, config=runtime_config(svc),
+            replica_id=f"production-{name}-{slot}",
+            environment="production",
+            service=name,
+            slot=slot,
+            runtime_hash=svc.runtime_hash(),
+            engine="sim",
+            engine_version="1.0.0",
+            state=ReplicaState.READY,
+            port=20000 + slot,
+            config=runtime_config(svc),
         )
         for name, svc in services.items()
         for slot in range(svc.replicas)
     ]
     configs = {name: svc.model_dump(mode="json") for name, svc in services.items()}
     gateway = ReplicaStatus(
-        replica_id="gateway-production", environment="production", service="gateway", slot=0,
-        runtime_hash="", engine="gateway", engine_version="", state=ReplicaState.READY,
-        port=8080, config={"host": "127.0.0.1", "port": 8080},
+        replica_id="gateway-production",
+        environment="production",
+        service="gateway",
+        slot=0,
+        runtime_hash="",
+        engine="gateway",
+        engine_version="",
+        state=ReplicaState.READY,
+        port=8080,
+        config={"host": "127.0.0.1", "port": 8080, "version": __version__},
     )
     return ActualEnvironment(replicas=replicas, services=configs, gateway=gateway)
 

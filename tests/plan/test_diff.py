@@ -8,6 +8,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmfleet import __version__
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.plan.diff import (
     ActualEnvironment,
@@ -75,7 +76,7 @@ def gateway(port: int = 8080) -> ReplicaStatus:
         engine_version="",
         state=ReplicaState.READY,
         port=port,
-        config={"host": "127.0.0.1", "port": port},
+        config={"host": "127.0.0.1", "port": port, "version": __version__},
     )
 
 

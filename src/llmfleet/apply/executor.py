@@ -23,7 +23,8 @@ from llmfleet.errors import ApplyError, FleetError, StalePlanError
 from llmfleet.plan.model import Action, Op, Plan, Target
 from llmfleet.settings import Settings
 from llmfleet.spec.model import ResolvedEnvironment
-from llmfleet.state.store import Revision, StateStore
+from llmfleet.state.records import Outcome, Revision, RevisionKind
+from llmfleet.state.store import StateStore
 
 READY_TIMEOUT_S = 300.0
 DRAIN_TIMEOUT_S = 60.0
@@ -41,7 +42,7 @@ class ApplyContext:
     state_url: str
     user: str
     message: str = ""
-    kind: str = "apply"
+    kind: RevisionKind = "apply"
     parent_serial: int | None = None
     progress: Progress = field(default=lambda line: None)
     done: list[str] = field(default_factory=list)
@@ -66,7 +67,7 @@ def apply_plan(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> R
 
 
 def _record(
-    plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext, *, outcome: str, error: str | None
+    plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext, *, outcome: Outcome, error: str | None
 ) -> Revision:
     return ctx.store.record_revision(
         environment=plan.environment,
@@ -146,7 +147,8 @@ def _push_service_config(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyCon
         for name, svc in desired.services.items()
     }
     ctx.backend.set_environment_config(
-        plan.environment, services=services, continuation=continuation
+        plan.environment, services=services, continuation=continuation,
+        observability=desired.observability.model_dump(mode="json"),
     )
     ctx.done.extend(f"~ {a.address}" for a in _actions(plan, Op.UPDATE, Target.SERVICE))
 

@@ -233,6 +233,12 @@ def history(
     """Recorded revisions: applies, destroys, rollbacks, with their outcome."""
     with workspace(spec_file, env or "production") as ws:
         render.render_history(console, ws.store.revisions(env, limit=limit))
+        from llmfleet.cli.releases import RELEASE_KINDS, render_events
+
+        events = [e for e in ws.store.events(limit=limit * 4, environment=env)
+                  if e.kind in RELEASE_KINDS][:limit]  # fmt: skip
+        if events:
+            render_events(console, events)
 
 
 @app.command()
@@ -267,6 +273,18 @@ def unlock(spec_file: SpecFile = DEFAULT_SPEC, yes: Yes = False) -> None:
             raise typer.Exit(1)
         ws.store.force_unlock("apply")
         console.print("unlocked")
+
+
+from llmfleet.cli.keys import keys_app  # noqa: E402 - registered after the core commands
+
+app.add_typer(keys_app, name="keys")
+from llmfleet.cli.observe import register_observe  # noqa: E402 - same reason
+
+register_observe(app)
+
+from llmfleet.cli.releases import register as register_releases  # noqa: E402
+
+register_releases(app)
 
 
 def main() -> None:

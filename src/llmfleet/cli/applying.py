@@ -17,10 +17,11 @@ from llmfleet.errors import FleetError, StalePlanError
 from llmfleet.plan.diff import plan_changes, plan_destroy
 from llmfleet.plan.model import Plan
 from llmfleet.spec.model import ResolvedEnvironment
+from llmfleet.state.records import RevisionKind
 
 
 def _context(
-    ws: Workspace, *, message: str, kind: str, progress: Callable[[str], None]
+    ws: Workspace, *, message: str, kind: RevisionKind, progress: Callable[[str], None]
 ) -> ApplyContext:
     return ApplyContext(
         backend=ws.backend,

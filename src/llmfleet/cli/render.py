@@ -14,7 +14,7 @@ from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.plan.model import SYMBOLS, Op, Plan
 
 if TYPE_CHECKING:
-    from llmfleet.state.store import Revision
+    from llmfleet.state.records import Revision
 
 OP_STYLE = {Op.CREATE: "green", Op.UPDATE: "yellow", Op.REPLACE: "magenta", Op.DELETE: "red"}
 STATE_STYLE = {

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmfleet import __version__
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.plan.model import Action, Op, Plan, Target
 from llmfleet.spec.model import IN_PLACE_FIELDS, REPLACE_FIELDS, ResolvedEnvironment, ServiceSpec
@@ -204,7 +205,8 @@ def _service_actions(
 def _gateway_actions(
     desired: ResolvedEnvironment, gateway: ReplicaStatus | None, notes: list[str]
 ) -> list[Action]:
-    wanted = {"host": desired.gateway.host, "port": desired.gateway.port}
+    # The version too: a gateway of an older llmfleet may not read the new config.
+    wanted = {"host": desired.gateway.host, "port": desired.gateway.port, "version": __version__}
     if gateway is None:
         where = f"{wanted['host']}:{wanted['port']}"
         return [Action(Op.CREATE, Target.GATEWAY, reasons=(f"listen on {where}",))]

@@ -40,7 +40,7 @@ from llmfleet.backends.local.gateways import gateway_spec
 from llmfleet.backends.local.layout import SOCKET_NAME, STATE_NAME
 from llmfleet.backends.local.supervisor import Managed, Supervisor
 from llmfleet.backends.local.wire import spec_from_json, spec_to_json
-
+from llmfleet.observe.local import attach_observer
 
 
 class Agent:
@@ -56,9 +56,11 @@ class Agent:
         self._range = ports.port_range_from_env()
         self._next_port = self._range[0]
         self.stopped = asyncio.Event()
+        self.observer = attach_observer(self, session)
 
     def changed(self) -> None:
         """Bump the generation, wake long-polls and persist the table."""
+        self.observer.poke()
         self.generation += 1
         self._changed.set()
         self._changed = asyncio.Event()
@@ -177,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     home.mkdir(parents=True, exist_ok=True)
     if args.daemonize and os.fork() > 0:
         os._exit(0)
+    from llmfleet.observe.logs import configure_logging
+
+    configure_logging(service_name="llmfleet-agent")
     from llmfleet.backends.local.agent_http import serve
 
     try:

@@ -15,6 +15,7 @@ from aiohttp import web
 from llmfleet.backends.local.agent import Agent
 from llmfleet.backends.local.process import tail_lines
 from llmfleet.backends.local.wire import spec_from_json
+from llmfleet.observe.local import add_observe_routes
 
 AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent", Agent)
 MAX_LONG_POLL_S = 60.0
@@ -121,7 +122,11 @@ async def put_environment(request: web.Request) -> web.Response:
     agent.environments[request.match_info["env"]] = {
         "services": body["services"],
         "continuation": body.get("continuation", {}),
+        "observability": body.get("observability"),
     }
+    await agent.observer.configure(
+        request.match_info["env"], body["services"], body.get("observability")
+    )
     agent.changed()
     return web.json_response({"generation": agent.generation})
 
@@ -129,6 +134,7 @@ async def put_environment(request: web.Request) -> web.Response:
 async def delete_environment(request: web.Request) -> web.Response:
     agent = _agent(request)
     agent.environments.pop(request.match_info["env"], None)
+    agent.observer.forget(request.match_info["env"])
     agent.changed()
     return web.json_response({"generation": agent.generation})
 
@@ -176,6 +182,7 @@ def build_app(agent: Agent) -> web.Application:
     app.router.add_put("/v1/gateways/{env}", put_gateway)
     app.router.add_delete("/v1/gateways/{env}", delete_gateway)
     app.router.add_post("/v1/shutdown", shutdown)
+    add_observe_routes(app, agent.observer)
     return app
 
 
@@ -196,8 +203,10 @@ async def serve(home: Path, *, socket_name: str) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(agent.shutdown()))
         agent.restore()
+        await agent.observer.start(agent.environments)
         print(f"llmfleet agent {os.getpid()} serving on {socket_path}", flush=True)
         await agent.stopped.wait()
+        await agent.observer.stop()
         await runner.cleanup()
     with contextlib.suppress(FileNotFoundError):
         socket_path.unlink()

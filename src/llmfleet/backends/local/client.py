@@ -182,13 +182,15 @@ class LocalBackend:
         return dict(self._call("GET", f"/v1/environments/{environment}"))
 
     def set_environment_config(
-        self, environment: str, *, services: dict[str, Any], continuation: dict[str, Any]
+        self,
+        environment: str,
+        *,
+        services: dict[str, Any],
+        continuation: dict[str, Any],
+        observability: dict[str, Any] | None = None,
     ) -> None:
-        self._call(
-            "PUT",
-            f"/v1/environments/{environment}",
-            json={"services": services, "continuation": continuation},
-        )
+        body = {"services": services, "continuation": continuation, "observability": observability}
+        self._call("PUT", f"/v1/environments/{environment}", json=body)
 
     def forget_environment(self, environment: str) -> None:
         self._call("DELETE", f"/v1/environments/{environment}")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llmfleet import __version__
 from llmfleet.backends.base import ReplicaSpec
 from llmfleet.engines.base import LaunchCommand, Probe
 
@@ -49,6 +50,6 @@ def gateway_spec(environment: str, body: dict[str, Any], *, socket_path: Path) -
         liveness=Probe("/health"),
         metrics_path="/metrics",
         served_name="",
-        config={"host": host, "port": port},
+        config={"host": host, "port": port, "version": __version__},
         port=port,
     )

@@ -12,6 +12,7 @@ import os
 import signal
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 
 async def spawn(
@@ -68,7 +69,7 @@ def signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-async def terminate(pid: int, *, wait: asyncio.Future[object] | None, grace_s: float) -> None:
+async def terminate(pid: int, *, wait: asyncio.Future[Any] | None, grace_s: float) -> None:
     """SIGTERM the group, then SIGKILL it if it is still there after ``grace_s``."""
     signal_group(pid, signal.SIGTERM)
     waiter = wait if wait is not None else asyncio.ensure_future(wait_pid(pid))

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -61,8 +62,9 @@ class Managed:
     last_exit: int | None = None
     stopping: bool = False
     adopted_pid: int | None = None
+    hardware_fault: str | None = None  # set by observe.local on a GPU fault
     task: asyncio.Task[None] | None = None
-    exited: asyncio.Future[object] | None = field(default=None, repr=False)
+    exited: asyncio.Future[Any] | None = field(default=None, repr=False)
 
     def status(self, *, log_lines: int = 0) -> ReplicaStatus:
         spec = self.spec
@@ -166,7 +168,8 @@ class Supervisor:
         managed.failures = 0
         managed.ready_at = time.time()
         if not managed.stopping:
-            self._set(managed, ReplicaState.READY)
+            serving = ReplicaState.UNHEALTHY if managed.hardware_fault else ReplicaState.READY
+            self._set(managed, serving)
         await self._watch_liveness(managed, base)
 
     async def _ready_once(self, managed: Managed, base: str) -> bool:
@@ -185,7 +188,7 @@ class Supervisor:
                 continue
             if misses >= LIVENESS_FAILURES:
                 self._set(managed, ReplicaState.UNHEALTHY)
-            elif ok:
+            elif ok and managed.hardware_fault is None:
                 self._set(managed, ReplicaState.READY)
 
     async def stop(self, replica_id: str, *, drain_timeout_s: float, grace_s: float = 5.0) -> None:
