@@ -51,7 +51,9 @@ def test_engines_listen_on_loopback_only(fleet: Fleet) -> None:
     fleet.write(spec(replicas=1))
     fleet.run("apply", "--yes")
     port = fleet.ready()[0].port
-    addresses = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+    addresses = {
+        info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    }
     addresses.discard("127.0.0.1")
     for address in addresses:
         with socket.socket() as sock:
@@ -59,7 +61,9 @@ def test_engines_listen_on_loopback_only(fleet: Fleet) -> None:
             assert sock.connect_ex((address, port)) != 0
 
 
-def test_changed_field_is_a_rolling_replace_with_a_ready_replica_at_every_moment(fleet: Fleet) -> None:
+def test_changed_field_is_a_rolling_replace_with_a_ready_replica_at_every_moment(
+    fleet: Fleet,
+) -> None:
     """Changing the engine version plans -/+ per replica and never leaves 0 ready replicas."""
     fleet.write(spec(version="1.0.0"))
     fleet.run("apply", "--yes")
@@ -199,7 +203,9 @@ def test_staging_and_production_are_separate(fleet: Fleet) -> None:
     fleet.run("apply", "--yes", "--env", "staging")
     assert {r.replica_id for r in fleet.ready()} == production
     assert len(fleet.ready("staging")) == 1
-    assert fleet.chat("hi", port=fleet.staging_port, max_tokens=2)["usage"]["completion_tokens"] == 2
+    assert (
+        fleet.chat("hi", port=fleet.staging_port, max_tokens=2)["usage"]["completion_tokens"] == 2
+    )
     fleet.run("destroy", "--yes", "--env", "staging")
     assert {r.replica_id for r in fleet.ready()} == production
 
@@ -212,7 +218,10 @@ def test_second_apply_while_one_runs_is_refused_naming_the_holder(fleet: Fleet) 
     fleet.write(spec(replicas=1).replace('"--tps", "400"', '"--tps", "400", "--load-time", "3"'))
     first = subprocess.Popen(
         [sys.executable, "-m", "llmfleet", "apply", "--yes", "-f", str(fleet.spec)],
-        cwd=fleet.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=fleet.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         fleet.wait_for(lambda: len(fleet.replicas()) == 1, what="first apply to start a replica")

@@ -67,7 +67,8 @@ def apply_plan(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> R
 
 
 def _record(
-    plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext, *, outcome: Outcome, error: str | None
+    plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext, *,
+    outcome: Outcome, error: str | None,
 ) -> Revision:
     return ctx.store.record_revision(
         environment=plan.environment,

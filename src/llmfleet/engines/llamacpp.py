@@ -34,6 +34,7 @@ METRICS = MetricMap(
         "llamacpp:requests_processing": "requests_running",
         "llamacpp:requests_deferred": "requests_waiting",
         "llamacpp:prompt_tokens_total": "prompt_tokens_total",
+        "llamacpp:prompt_tokens_cached_total": "prompt_tokens_cached_total",
         "llamacpp:tokens_predicted_total": "generation_tokens_total",
         "llamacpp:prompt_seconds_total": "prompt_seconds_total",
         "llamacpp:tokens_predicted_seconds_total": "generation_seconds_total",

@@ -16,6 +16,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llmfleet.spec.observability import AlertRule, Observability, Slo
+from llmfleet.spec.validation import ValidationSpec
+
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
 SOURCE_PATTERN = r"^(pypi|file|hf|sim):.+"
@@ -155,6 +158,11 @@ class ServiceSpec(Frozen):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retries: Retries = Field(default_factory=Retries)
     auth: Auth = Field(default_factory=Auth)
+    slo: Slo = Field(default_factory=Slo)
+    alerts: tuple[AlertRule, ...] = Field(default=(), description="alert rules of this service")
+    validation: ValidationSpec | None = Field(
+        default=None, description="quality and speed suites and the release gate"
+    )
 
     def runtime_hash(self) -> str:
         """Hash of the fields a running replica depends on; a change means replace.
@@ -245,6 +253,7 @@ class FleetSpec(Frozen):
             "staging": EnvironmentSpec(gateway=GatewaySpec(port=8081)),
         }
     )
+    observability: Observability = Field(default_factory=Observability)
 
 
 class ResolvedEnvironment(Frozen):
@@ -253,6 +262,7 @@ class ResolvedEnvironment(Frozen):
     name: Name
     gateway: GatewaySpec
     services: dict[str, ServiceSpec]
+    observability: Observability = Field(default_factory=Observability)
 
 
 class ResolvedFleet(Frozen):

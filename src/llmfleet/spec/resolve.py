@@ -90,7 +90,10 @@ def collect_resolution(spec: FleetSpec, *, check_ports: bool = True) -> Resoluti
 
 def _build_fleet(spec: FleetSpec, services: Mapping[str, dict[str, ServiceSpec]]) -> ResolvedFleet:
     environments = {
-        name: ResolvedEnvironment(name=name, gateway=gateway_of(spec, env), services=services[name])
+        name: ResolvedEnvironment(
+            name=name, gateway=gateway_of(spec, env), services=services[name],
+            observability=spec.observability,
+        )
         for name, env in spec.environments.items()
     }
     return ResolvedFleet(name=spec.name, state=spec.state, environments=environments)
