@@ -103,6 +103,7 @@ def _execute(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> Non
     ctx.backend.ensure_agent()
     prepared = _prepare_all(plan, desired, ctx)
     _push_service_config(plan, desired, ctx)
+    _start_gateway(plan, desired, ctx)  # starts alongside the replicas; waited for below
     _create_replicas(plan, prepared, ctx)
     _replace_replicas(plan, prepared, ctx)
     for action in _actions(plan, Op.DELETE, Target.REPLICA):
@@ -110,7 +111,7 @@ def _execute(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> Non
         ctx.progress(f"- {action.address}: draining {action.replica_id}")
         ctx.backend.stop_replica(action.replica_id, drain_timeout_s=DRAIN_TIMEOUT_S)
         ctx.done.append(f"- {action.address}")
-    _apply_gateway(plan, desired, ctx)
+    _finish_gateway(plan, ctx)
     if not desired.services:
         ctx.backend.forget_environment(plan.environment)
 
@@ -199,12 +200,9 @@ def _replace_replicas(plan: Plan, prepared: dict[str, Prepared], ctx: ApplyConte
         ctx.done.append(f"-/+ {action.address}")
 
 
-def _apply_gateway(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> None:
-    if _actions(plan, Op.DELETE, Target.GATEWAY):
-        ctx.backend.stop_gateway(plan.environment)
-        ctx.done.append("- gateway")
-        return
-    if not [a for a in plan.actions if a.target is Target.GATEWAY]:
+def _start_gateway(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> None:
+    wanted = [a for a in plan.actions if a.target is Target.GATEWAY and a.op is not Op.DELETE]
+    if not wanted:
         return
     gateway = desired.gateway
     ctx.progress(f"gateway: listening on http://{gateway.host}:{gateway.port}")
@@ -215,5 +213,13 @@ def _apply_gateway(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) 
         state_url=ctx.state_url,
         state_base_dir=str(ctx.spec_dir),
     )
-    ctx.backend.wait_gateway(plan.environment, timeout_s=30.0)
-    ctx.done.append("+ gateway")
+
+
+def _finish_gateway(plan: Plan, ctx: ApplyContext) -> None:
+    """Stop a deleted gateway, or wait until a started one answers."""
+    if _actions(plan, Op.DELETE, Target.GATEWAY):
+        ctx.backend.stop_gateway(plan.environment)
+        ctx.done.append("- gateway")
+    elif [a for a in plan.actions if a.target is Target.GATEWAY]:
+        ctx.backend.wait_gateway(plan.environment, timeout_s=30.0)
+        ctx.done.append("+ gateway")

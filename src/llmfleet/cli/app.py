@@ -27,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+console = Console(highlight=False)
 errors = Console(stderr=True)
 
 SpecFile = Annotated[Path, typer.Option("--file", "-f", help="the fleet spec")]

@@ -50,6 +50,8 @@ class Workspace:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+        if "backend" in self.__dict__:
+            self.backend.close()
 
     @property
     def desired(self) -> ResolvedEnvironment:

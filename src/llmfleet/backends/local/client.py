@@ -34,12 +34,23 @@ class LocalBackend:
         self.home = home
         self.socket_path = home / SOCKET_NAME
         self._timeout_s = timeout_s
+        self._http: httpx.Client | None = None
 
-    def _client(self, timeout_s: float | None = None) -> httpx.Client:
-        transport = httpx.HTTPTransport(uds=str(self.socket_path))
-        return httpx.Client(
-            transport=transport, base_url="http://agent", timeout=timeout_s or self._timeout_s
-        )
+    def _client(self) -> httpx.Client:
+        """One client per backend: its transport is built once (building one costs
+        tens of milliseconds, which a no-op apply cannot spare)."""
+        if self._http is None:
+            # A unix socket carries no TLS: verify=False skips loading CA certificates.
+            transport = httpx.HTTPTransport(uds=str(self.socket_path), verify=False)
+            self._http = httpx.Client(
+                transport=transport, base_url="http://agent", timeout=self._timeout_s
+            )
+        return self._http
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def _socket_answers(self) -> bool:
         """Connect once ourselves: a stale socket file of a dead agent refuses at once."""
@@ -59,8 +70,8 @@ class LocalBackend:
                 hint="`llmfleet apply` starts it",
             )
         try:
-            with self._client(timeout_s) as client:
-                response = client.request(method, path, **kwargs)
+            timeout = timeout_s or self._timeout_s
+            response = self._client().request(method, path, timeout=timeout, **kwargs)
         except httpx.TransportError as exc:
             raise AgentUnreachableError(
                 f"the local agent at {self.socket_path} does not answer: {exc}",
