@@ -1,0 +1,110 @@
+"""Bad input through the real CLI: a clear message, a non-zero exit, nothing lost."""
+
+from __future__ import annotations
+
+from tests.fixtures.fleet import Fleet
+
+GOOD = """
+services:
+  chat:
+    model: sim:tiny
+    engine: {kind: sim, version: "1.2.0"}
+    replicas: 1
+environments:
+  production: {gateway: {port: GATEWAY_PORT}}
+  staging: {gateway: {port: STAGING_PORT}}
+"""
+
+
+def assert_clean_failure(result: object, *, code: int, says: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)  # type: ignore[attr-defined]
+    assert says in result.stderr, result.stderr  # type: ignore[attr-defined]
+    assert "Traceback" not in result.stderr  # type: ignore[attr-defined]
+
+
+def test_check_reports_every_problem_with_file_line_and_column(fleet: Fleet) -> None:
+    """Misspelt key, wrong kind and replicas 0 are all reported at once, exit 2."""
+    fleet.write(
+        GOOD.replace("replicas: 1", "replicas: 0\n    slotz: 2").replace(
+            "kind: sim", "kind: llamcpp"
+        )
+    )
+    result = fleet.run("check", check=False)
+    assert_clean_failure(result, code=2, says="3 problems in the spec")
+    assert "fleet.yaml:6:5: services.chat.replicas: must be >= 1, got 0" in result.stderr
+    assert "did you mean 'slots'?" in result.stderr
+    assert "did you mean 'llamacpp'?" in result.stderr
+
+
+def test_yaml_syntax_error_is_located(fleet: Fleet) -> None:
+    fleet.write("services:\n  chat: [unclosed\n")
+    assert_clean_failure(fleet.run("check", check=False), code=2, says="fleet.yaml:")
+
+
+def test_missing_spec_file_suggests_init(fleet: Fleet) -> None:
+    assert_clean_failure(fleet.run("plan", check=False), code=2, says="llmfleet init")
+
+
+def test_template_cycle_is_named(fleet: Fleet) -> None:
+    fleet.write(
+        GOOD.replace("services:", "templates:\n  a: {extends: b}\n  b: {extends: a}\nservices:")
+    )
+    assert_clean_failure(fleet.run("check", check=False), code=2, says="a -> b -> a")
+
+
+def test_model_source_that_does_not_exist_fails_apply_cleanly(fleet: Fleet) -> None:
+    """A file: model that is not there: apply fails before starting anything."""
+    fleet.write(
+        GOOD.replace("model: sim:tiny", "model: file:missing.gguf").replace(
+            'kind: sim, version: "1.2.0"', 'kind: llamacpp, version: "11434.0.0"'
+        )
+    )
+    result = fleet.run("apply", "--yes", check=False)
+    assert_clean_failure(result, code=1, says="missing.gguf")
+    assert fleet.replicas() == []
+    assert "failed" in fleet.run("history").stdout
+
+
+def test_vllm_without_a_gpu_says_so(fleet: Fleet) -> None:
+    fleet.write(GOOD.replace('kind: sim, version: "1.2.0"', 'kind: vllm, version: "0.11.0"'))
+    result = fleet.run("apply", "--yes", check=False)
+    assert_clean_failure(result, code=1, says="GPU")
+
+
+def test_unknown_engine_version_is_refused(fleet: Fleet) -> None:
+    fleet.write(GOOD.replace('version: "1.2.0"', 'version: "9.9.9"'))
+    assert_clean_failure(fleet.run("apply", "--yes", check=False), code=1, says="9.9.9")
+
+
+def test_corrupted_state_database_is_a_clear_error_and_is_left_alone(fleet: Fleet) -> None:
+    fleet.write(GOOD)
+    state = fleet.root / ".llmfleet" / "state.db"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"this is not a database" * 100)
+    result = fleet.run("plan", check=False)
+    assert_clean_failure(result, code=1, says="state.db")
+    assert state.read_bytes() == b"this is not a database" * 100
+
+
+def test_unknown_environment_lists_the_known_ones(fleet: Fleet) -> None:
+    fleet.write(GOOD)
+    assert_clean_failure(fleet.run("plan", "--env", "prod", check=False), code=1, says="production")
+
+
+def test_saved_plan_is_refused_after_the_spec_changed(fleet: Fleet) -> None:
+    """plan --out then a spec edit: applying the stale plan is refused, nothing runs."""
+    fleet.write(GOOD)
+    plan_file = fleet.root / "plan.json"
+    fleet.run("plan", "--out", str(plan_file))
+    fleet.write(GOOD.replace("replicas: 1", "replicas: 2"))
+    result = fleet.run("apply", str(plan_file), check=False)
+    assert_clean_failure(result, code=1, says="changed since")
+    assert fleet.replicas() == []
+
+
+def test_saved_plan_applies_when_nothing_changed(fleet: Fleet) -> None:
+    fleet.write(GOOD)
+    plan_file = fleet.root / "plan.json"
+    fleet.run("plan", "--out", str(plan_file))
+    fleet.run("apply", str(plan_file))
+    assert len(fleet.ready()) == 1
