@@ -1,18 +1,25 @@
 """Gateway overhead against the sim engine: direct vs through the gateway.
 
-    .venv/bin/python bench/gateway_overhead.py [--requests 2000] [--seconds 5] [--concurrency 64]
+    .venv/bin/python bench/gateway_overhead.py [--rounds 5] [--requests 1000] [--seconds 3]
+        [--concurrency 64] [--pin]
 
-Starts one sim process (ttft 0, tps 0: answers at once) and one gateway process
-in front of it (a static snapshot file instead of the agent), then measures,
-for the sim directly and through the gateway, in the same run:
+Starts one sim process (ttft 0, tps 0: answers at once) and two gateway
+processes in front of it (a static snapshot file instead of the agent): one
+with the service defaults (``resume``: a non-streaming request goes upstream
+as a stream, so it can be continued mid-answer) and one with
+``retries.resume_non_streaming: false`` (``plain``: the request goes upstream
+as it came). Then, for ``--rounds`` rounds, interleaved direct / resume /
+plain so that a noisy neighbour hurts all three alike:
 
-1. latency at concurrency 1 (non-streaming chat, ``--requests`` requests):
-   p50 and p99, and the difference (the gateway's added latency);
-2. throughput at concurrency ``--concurrency`` for ``--seconds``: requests/s
-   and the ratio gateway/direct.
+1. latency at concurrency 1: ``--requests`` non-streaming chat requests, p50 and p99;
+2. throughput at ``--concurrency`` for ``--seconds``: requests/s.
 
-The client is aiohttp with one keep-alive session and uvloop. Processes are
-started fresh for the run and killed at the end.
+The gateway's added latency and its rate ratio are computed per round against
+that round's direct run, and the medians over rounds are reported with the
+goals (added p50 < 0.5 ms, added p99 < 2 ms, rate ratio >= 0.5) and the load
+average at the start and the end. ``--pin`` puts the sim on CPU 0 and the
+gateways on CPU 1 with taskset (the client floats), for a machine with two
+CPUs or more. The client is aiohttp on uvloop with one keep-alive session.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -27,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import uvloop
@@ -36,6 +45,7 @@ from llmfleet.spec.model import ServiceSpec
 
 BODY = {"model": "chat", "messages": [{"role": "user", "content": "say something short"}],
         "max_tokens": 16}
+GOALS = {"p50": 0.5e-3, "p99": 2e-3, "ratio": 0.5}
 
 
 def free_port() -> int:
@@ -44,7 +54,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(argv: list[str]) -> subprocess.Popen[str]:
+def start(argv: list[str], cpu: int | None = None) -> subprocess.Popen[str]:
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu), *argv]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -53,10 +65,10 @@ def start(argv: list[str]) -> subprocess.Popen[str]:
     return proc
 
 
-def snapshot_file(sim_port: int, slots: int) -> Path:
+def snapshot_file(sim_port: int, slots: int, *, retries: dict[str, Any] | None = None) -> Path:
     spec = ServiceSpec.model_validate({
         "model": "sim:tiny", "engine": {"kind": "sim", "version": "1.2.0"}, "slots": slots,
-        "admission": {"queue_size": 4096},
+        "admission": {"queue_size": 4096}, "retries": retries or {},
     })
     replica = ReplicaStatus(
         replica_id="chat-0", environment="bench", service="chat", slot=0, runtime_hash="h",
@@ -111,42 +123,77 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000)[int(q * 1000) - 1]
 
 
-async def measure(direct: str, gateway: str, args: argparse.Namespace) -> None:
-    d_lat = await latencies(direct, args.requests)
-    g_lat = await latencies(gateway, args.requests)
-    d50, d99, g50, g99 = (pct(d_lat, 0.5), pct(d_lat, 0.99), pct(g_lat, 0.5), pct(g_lat, 0.99))
-    print(f"concurrency 1, {args.requests} non-streaming requests")
-    print(f"  direct : p50 {d50 * 1e3:.3f} ms  p99 {d99 * 1e3:.3f} ms")
-    print(f"  gateway: p50 {g50 * 1e3:.3f} ms  p99 {g99 * 1e3:.3f} ms")
-    print(f"  added  : p50 {(g50 - d50) * 1e3:.3f} ms (goal < 0.5)  "
-          f"p99 {(g99 - d99) * 1e3:.3f} ms (goal < 2)")
-    d_rps = await throughput(direct, args.concurrency, args.seconds)
-    g_rps = await throughput(gateway, args.concurrency, args.seconds)
-    print(f"concurrency {args.concurrency}, {args.seconds:g} s each")
-    print(f"  direct {d_rps:.0f} req/s, gateway {g_rps:.0f} req/s, "
-          f"ratio {g_rps / d_rps:.2f} (goal >= 0.5)")
+Rounds = dict[str, list[tuple[float, float, float]]]
+
+
+async def measure(targets: dict[str, str], args: argparse.Namespace) -> Rounds:
+    """Per target, one (p50, p99, requests/s) per round, the targets interleaved."""
+    rounds: Rounds = {name: [] for name in targets}
+    for index in range(args.rounds):
+        order = list(targets) if index % 2 == 0 else list(reversed(targets))
+        lat = {name: await latencies(targets[name], args.requests) for name in order}
+        rps = {name: await throughput(targets[name], args.concurrency, args.seconds)
+               for name in order}
+        for name in targets:
+            rounds[name].append((pct(lat[name], 0.5), pct(lat[name], 0.99), rps[name]))
+        print(f"  round {index + 1}: " + ", ".join(
+            f"{name} p50 {rounds[name][-1][0] * 1e3:.3f} ms {rps[name]:.0f} req/s"
+            for name in targets), flush=True)
+    return rounds
+
+
+def report(rounds: Rounds, args: argparse.Namespace, load: tuple[float, float]) -> None:
+    direct = rounds["direct"]
+    print(f"\nload average (1 min) {load[0]:.2f} at the start, {load[1]:.2f} at the end; "
+          f"{args.rounds} rounds, medians")
+    print(f"{'target':8} {'p50 ms':>8} {'p99 ms':>8} {'req/s c=' + str(args.concurrency):>12} "
+          f"{'+p50 ms':>8} {'+p99 ms':>8} {'ratio':>6}  verdict")
+    for name, rows in rounds.items():
+        p50 = statistics.median(r[0] for r in rows)
+        p99 = statistics.median(r[1] for r in rows)
+        rps = statistics.median(r[2] for r in rows)
+        line = f"{name:8} {p50 * 1e3:8.3f} {p99 * 1e3:8.3f} {rps:12.0f}"
+        if name != "direct":
+            added50 = statistics.median(r[0] - d[0] for r, d in zip(rows, direct, strict=True))
+            added99 = statistics.median(r[1] - d[1] for r, d in zip(rows, direct, strict=True))
+            ratio = statistics.median(r[2] / d[2] for r, d in zip(rows, direct, strict=True))
+            verdicts = [added50 < GOALS["p50"], added99 < GOALS["p99"], ratio >= GOALS["ratio"]]
+            verdict = " ".join(("PASS" if ok else "FAIL") for ok in verdicts)
+            line += f" {added50 * 1e3:8.3f} {added99 * 1e3:8.3f} {ratio:6.2f}  {verdict}"
+        print(line)
+    print(f"goals: +p50 < {GOALS['p50'] * 1e3:g} ms, +p99 < {GOALS['p99'] * 1e3:g} ms, "
+          f"ratio >= {GOALS['ratio']:g} (verdicts in that order)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--pin", action="store_true", help="sim on CPU 0, gateways on CPU 1")
     args = parser.parse_args()
-    sim_port, gw_port = free_port(), free_port()
-    sim = start([sys.executable, "-m", "llmfleet.engines.sim", "--port", str(sim_port),
-                 "--model-name", "chat", "--ttft", "0", "--tps", "0",
-                 "--slots", str(args.concurrency * 2)])
-    snap = snapshot_file(sim_port, args.concurrency * 2)
-    gateway = start([sys.executable, "-m", "llmfleet.gateway", "--environment", "bench",
-                     "--port", str(gw_port), "--static-snapshot", str(snap)])
+    sim_cpu, gw_cpu = (0, 1) if args.pin and os.cpu_count() and os.cpu_count() >= 2 else (None,
+                                                                                          None)
+    slots = args.concurrency * 2
+    sim_port = free_port()
+    procs = [start([sys.executable, "-m", "llmfleet.engines.sim", "--port", str(sim_port),
+                    "--model-name", "chat", "--ttft", "0", "--tps", "0", "--slots", str(slots)],
+                   sim_cpu)]
+    targets = {"direct": f"http://127.0.0.1:{sim_port}/v1/chat/completions"}
     try:
+        for name, retries in (("resume", {}), ("plain", {"resume_non_streaming": False})):
+            port = free_port()
+            snap = snapshot_file(sim_port, slots, retries=retries)
+            procs.append(start([sys.executable, "-m", "llmfleet.gateway", "--environment", "bench",
+                                "--port", str(port), "--static-snapshot", str(snap)], gw_cpu))
+            targets[name] = f"http://127.0.0.1:{port}/v1/chat/completions"
         time.sleep(0.3)
-        path = "/v1/chat/completions"
-        uvloop.run(measure(f"http://127.0.0.1:{sim_port}{path}",
-                           f"http://127.0.0.1:{gw_port}{path}", args))
+        before = os.getloadavg()[0]
+        rounds = uvloop.run(measure(targets, args))
+        report(rounds, args, (before, os.getloadavg()[0]))
     finally:
-        for proc in (gateway, sim):
+        for proc in reversed(procs):
             proc.kill()
             proc.wait()
 

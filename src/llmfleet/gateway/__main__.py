@@ -18,15 +18,21 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from llmfleet.gateway.app import create_app
+from llmfleet.gateway.app import GATEWAY_KEY, create_app
 from llmfleet.gateway.keys import KeyVerifier, StoreKeyVerifier
 from llmfleet.gateway.replicas import AgentSource, ReplicaSource, StaticSource, snapshot_from_json
+
+if TYPE_CHECKING:
+    from llmfleet.observe.requests import RequestObserver
 
 log = logging.getLogger("llmfleet.gateway")
 
@@ -86,9 +92,23 @@ def replica_source(args: argparse.Namespace) -> ReplicaSource:
     return AgentSource(args.agent_socket, args.environment)
 
 
+def request_observer(environment: str, clock: Callable[[], float]) -> RequestObserver | None:
+    """Tracing and request logs as the agent's environment variables ask; None when both
+    are off (then OpenTelemetry is not even imported)."""
+    if os.environ.get("LLMFLEET_REQUEST_LOGS") != "1" and not os.environ.get(
+        "LLMFLEET_OTLP_ENDPOINT"
+    ):
+        return None
+    from llmfleet.observe.requests import RequestObserver
+
+    return RequestObserver.from_env(os.environ, environment=environment, clock=clock)
+
+
 async def serve(args: argparse.Namespace, sock: socket.socket, source: ReplicaSource) -> None:
     loop = asyncio.get_running_loop()
     app = create_app(source, key_verifier=key_verifier(args), clock=loop.time)
+    observer = request_observer(args.environment, loop.time)
+    app[GATEWAY_KEY].observe = observer
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()
@@ -97,11 +117,15 @@ async def serve(args: argparse.Namespace, sock: socket.socket, source: ReplicaSo
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+        if observer is not None:
+            observer.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    from llmfleet.observe.logs import configure_logging
+
+    configure_logging(service_name="llmfleet-gateway", level=args.log_level)
     sock = bind(args.host, args.port)
     source = replica_source(args)
     with contextlib.suppress(KeyboardInterrupt):

@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -29,6 +30,9 @@ from llmfleet.gateway.quotas import Quotas
 from llmfleet.gateway.replicas import ReplicaSource
 from llmfleet.gateway.upstream import UpstreamClient
 
+if TYPE_CHECKING:  # imported by main() only when tracing or request logs are on
+    from llmfleet.observe.requests import RequestObserver
+
 
 @dataclass(frozen=True)
 class GatewayConfig:
@@ -40,6 +44,8 @@ class GatewayConfig:
     consecutive_5xx: int = 3
     max_body_bytes: int = 64 * 1024 * 1024
     """hard cap before the service is known; each service's own limit applies after."""
+    keepalive_s: float = 5.0
+    """how often a started stream waiting for a replica gets an SSE comment."""
 
 
 class Gateway:
@@ -58,6 +64,7 @@ class Gateway:
         self.clock = clock
         self.config = config
         self.metrics = GatewayMetrics()
+        self.observe: RequestObserver | None = None  # tracing, request logs: main() sets
         self.health = HealthTracker(
             clock=clock, eject_s=config.eject_s, consecutive_5xx=config.consecutive_5xx,
             on_change=lambda _replica, _ejected: self.router.wake_all(),
@@ -92,12 +99,14 @@ class Gateway:
 
     async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=None)
+        # no cookie jar: engines set no cookies, and the jar costs time on every request
         self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._failover = Failover(
             router=self.router, upstream=UpstreamClient(self._session), health=self.health,
-            metrics=self.metrics, clock=self.clock,
+            metrics=self.metrics, clock=self.clock, keepalive_s=self.config.keepalive_s,
         )
         tasks = [
             asyncio.create_task(self._follow_source(), name="gateway-source"),
@@ -127,7 +136,7 @@ async def error_middleware(
     except ApiError as exc:
         gateway = request.app[GATEWAY_KEY]
         service = request.get(SERVICE_KEY, "")
-        gateway.metrics.requests.labels(service, request.path, str(exc.status)).inc()
+        gateway.metrics.of(service).count_request(request.path, str(exc.status))
         return exc.response()
     except web.HTTPException as exc:
         if exc.status == 404:

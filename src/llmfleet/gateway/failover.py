@@ -7,21 +7,30 @@ the answer is continued (``resume``) on another replica, or on the same one
 once it is back within ``retries.wait_for_replica_s``; resumes keep the GPU
 work already done and are bounded by ``retries.attempts``. An error that ends
 the request carries every attempt.
+
+A 429 from an engine is back-pressure, not a fault: the attempt moves to
+another replica (a budgeted retry) without ejecting the busy one, and a
+request that met only busy replicas is answered 429 itself. The whole request,
+queueing and every attempt included, is bounded by ``timeouts.total_s``: past
+it the client gets 504 (or, mid-stream, an error event). While a started
+stream waits for a replica, the client gets an SSE comment every
+``keepalive_s`` so its read timeout does not fire.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from llmfleet.errors import Attempt, PermanentUpstreamError
 from llmfleet.gateway import errors
-from llmfleet.gateway.admission import Router
+from llmfleet.gateway.admission import Lease, Router
 from llmfleet.gateway.health import Failure, HealthTracker
 from llmfleet.gateway.metrics import GatewayMetrics
 from llmfleet.gateway.resume import continuation_body, upstream_body
@@ -77,6 +86,8 @@ class Call:
     chat: bool
     body: dict[str, Any]
     started_at: float
+    raw: bytes = b""
+    """the client's body as received: sent upstream unchanged when nothing in it changes."""
     prefix_key: bytes | None = None
     resumable: bool = False
     continuation: Mapping[str, Any] = field(default_factory=dict)
@@ -84,6 +95,12 @@ class Call:
     failures: list[Failure] = field(default_factory=list)
     overhead_s: float = 0.0
     last_token_at: float | None = None
+    replica: str | None = None
+    """the replica of the latest attempt, for the request log."""
+    trace: Any = None
+    """an ``observe.tracing.RequestTrace`` when tracing is on, else None."""
+    upstream_headers: Mapping[str, str] | None = None
+    """extra headers for the engine: ``traceparent`` of the current attempt."""
 
 
 class Failover:
@@ -97,12 +114,14 @@ class Failover:
         health: HealthTracker,
         metrics: GatewayMetrics,
         clock: Callable[[], float],
+        keepalive_s: float = 5.0,
     ) -> None:
         self.router = router
         self.upstream = upstream
         self.health = health
         self.metrics = metrics
         self.clock = clock
+        self.keepalive_s = keepalive_s
         self.budgets: dict[str, RetryBudget] = {}
 
     def budget(self, call: Call) -> RetryBudget:
@@ -112,14 +131,60 @@ class Failover:
             self.budgets[call.service] = budget
         return budget
 
+    def _remaining_s(self, call: Call) -> float:
+        return call.started_at + call.spec.timeouts.total_s - self.clock()
+
     async def stream(self, call: Call, state: StreamState, sink: Sink) -> web.StreamResponse:
         """Relay one answer into ``sink``, retrying and resuming as needed."""
+        try:
+            async with asyncio.timeout(self._remaining_s(call)):
+                return await self._stream(call, state, sink)
+        except TimeoutError:
+            error = self._total_timeout(call)
+            if sink.started:
+                return await sink.fail(error.body())
+            raise error from None
+
+    def _total_timeout(self, call: Call) -> errors.ApiError:
+        total = call.spec.timeouts.total_s
+        return errors.timed_out(call.service, f"no answer within timeouts.total_s ({total:g} s)")
+
+    async def _acquire(self, call: Call, sink: Sink | None = None) -> Lease:
+        """A lease for the next attempt; a started stream gets keep-alive comments meanwhile."""
+        acquiring = self.router.acquire(
+            call.service, prefix_key=call.prefix_key, avoid=self._failed(call)
+        )
+        if sink is None or not sink.started:
+            lease = await acquiring
+        else:
+            lease = await self._acquire_keeping_alive(acquiring, sink)
+        self.metrics.of(call.service).count_upstream(lease.replica.replica_id)
+        return lease
+
+    async def _acquire_keeping_alive(self, acquiring: Awaitable[Lease], sink: Sink) -> Lease:
+        task = asyncio.ensure_future(acquiring)
+        try:
+            while True:
+                done, _ = await asyncio.wait((task,), timeout=self.keepalive_s)
+                if done:
+                    return task.result()
+                await sink.keep_alive()
+        finally:
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(_release_unused)
+
+    async def _stream(self, call: Call, state: StreamState, sink: Sink) -> web.StreamResponse:
         self.budget(call).deposit()
         while True:
-            lease = await self.router.acquire(
-                call.service, prefix_key=call.prefix_key, avoid=self._failed(call)
-            )
-            self.metrics.upstream.labels(call.service, lease.replica.replica_id).inc()
+            asked = self.clock()
+            lease = await self._acquire(call, sink)
+            call.replica = lease.replica.replica_id
+            span, failed = None, len(call.attempts)
+            if call.trace is not None:
+                span, call.upstream_headers = call.trace.begin_attempt(
+                    call.replica, lease.replica.url + call.path, resume=state.id is not None,
+                    waited_s=self.clock() - asked)
             try:
                 await self._segment(call, state, sink, lease.replica.url, lease.replica.served_name)
                 self.health.report_success(lease.replica.replica_id)
@@ -135,6 +200,9 @@ class Failover:
                 raise
             finally:
                 lease.release()
+                if span is not None:
+                    error = call.attempts[-1].error if len(call.attempts) > failed else None
+                    call.trace.end_attempt(span, error)
 
     async def _segment(
         self, call: Call, state: StreamState, sink: Sink, url: str, served_name: str
@@ -146,12 +214,15 @@ class Failover:
                 call.chat, body, text=state.text, tokens=state.tokens, fields=call.continuation
             )
             self.metrics.resumed.labels(call.service).inc()
-        payload = json.dumps(upstream_body(body, served_name=served_name)).encode()
+        payload = orjson.dumps(upstream_body(body, served_name=served_name))
         if len(call.attempts) == 0:
             call.overhead_s += self.clock() - call.started_at
-        stream = await self.upstream.open_stream(url + call.path, payload, call.spec.timeouts)
+        stream = await self.upstream.open_stream(
+            url + call.path, payload, call.spec.timeouts, call.upstream_headers
+        )
         timeouts = call.spec.timeouts
         timer = self.metrics.token_timer(call.service)
+        sent = False
         try:
             wait = timeouts.first_byte_s
             while (data := await stream.next_data(wait)) is not None:
@@ -161,13 +232,17 @@ class Failover:
                 except UpstreamChunkError as exc:
                     raise AttemptError(str(exc), failure=Failure.SERVER_ERROR) from exc
                 if out is not None:
+                    sent = True
+                    await sink.send(out)
+                if sent and not stream.has_pending:
+                    # one observation per burst read together: events that arrived in
+                    # the same read are 0 s apart, observing each would only cost time
                     call.last_token_at = timer.observe(self.clock(), call.last_token_at,
                                                        call.started_at)
-                    await sink.send(out)
-                if not stream.has_pending:
+                    sent = False
                     await sink.flush()
         finally:
-            stream.close()
+            await stream.close()
 
     def _failed(self, call: Call) -> set[str]:
         return {a.replica for a in call.attempts}
@@ -198,17 +273,21 @@ class Failover:
         raise error
 
     async def plain(self, call: Call) -> bytes:
-        """POST without streaming (embeddings, tool calls): retries before the answer only."""
+        """POST without streaming: retries before the answer only (which is all of it)."""
+        try:
+            async with asyncio.timeout(self._remaining_s(call)):
+                return await self._plain(call)
+        except TimeoutError:
+            raise self._total_timeout(call) from None
+
+    async def _plain(self, call: Call) -> bytes:
         self.budget(call).deposit()
         while True:
-            lease = await self.router.acquire(
-                call.service, prefix_key=call.prefix_key, avoid=self._failed(call)
-            )
-            self.metrics.upstream.labels(call.service, lease.replica.replica_id).inc()
+            lease = await self._acquire(call)
             try:
-                body = upstream_plain_body(call.body, served_name=lease.replica.served_name)
+                body = upstream_plain_body(call, served_name=lease.replica.served_name)
                 call.overhead_s += self.clock() - call.started_at if not call.attempts else 0.0
-                _, data = await self.upstream.post_json(
+                data = await self.upstream.post_json(
                     lease.replica.url + call.path, body, call.spec.timeouts
                 )
                 self.health.report_success(lease.replica.replica_id)
@@ -221,18 +300,32 @@ class Failover:
                 lease.release()
 
 
-def upstream_plain_body(body: Mapping[str, Any], *, served_name: str) -> bytes:
-    out = dict(body)
+def upstream_plain_body(call: Call, *, served_name: str) -> bytes:
+    """The client's own bytes when the engine knows the model by the same name."""
+    if call.raw and (not served_name or served_name == call.body.get("model")):
+        return call.raw
+    out = dict(call.body)
     if served_name:
         out["model"] = served_name
-    return json.dumps(out).encode()
+    return orjson.dumps(out)
+
+
+def _release_unused(task: asyncio.Future[Lease]) -> None:
+    """A lease granted after its waiter gave up goes straight back."""
+    if not task.cancelled() and task.exception() is None:
+        task.result().release()
 
 
 def final_error(call: Call) -> errors.ApiError:
-    """The client's error after the last attempt: 504 if they all timed out, else 503."""
+    """The client's error after the last attempt: 504 if they all timed out, 429 if every
+    replica was busy, else 503."""
     history = "; ".join(f"{a.replica}: {a.error}" for a in call.attempts[-3:])
     if call.failures and all(f == Failure.TIMEOUT for f in call.failures):
         return errors.timed_out(call.service, history)
+    if call.failures and all(f == Failure.BUSY for f in call.failures):
+        return errors.rate_limited(
+            f"every replica of the service '{call.service}' is busy: {history}", retry_after_s=1
+        )
     return errors.upstream_failed(call.service, history)
 
 

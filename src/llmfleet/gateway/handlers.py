@@ -2,15 +2,19 @@
 
 A generation request is read and checked (size, JSON, model, key, quota),
 then handed to ``Failover``: streamed to the client (SSE) or collected into
-one JSON body. Upstream is always asked to stream with usage, so the gateway
-can continue a broken answer and count tokens either way.
+one JSON body. Upstream is asked to stream with usage, so the gateway can
+continue a broken answer and count tokens; a non-streaming request of a
+service with ``retries.resume_non_streaming: false`` (or one that cannot be
+continued: tools, n > 1, ...) goes upstream as it came, bytes unchanged, and
+its answer comes back unchanged too.
 """
 
 from __future__ import annotations
 
-import json
+import sys
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -22,7 +26,7 @@ from llmfleet.gateway.keys import KeyInfo, authorize
 from llmfleet.gateway.resume import DEFAULT_CONTINUATION, is_resumable
 from llmfleet.gateway.sinks import JsonSink, SseSink
 from llmfleet.gateway.stream import StreamState
-from llmfleet.spec.model import ServiceSpec
+from llmfleet.spec.model import RoutingStrategy, ServiceSpec
 
 if TYPE_CHECKING:
     from llmfleet.gateway.app import Gateway
@@ -58,35 +62,57 @@ class Handlers:
         body = call.body
         stream = body.get("stream") is True
         call.resumable = is_resumable(chat, body)
-        status = "200"
-        state = StreamState(
-            chat=chat, model=str(body["model"]),
-            include_usage=stream and bool((body.get("stream_options") or {}).get("include_usage")),
-        )
+        observe = self.gw.observe
+        if observe is not None:
+            call.trace = observe.start(request.headers, call)
+        retries = call.spec.retries
+        status: str | None = "200"
+        usage: dict[str, Any] | None = None
         try:
-            if not stream and not call.resumable:
-                return await self._plain(call, key)
+            if not stream and not (
+                call.resumable and retries.resume_streams and retries.resume_non_streaming
+            ):
+                data = await self.gw.failover.plain(call)
+                usage = _usage_of(data)
+                return web.Response(body=data, content_type="application/json")
+            state = StreamState(
+                chat=chat, model=str(body["model"]),
+                include_usage=stream and bool(
+                    (body.get("stream_options") or {}).get("include_usage")
+                ),
+            )
             sink = SseSink(request) if stream else JsonSink()
-            return await self.gw.failover.stream(call, state, sink)
+            try:
+                return await self.gw.failover.stream(call, state, sink)
+            finally:
+                usage = state.client_usage()
         except PermanentUpstreamError as exc:
             status = str(exc.status)
             return permanent_response(exc)
+        except errors.ApiError:
+            status = None  # counted by the error middleware, which renders it
+            raise
         finally:
-            self._account(call, status, key, state.client_usage())
+            self._account(call, status, key, usage)
+            if observe is not None:
+                observe.finish(call, status or "500", usage, sys.exc_info()[1])
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         call, key = await self._admit(request, required="input")
+        status: str | None = "200"
+        usage: dict[str, Any] | None = None
         try:
-            return await self._plain(call, key)
-        except PermanentUpstreamError as exc:
-            return permanent_response(exc)
-
-    async def _plain(self, call: Call, key: KeyInfo | None) -> web.StreamResponse:
-        data = await self.gw.failover.plain(call)
-        if key is not None:
+            data = await self.gw.failover.plain(call)
             usage = _usage_of(data)
-            self.gw.quotas.charge(key, int((usage or {}).get("total_tokens", 0)))
-        return web.Response(body=data, content_type="application/json")
+            return web.Response(body=data, content_type="application/json")
+        except PermanentUpstreamError as exc:
+            status = str(exc.status)
+            return permanent_response(exc)
+        except errors.ApiError:
+            status = None  # counted by the error middleware, which renders it
+            raise
+        finally:
+            self._account(call, status, key, usage)
 
     async def _admit(self, request: web.Request, *, required: str) -> tuple[Call, KeyInfo | None]:
         """Read and check a request up to the point it may go upstream."""
@@ -104,10 +130,12 @@ class Handlers:
                               required=spec.auth.required)
         if key is not None:
             self.gw.quotas.admit(key)
+        routing = spec.routing
         call = Call(
             service=name, spec=spec, path=request.path, chat=True, body=body, started_at=started,
-            prefix_key=prefix_key_of(body, spec.routing.prefix_chars),
-            continuation=self._continuation(name, spec),
+            raw=raw, continuation=self._continuation(name, spec),
+            prefix_key=prefix_key_of(body, routing.prefix_chars)
+            if routing.strategy == RoutingStrategy.PREFIX_AFFINITY else None,
         )
         return call, key
 
@@ -125,13 +153,14 @@ class Handlers:
             raise errors.too_large(request.content_length or limit + 1, limit) from exc
 
     def _account(
-        self, call: Call, status: str, key: KeyInfo | None, usage: dict[str, Any] | None
+        self, call: Call, status: str | None, key: KeyInfo | None, usage: dict[str, Any] | None
     ) -> None:
-        metrics, now = self.gw.metrics, self.gw.clock()
-        metrics.requests.labels(call.service, call.path, status).inc()
-        metrics.e2e.labels(call.service).observe(now - call.started_at)
-        metrics.overhead.labels(call.service).observe(call.overhead_s)
-        metrics.observe_usage(call.service, usage)
+        series, now = self.gw.metrics.of(call.service), self.gw.clock()
+        if status is not None:
+            series.count_request(call.path, status)
+        series.e2e.observe(now - call.started_at)
+        series.overhead.observe(call.overhead_s)
+        series.observe_usage(usage)
         if key is not None and usage:
             self.gw.quotas.charge(key, int(usage.get("total_tokens", 0)))
 
@@ -165,7 +194,7 @@ class Handlers:
 def _parse_body(raw: bytes, required: str) -> dict[str, Any]:
     """The JSON object of a request with a string ``model`` and the ``required`` field."""
     try:
-        body = json.loads(raw)
+        body = orjson.loads(raw)
     except ValueError as exc:
         raise errors.bad_request(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
@@ -182,7 +211,7 @@ def _parse_body(raw: bytes, required: str) -> dict[str, Any]:
 
 def _usage_of(data: bytes) -> dict[str, Any] | None:
     try:
-        usage = json.loads(data).get("usage")
+        usage = orjson.loads(data).get("usage")
     except (ValueError, AttributeError):
         return None
     return usage if isinstance(usage, dict) else None

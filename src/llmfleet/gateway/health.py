@@ -2,11 +2,15 @@
 
 Passive: a connect error or a timeout ejects a replica at once (the process is
 dead or hung); 5xx answers eject it after ``consecutive_5xx`` in a row, so an
-engine that fails one request in a hundred keeps serving. An ejected replica
+engine that fails one request in a hundred keeps serving. A 429 never ejects:
+it is the engine's back-pressure (its queue is full), the request goes to
+another replica and this one keeps its other work. An ejected replica
 gets no new requests for ``eject_s``; after that the first passing probe
 re-admits it. Active: the prober asks every ready replica's ``/health`` each
 interval (a failure ejects it too) and reads its engine's queue length from
-``/metrics`` for least-load routing. Time comes from the injected clock.
+``/metrics`` for least-load routing; a replica whose ``/health`` passes is
+never ejected for its ``/metrics`` (it only loses its queue length until the
+next probe). Time comes from the injected clock.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class Failure(StrEnum):
     CONNECT = "connect"
     TIMEOUT = "timeout"
     SERVER_ERROR = "5xx"
+    BUSY = "429"
     PROBE = "probe"
 
 
@@ -71,6 +76,8 @@ class HealthTracker:
 
     def report_failure(self, replica: str, failure: Failure) -> bool:
         """Count one failure; True if it ejected the replica just now."""
+        if failure == Failure.BUSY:
+            return False
         record = self._records.setdefault(replica, _Record())
         if failure == Failure.SERVER_ERROR:
             record.consecutive_5xx += 1
@@ -148,20 +155,26 @@ class Prober:
             async with session.get(replica.url + "/health", timeout=timeout) as resp:
                 healthy = resp.status == 200
                 await resp.read()
-            if healthy and self.tracker.is_ejected(replica.replica_id):
-                self.tracker.report_probe_ok(replica.replica_id)
-            if healthy:
-                await self._read_queue(session, replica)
-                return
         except (aiohttp.ClientError, TimeoutError):
-            pass
-        self.tracker.report_failure(replica.replica_id, Failure.PROBE)
+            healthy = False
+        if not healthy:
+            self.tracker.report_failure(replica.replica_id, Failure.PROBE)
+            return
+        if self.tracker.is_ejected(replica.replica_id):
+            self.tracker.report_probe_ok(replica.replica_id)
+        await self._read_queue(session, replica)
 
     async def _read_queue(self, session: aiohttp.ClientSession, replica: ReplicaStatus) -> None:
+        """Record the engine's queue length; any failure only forgets the stale one."""
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        async with session.get(replica.url + "/metrics", timeout=timeout) as resp:
-            if resp.status != 200:
-                return
-            waiting = parse_waiting(await resp.read())
-        if waiting is not None:
+        waiting = None
+        try:
+            async with session.get(replica.url + "/metrics", timeout=timeout) as resp:
+                if resp.status == 200:
+                    waiting = parse_waiting(await resp.read())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.debug("cannot read the metrics of %s: %r", replica.replica_id, exc)
+        if waiting is None:
+            self.waiting.pop(replica.replica_id, None)
+        else:
             self.waiting[replica.replica_id] = waiting

@@ -1,8 +1,10 @@
 """The gateway's Prometheus series, in a registry the app owns (no globals).
 
-Counters and histograms are updated on the request path; queue depth and
-in-flight gauges are read from the router only when ``/metrics`` is scraped,
-which keeps them off the hot path.
+Counters and histograms are updated on the request path through
+``ServiceSeries``, which resolves each labelled child once per service (or per
+replica, status) and keeps it: ``labels()`` takes a lock and builds tuples, too
+much to pay several times per request. Queue depth and in-flight gauges are
+read from the router only when ``/metrics`` is scraped.
 """
 
 from __future__ import annotations
@@ -44,31 +46,64 @@ class GatewayMetrics:
                                ["service"], registry=r)
         self.resumed = Counter(p + "resumed_streams", "Answers continued on a replica",
                                ["service"], registry=r)
-        self._timers: dict[str, TokenTimer] = {}
+        self._series: dict[str, ServiceSeries] = {}
         self.upstream = Counter(p + "upstream_requests", "Attempts sent to each replica",
                                 ["service", "replica"], registry=r)
         self.ejections = Counter(p + "ejections", "Replicas ejected after failures",
                                  ["service", "replica"], registry=r)
 
+    def of(self, service: str) -> ServiceSeries:
+        """The series of one service, children resolved once."""
+        series = self._series.get(service)
+        if series is None:
+            series = self._series[service] = ServiceSeries(self, service)
+        return series
+
     def token_timer(self, service: str) -> TokenTimer:
-        timer = self._timers.get(service)
-        if timer is None:
-            timer = self._timers[service] = TokenTimer(
-                self.ttft.labels(service), self.itl.labels(service)
-            )
-        return timer
+        return self.of(service).timer
 
     def watch_router(self, router: Router) -> None:
         self.registry.register(_RouterCollector(lambda: router))
 
     def observe_usage(self, service: str, usage: dict[str, object] | None) -> None:
+        self.of(service).observe_usage(usage)
+
+
+class ServiceSeries:
+    """Children of every series for one service; the hot path uses only these."""
+
+    def __init__(self, metrics: GatewayMetrics, service: str) -> None:
+        self.metrics = metrics
+        self.service = service
+        self.timer = TokenTimer(metrics.ttft.labels(service), metrics.itl.labels(service))
+        self.e2e = metrics.e2e.labels(service)
+        self.overhead = metrics.overhead.labels(service)
+        self.prompt_tokens = metrics.prompt_tokens.labels(service)
+        self.completion_tokens = metrics.completion_tokens.labels(service)
+        self._requests: dict[tuple[str, str], Counter] = {}
+        self._upstream: dict[str, Counter] = {}
+
+    def count_request(self, endpoint: str, status: str) -> None:
+        child = self._requests.get((endpoint, status))
+        if child is None:
+            child = self.metrics.requests.labels(self.service, endpoint, status)
+            self._requests[endpoint, status] = child
+        child.inc()
+
+    def count_upstream(self, replica: str) -> None:
+        child = self._upstream.get(replica)
+        if child is None:
+            child = self._upstream[replica] = self.metrics.upstream.labels(self.service, replica)
+        child.inc()
+
+    def observe_usage(self, usage: dict[str, object] | None) -> None:
         if not usage:
             return
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         if isinstance(prompt, int):
-            self.prompt_tokens.labels(service).inc(prompt)
+            self.prompt_tokens.inc(prompt)
         if isinstance(completion, int):
-            self.completion_tokens.labels(service).inc(completion)
+            self.completion_tokens.inc(completion)
 
 
 class TokenTimer:

@@ -17,9 +17,10 @@ payloads into what the client gets; it never does I/O.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from llmfleet.spec.model import EngineKind
 
@@ -121,7 +122,7 @@ def merge_usage(
 def parse_chunk(payload: bytes) -> dict[str, Any] | None:
     """A chunk payload as a dict, or None when it is not a JSON object; pure."""
     try:
-        chunk = json.loads(payload)
+        chunk = orjson.loads(payload)
     except ValueError:
         return None
     return chunk if isinstance(chunk, dict) else None

@@ -7,9 +7,9 @@ a proper status and OpenAI error JSON (and retried on another replica).
 
 from __future__ import annotations
 
-import json
 from typing import Protocol
 
+import orjson
 from aiohttp import web
 
 from llmfleet.gateway.stream import StreamState
@@ -19,6 +19,8 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+KEEP_ALIVE = b": keep-alive\n\n"
+"""An SSE comment: clients ignore it, but it resets their read timeouts."""
 
 
 class Sink(Protocol):
@@ -29,6 +31,9 @@ class Sink(Protocol):
     async def send(self, payload: bytes) -> None: ...
 
     async def flush(self) -> None: ...
+
+    async def keep_alive(self) -> None:
+        """Tell a started client the answer is still coming (an SSE comment)."""
 
     async def finish(self, state: StreamState) -> web.StreamResponse: ...
 
@@ -65,6 +70,10 @@ class SseSink:
             self._buffer.clear()
             await response.write(data)
 
+    async def keep_alive(self) -> None:
+        self._buffer.append(KEEP_ALIVE)
+        await self.flush()
+
     async def finish(self, state: StreamState) -> web.StreamResponse:
         if state.include_usage:
             await self.send(state.usage_chunk())
@@ -93,8 +102,11 @@ class JsonSink:
     async def flush(self) -> None:
         return None
 
+    async def keep_alive(self) -> None:
+        return None
+
     async def finish(self, state: StreamState) -> web.StreamResponse:
-        return web.Response(body=json.dumps(state.completion()), content_type="application/json")
+        return web.Response(body=orjson.dumps(state.completion()), content_type="application/json")
 
     async def fail(self, error_body: bytes) -> web.StreamResponse:
         raise AssertionError("a JSON answer never starts before it is complete")

@@ -9,8 +9,9 @@ text so far and how many tokens produced it. No I/O.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from llmfleet.errors import TemporaryUpstreamError
 from llmfleet.gateway.resume import EchoStripper, merge_usage, parse_chunk
@@ -74,7 +75,7 @@ class StreamState:
             changed = True
         if not changed:
             return payload
-        return None if self._is_empty(choices[0]) else json.dumps(chunk).encode()
+        return None if self._is_empty(choices[0]) else orjson.dumps(chunk)
 
     def _track(self, chunk: dict[str, Any], choice: dict[str, Any]) -> bool:
         """Record text, tokens and finish reason; fix a resumed chunk. True if changed."""
@@ -134,7 +135,7 @@ class StreamState:
             "created": self.created, "model": self.model, "choices": [],
             "usage": self.client_usage(),
         }
-        return json.dumps(body).encode()
+        return orjson.dumps(body)
 
     def completion(self) -> dict[str, Any]:
         """The whole answer as a non-streaming response body."""
