@@ -79,7 +79,7 @@ def free_port() -> int:
 
 def system_prompt(tenant: int, salt: str) -> str:
     rng = random.Random(f"{salt}-{tenant}")
-    body = " ".join(rng.choice(WORDS) for _ in range(1150))
+    body = " ".join(rng.choice(WORDS) for _ in range(1450))
     return f"You are the assistant of tenant {tenant} ({salt}). Company handbook: {body}"
 
 
@@ -107,24 +107,34 @@ async def one_request(session: aiohttp.ClientSession, url: str, prompt: str) -> 
     return (ttft or time.monotonic() - started), tokens
 
 
-async def run_load(port: int, salt: str, *, requests: int, concurrency: int) -> dict[str, float]:
+async def run_load(
+    port: int, salt: str, *, requests: int, concurrency: int, warmup: int
+) -> dict[str, float]:
+    """Warm-up requests (not measured) first, so the figure is the steady state."""
     prompts = [system_prompt(t, salt) for t in range(8)]
-    order = [random.Random(i).randrange(8) for i in range(requests)]
+    rng = random.Random(11)
+    order = [rng.randrange(8) for _ in range(warmup + requests)]
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     ttfts: list[float] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for tenant in order:
-        queue.put_nowait(tenant)
-    started = time.monotonic()
     timeout = aiohttp.ClientTimeout(total=900)
     async with aiohttp.ClientSession(timeout=timeout) as session:
 
-        async def worker() -> None:
-            while not queue.empty():
-                ttft, _ = await one_request(session, url, prompts[queue.get_nowait()])
-                ttfts.append(ttft)
+        async def drive(tenants: list[int], record: bool) -> None:
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for tenant in tenants:
+                queue.put_nowait(tenant)
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+            async def worker() -> None:
+                while not queue.empty():
+                    ttft, _ = await one_request(session, url, prompts[queue.get_nowait()])
+                    if record:
+                        ttfts.append(ttft)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+        await drive(order[:warmup], record=False)
+        started = time.monotonic()
+        await drive(order[warmup:], record=True)
     elapsed = time.monotonic() - started
     ttfts.sort()
     return {
@@ -144,7 +154,7 @@ def llmfleet(folder: Path, *args: str) -> None:
     )
 
 
-def measure(strategy: str, *, requests: int, concurrency: int) -> dict[str, float]:
+def measure(strategy: str, *, requests: int, concurrency: int, warmup: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         folder, port = Path(tmp), free_port()
         spec = SPEC.format(strategy=strategy, port=port, staging=free_port())
@@ -153,7 +163,11 @@ def measure(strategy: str, *, requests: int, concurrency: int) -> dict[str, floa
         try:
             return asyncio.run(
                 run_load(
-                    port, f"{strategy}-{time.time()}", requests=requests, concurrency=concurrency
+                    port,
+                    f"{strategy}-{time.time()}",
+                    requests=requests,
+                    concurrency=concurrency,
+                    warmup=warmup,
                 )
             )
         finally:
@@ -164,9 +178,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=48)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=16, help="unmeasured requests first")
     args = parser.parse_args()
     results = {
-        s: measure(s, requests=args.requests, concurrency=args.concurrency)
+        s: measure(s, requests=args.requests, concurrency=args.concurrency, warmup=args.warmup)
         for s in ("round-robin", "prefix-affinity")
     }
     print(

@@ -1,0 +1,138 @@
+"""Cost of observability on the gateway's hot path: on against off, in one run.
+
+    .venv/bin/python bench/observe_overhead.py [--rounds 5] [--seconds 3] [--concurrency 32]
+
+Starts one sim process (answers at once) and two gateway processes in front of
+it from the same static snapshot:
+
+- ``off``: no tracing, no request logs (the gateway's Prometheus counters are
+  always on: they existed before this work and routing reads them);
+- ``on``: OpenTelemetry tracing exported over OTLP/HTTP to a local receiver
+  (``--sample-ratio`` of requests get a request, a routing and an upstream
+  span; every request sends ``traceparent`` to the engine), one JSON
+  request-log line per request,
+  and ``/metrics`` scraped every second as Prometheus would.
+
+Rounds alternate the order of the two; the verdict is the median of the
+per-round throughput ratios on/off (goal: under 5% loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import aiohttp
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).parent))
+from gateway_overhead import free_port, snapshot_file, start, throughput
+
+GOAL_LOSS = 0.05
+
+
+class Sink(BaseHTTPRequestHandler):
+    """A stand-in OTLP/HTTP collector: accepts every export, counts bytes."""
+
+    received = 0
+
+    def do_POST(self) -> None:
+        Sink.received += len(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def gateway(sim_port: int, slots: int, env: dict[str, str],
+            log: Path) -> tuple[str, subprocess.Popen[str]]:
+    """A gateway process whose JSON logs (stderr) go to ``log``."""
+    port = free_port()
+    level = "INFO" if env.get("LLMFLEET_REQUEST_LOGS") == "1" else "WARNING"
+    argv = [sys.executable, "-m", "llmfleet.gateway", "--environment", "bench", "--port",
+            str(port), "--static-snapshot", str(snapshot_file(sim_port, slots)),
+            "--log-level", level]
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                env={**os.environ, **env})
+    assert proc.stdout is not None
+    if "listening" not in proc.stdout.readline():
+        raise SystemExit(f"the gateway did not start; see {log}")
+    return f"http://127.0.0.1:{port}", proc
+
+
+async def scrape_every_second(base: str, stop: asyncio.Event) -> None:
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            async with session.get(base + "/metrics") as response:
+                await response.read()
+            await asyncio.sleep(1.0)
+
+
+async def measure(targets: dict[str, str], args: argparse.Namespace) -> dict[str, list[float]]:
+    rps: dict[str, list[float]] = {name: [] for name in targets}
+    stop = asyncio.Event()
+    scraper = asyncio.create_task(scrape_every_second(targets["on"], stop))
+    for index in range(args.rounds):
+        order = list(targets) if index % 2 == 0 else list(reversed(targets))
+        for name in order:
+            url = targets[name] + "/v1/chat/completions"
+            rps[name].append(await throughput(url, args.concurrency, args.seconds))
+        print(f"  round {index + 1}: " + ", ".join(
+            f"{n} {rps[n][-1]:.0f} req/s" for n in targets), flush=True)
+    stop.set()
+    await scraper
+    return rps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--sample-ratio", type=float, default=0.1,
+                        help="share of requests traced (the spec's default is 0.1)")
+    args = parser.parse_args()
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    slots = args.concurrency * 2
+    sim_port = free_port()
+    procs = [start([sys.executable, "-m", "llmfleet.engines.sim", "--port", str(sim_port),
+                    "--model-name", "chat", "--ttft", "0", "--tps", "0", "--slots", str(slots)],
+                   None)]
+    logs = Path(os.environ.get("TMPDIR", "/tmp"))
+    try:
+        off, proc = gateway(sim_port, slots, {"LLMFLEET_REQUEST_LOGS": "0"}, logs / "gw-off.log")
+        procs.append(proc)
+        on_env = {"LLMFLEET_REQUEST_LOGS": "1",
+                  "LLMFLEET_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
+                  "LLMFLEET_TRACE_SAMPLE_RATIO": str(args.sample_ratio)}
+        on, proc = gateway(sim_port, slots, on_env, logs / "gw-on.log")
+        procs.append(proc)
+        time.sleep(0.3)
+        rps = uvloop.run(measure({"off": off, "on": on}, args))
+    finally:
+        for p in reversed(procs):
+            p.kill()
+            p.wait()
+    ratio = statistics.median(a / b for a, b in zip(rps["on"], rps["off"], strict=True))
+    lines = sum(1 for _ in (logs / "gw-on.log").open()) if (logs / "gw-on.log").exists() else 0
+    print(f"\nmedian req/s: off {statistics.median(rps['off']):.0f}, "
+          f"on {statistics.median(rps['on']):.0f}; on/off {ratio:.3f} "
+          f"(loss {(1 - ratio) * 100:.1f}%, goal < {GOAL_LOSS * 100:.0f}%): "
+          f"{'PASS' if 1 - ratio < GOAL_LOSS else 'FAIL'}")
+    print(f"OTLP bytes received {Sink.received}; request-log lines {lines}")
+
+
+if __name__ == "__main__":
+    main()
