@@ -35,9 +35,15 @@ def _progress(line: str) -> None:
 def release_context(spec_file: Path) -> Iterator[ReleaseContext]:
     ws = Workspace(spec_file=spec_file, environment=PRODUCTION)
     try:
-        yield ReleaseContext(loaded=ws.loaded, store=ws.store, backend=ws.backend,
-                             settings=ws.settings, spec_dir=ws.spec_dir, user=ws.settings.user,
-                             progress=_progress)  # fmt: skip
+        yield ReleaseContext(
+            loaded=ws.loaded,
+            store=ws.store,
+            backend=ws.backend,
+            settings=ws.settings,
+            spec_dir=ws.spec_dir,
+            user=ws.settings.user,
+            progress=_progress,
+        )
     finally:
         ws.close()
 
@@ -58,8 +64,10 @@ def validate(
     if not result.passed:
         console.print("[bold red]validation FAILED[/]: production is untouched")
         raise typer.Exit(3)
-    console.print(f"[bold green]validation passed[/] (candidate revision {result.candidate_serial});"
-                  " next: [bold]llmfleet promote[/]")  # fmt: skip
+    console.print(
+        f"[bold green]validation passed[/] (candidate revision {result.candidate_serial});"
+        " next: [bold]llmfleet promote[/]"
+    )
 
 
 def promote(
@@ -89,9 +97,11 @@ def rollback(
 
     with release_context(spec_file) as ctx:
         done = run_rollback(ctx, to=to, reason=reason)
-    console.print(f"[green]rolled back[/] production to revision {done.restored.serial} in "
-                  f"{done.seconds:.1f} s (revision {done.revision.serial}); the spec file still "
-                  "says otherwise: `llmfleet plan` shows the difference")  # fmt: skip
+    console.print(
+        f"[green]rolled back[/] production to revision {done.restored.serial} in "
+        f"{done.seconds:.1f} s (revision {done.revision.serial}); the spec file still "
+        "says otherwise: `llmfleet plan` shows the difference"
+    )
 
 
 @upgrade_app.command("check")
@@ -116,7 +126,7 @@ def upgrade_run(
     spec_file: SpecFile = DEFAULT_SPEC,
     to: Annotated[str | None, typer.Option("--to", help="version (default: newest)")] = None,
 ) -> None:
-    """Validate each service on its newest engine version; promote and edit the spec if it passes."""
+    """Validate each service on a newer engine; promote and edit the spec if it passes."""
     from llmfleet.releases.candidates import pick_services
     from llmfleet.releases.upgrade import run_upgrade
     from llmfleet.spec.loading import load_spec
@@ -131,8 +141,10 @@ def upgrade_run(
             for report in result.validation.services:
                 render_report(console, report)
             if result.promoted:
-                console.print(f"[green]upgraded[/] {name} {result.old} -> {result.new}; "
-                              f"edited {result.edited}")  # fmt: skip
+                console.print(
+                    f"[green]upgraded[/] {name} {result.old} -> {result.new}; "
+                    f"edited {result.edited}"
+                )
             else:
                 failed = True
                 console.print(
@@ -159,8 +171,14 @@ def bench(
     from llmfleet.validate.runner import measure_speed
 
     levels = tuple(int(x) for x in concurrency.split(",") if x.strip())
-    suite = SpeedSuiteSpec(concurrency=levels, rate=rate, duration_s=duration, rounds=1,
-                           max_tokens=max_tokens, prompt=prompt)  # fmt: skip
+    suite = SpeedSuiteSpec(
+        concurrency=levels,
+        rate=rate,
+        duration_s=duration,
+        rounds=1,
+        max_tokens=max_tokens,
+        prompt=prompt,
+    )
     with release_context(spec_file) as ctx:
         environment = ctx.loaded.resolved.environments.get(env)
         if environment is None or service not in environment.services:
@@ -172,15 +190,31 @@ def bench(
 
 def render_speed(out: Console, sides: dict[str, dict[str, LoadSummary]]) -> None:
     table = Table(title="Speed", title_justify="left")
-    for column in ("side", "level", "reqs", "errors", "TTFT p50/p95/p99 ms", "ITL p50/p95 ms",
-                   "e2e p50/p95/p99 ms", "tok/s", "req/s"):  # fmt: skip
+    for column in (
+        "side",
+        "level",
+        "reqs",
+        "errors",
+        "TTFT p50/p95/p99 ms",
+        "ITL p50/p95 ms",
+        "e2e p50/p95/p99 ms",
+        "tok/s",
+        "req/s",
+    ):
         table.add_column(column)
     for side, levels in sides.items():
         for label, s in levels.items():
-            table.add_row(side, label, str(s.requests), str(s.errors),
-                          _ms(s.ttft.p50, s.ttft.p95, s.ttft.p99), _ms(s.itl.p50, s.itl.p95),
-                          _ms(s.e2e.p50, s.e2e.p95, s.e2e.p99), f"{s.output_tokens_per_s:.1f}",
-                          f"{s.requests_per_s:.2f}")  # fmt: skip
+            table.add_row(
+                side,
+                label,
+                str(s.requests),
+                str(s.errors),
+                _ms(s.ttft.p50, s.ttft.p95, s.ttft.p99),
+                _ms(s.itl.p50, s.itl.p95),
+                _ms(s.e2e.p50, s.e2e.p95, s.e2e.p99),
+                f"{s.output_tokens_per_s:.1f}",
+                f"{s.requests_per_s:.2f}",
+            )
     out.print(table)
 
 
@@ -195,13 +229,19 @@ def render_report(out: Console, report: ServiceReport) -> None:
     for column in ("check", "verdict", "observed vs limit"):
         table.add_column(column)
     for v in report.verdicts:
-        table.add_row(v.check, Text("pass", style="green") if v.passed else Text("FAIL", style="red"),
-                      v.detail)  # fmt: skip
+        table.add_row(
+            v.check,
+            Text("pass", style="green") if v.passed else Text("FAIL", style="red"),
+            v.detail,
+        )
     out.print(table)
     for case in report.candidate_quality:
         if not case.passed:
-            out.print(f"  [red]case {case.name}[/]: {'; '.join(case.failures)}; answer: "
-                      f"{case.answer[:120]!r}", highlight=False)  # fmt: skip
+            out.print(
+                f"  [red]case {case.name}[/]: {'; '.join(case.failures)}; answer: "
+                f"{case.answer[:120]!r}",
+                highlight=False,
+            )
     for warning in report.warnings:
         out.print(f"  [yellow]warning:[/] {warning}")
     if report.candidate_speed:
@@ -216,16 +256,25 @@ def render_events(out: Console, events: Sequence[Event]) -> None:
     for column in ("id", "kind", "env", "serial", "when (UTC)", "user", "details"):
         table.add_column(column)
     for e in events:
-        table.add_row(str(e.id), e.kind, e.environment, str(e.serial or "-"),
-                      e.created_at.strftime("%Y-%m-%d %H:%M:%S"), e.user, _details(e))  # fmt: skip
+        table.add_row(
+            str(e.id),
+            e.kind,
+            e.environment,
+            str(e.serial or "-"),
+            e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.user,
+            _details(e),
+        )
     out.print(table)
 
 
 def _details(event: Event) -> str:
     p = event.payload
     if event.kind == "validation":
-        return ", ".join(f"{n}: {'pass' if s.get('passed') else 'FAIL'}"
-                             for n, s in p.get("services", {}).items())  # fmt: skip
+        return ", ".join(
+            f"{n}: {'pass' if s.get('passed') else 'FAIL'}"
+            for n, s in p.get("services", {}).items()
+        )
     if event.kind == "promotion":
         return f"{', '.join(p.get('services', []))}" + (
             " forced: " + p.get("reason", "") if p.get("forced") else ""

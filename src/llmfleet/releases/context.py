@@ -1,0 +1,114 @@
+"""What a release command works with, and the one way it changes an environment.
+
+Every change (staging deploy, teardown, promote, rollback) is ``plan_changes`` or
+``plan_destroy`` then ``apply_plan`` with the release's kind, so releases are
+recorded like any apply and refused like one when another apply holds the lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from llmfleet.apply.executor import ApplyContext, apply_plan
+from llmfleet.backends.local.client import LocalBackend
+from llmfleet.engines.base import Progress
+from llmfleet.plan.diff import ActualEnvironment, plan_changes, plan_destroy
+from llmfleet.settings import Settings
+from llmfleet.spec.loading import LoadedSpec
+from llmfleet.spec.model import ResolvedEnvironment
+from llmfleet.state.records import Revision, RevisionKind
+from llmfleet.state.store import StateStore
+
+PRODUCTION = "production"
+STAGING = "staging"
+
+
+@dataclass
+class ReleaseContext:
+    """Built once per command by the CLI (or a test) and passed down."""
+
+    loaded: LoadedSpec
+    store: StateStore
+    backend: LocalBackend
+    settings: Settings
+    spec_dir: Path
+    user: str
+    progress: Progress = field(default=lambda line: None)
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.settings.home / "reports"
+
+    def with_loaded(self, loaded: LoadedSpec) -> ReleaseContext:
+        """The same context over another spec (an upgrade's candidate, held in memory)."""
+        return replace(self, loaded=loaded)
+
+
+def actual_environment(backend: LocalBackend, environment: str) -> ActualEnvironment:
+    """What runs in ``environment`` (empty when the agent is not running)."""
+    if not backend.running():
+        return ActualEnvironment()
+    config = backend.environment_config(environment)
+    gateways = [g for g in backend.gateways() if g.environment == environment]
+    return ActualEnvironment(
+        replicas=backend.list_replicas(environment),
+        services=config.get("services", {}),
+        gateway=gateways[0] if gateways else None,
+    )
+
+
+def apply_environment(
+    ctx: ReleaseContext,
+    desired: ResolvedEnvironment,
+    *,
+    kind: RevisionKind,
+    message: str,
+    parent_serial: int | None = None,
+    spec_hash: str | None = None,
+) -> Revision:
+    """Plan ``desired`` against what runs and apply it, recorded as ``kind``."""
+    latest = ctx.store.latest_revision(desired.name)
+    recorded = frozenset(latest.spec.get("services", {})) if latest else frozenset()
+    plan = plan_changes(
+        desired,
+        actual_environment(ctx.backend, desired.name),
+        serial=ctx.store.current_serial(desired.name),
+        spec_hash=spec_hash or ctx.loaded.resolved.spec_hash(),
+        recorded_services=recorded,
+    )
+    return apply_plan(plan, desired, _apply_context(ctx, kind, message, parent_serial))
+
+
+def destroy_environment(ctx: ReleaseContext, environment: str, *, message: str) -> Revision | None:
+    """Tear ``environment`` down; None when nothing ran there."""
+    actual = actual_environment(ctx.backend, environment)
+    if not actual.replicas and actual.gateway is None and not actual.services:
+        return None
+    plan = plan_destroy(environment, actual, serial=ctx.store.current_serial(environment))
+    gateway = ctx.loaded.resolved.environments.get(environment)
+    empty = ResolvedEnvironment(
+        name=environment,
+        gateway=gateway.gateway
+        if gateway
+        else ctx.loaded.resolved.environments[PRODUCTION].gateway,
+        services={},
+    )
+    return apply_plan(plan, empty, _apply_context(ctx, "destroy", message, None))
+
+
+def _apply_context(
+    ctx: ReleaseContext, kind: RevisionKind, message: str, parent_serial: int | None
+) -> ApplyContext:
+    return ApplyContext(
+        backend=ctx.backend,
+        store=ctx.store,
+        settings=ctx.settings,
+        spec_dir=ctx.spec_dir,
+        state_url=ctx.loaded.resolved.state,
+        user=ctx.user,
+        message=message,
+        kind=kind,
+        parent_serial=parent_serial,
+        progress=ctx.progress,
+    )

@@ -1,0 +1,183 @@
+"""``llmfleet validate``: the candidate in staging, measured against production.
+
+Flow: refuse if production is not applied -> tear down staging left by a run
+that died -> record ``validation-started`` -> apply the candidate services to
+staging -> run the suites on both gateways -> judge -> write the reports ->
+record ``validation`` with the staging revision -> tear staging down (in a
+``finally``, so Ctrl-C and errors clean up too) unless asked to keep it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from llmfleet.errors import ReleaseError
+from llmfleet.releases.candidates import candidate_hash, only_services, pick_services
+from llmfleet.releases.context import (
+    PRODUCTION,
+    STAGING,
+    ReleaseContext,
+    actual_environment,
+    apply_environment,
+    destroy_environment,
+)
+from llmfleet.spec.model import GatewaySpec, ResolvedEnvironment
+from llmfleet.spec.validation import ValidationSpec
+from llmfleet.validate.assess import LazySimilarity, ServiceReport, Sides, assess_service
+from llmfleet.validate.report import write_reports
+from llmfleet.validate.suites import QualitySuite, load_suite
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    services: tuple[ServiceReport, ...]
+    candidate_serial: int
+    event_id: int
+    json_path: Path
+    html_path: Path
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.services)
+
+
+def url_of(gateway: GatewaySpec) -> str:
+    return f"http://{gateway.host}:{gateway.port}"
+
+
+def run_validation(
+    ctx: ReleaseContext, names: Sequence[str], *, keep: bool = False
+) -> ValidationResult:
+    """Validate the named services (all when none); see the module doc."""
+    fleet = ctx.loaded.resolved
+    if STAGING not in fleet.environments:
+        raise ReleaseError(
+            "the spec has no 'staging' environment to validate in",
+            hint="add environments.staging with its own gateway port",
+        )
+    production = _require_production(ctx)
+    chosen = pick_services(fleet.environments[PRODUCTION], names)
+    suites = {n: _suite(ctx, _validation_of(ctx, n)) for n in chosen}
+    clean_stale_staging(ctx)
+    started = ctx.store.record_event(
+        kind="validation-started",
+        environment=STAGING,
+        serial=None,
+        payload={"services": chosen},
+        user=ctx.user,
+    )
+    try:
+        staging = only_services(fleet.environments[STAGING], chosen)
+        ctx.progress(f"deploying the candidate ({', '.join(chosen)}) to staging")
+        revision = apply_environment(ctx, staging, kind="apply", message="validation candidate")
+        reports = asyncio.run(_assess_all(ctx, staging, production, chosen, suites))
+    finally:
+        if not keep:
+            ctx.progress("tearing staging down")
+            destroy_environment(ctx, STAGING, message="validation teardown")
+    return _record(
+        ctx, reports, serial=revision.serial, started_id=started.id, production_serial=production[1]
+    )
+
+
+def _require_production(ctx: ReleaseContext) -> tuple[ResolvedEnvironment, int]:
+    latest = ctx.store.latest_revision(PRODUCTION)
+    actual = actual_environment(ctx.backend, PRODUCTION)
+    if latest is None or actual.gateway is None or not latest.spec.get("services"):
+        raise ReleaseError(
+            "production is not running, so there is nothing to compare the candidate with",
+            hint="run `llmfleet apply` first (production is the baseline of every validation)",
+        )
+    return ResolvedEnvironment.model_validate(latest.spec), latest.serial
+
+
+def _validation_of(ctx: ReleaseContext, name: str) -> ValidationSpec:
+    service = ctx.loaded.resolved.environments[PRODUCTION].services[name]
+    return service.validation or ValidationSpec()
+
+
+def _suite(ctx: ReleaseContext, validation: ValidationSpec) -> QualitySuite | None:
+    if validation.quality is None:
+        return None
+    services = ctx.loaded.resolved.environments[PRODUCTION].services
+    return load_suite(ctx.spec_dir / validation.quality, services=services)
+
+
+def clean_stale_staging(ctx: ReleaseContext) -> bool:
+    """Destroy staging replicas left by a validation that died; True when any were."""
+    actual = actual_environment(ctx.backend, STAGING)
+    if not actual.replicas and actual.gateway is None:
+        return False
+    ctx.progress("staging still runs replicas of an earlier validation; tearing them down")
+    destroy_environment(ctx, STAGING, message="stale validation cleanup")
+    return True
+
+
+async def _assess_all(
+    ctx: ReleaseContext,
+    staging: ResolvedEnvironment,
+    production: tuple[ResolvedEnvironment, int],
+    chosen: Sequence[str],
+    suites: dict[str, QualitySuite | None],
+) -> list[ServiceReport]:
+    similarity = LazySimilarity()
+    prod_env = production[0]
+    reports = []
+    for name in chosen:
+        ctx.progress(f"running the suites of {name} on staging and production")
+        in_production = name in prod_env.services
+        sides = Sides(url_of(staging.gateway), url_of(prod_env.gateway) if in_production else None)
+        target = ctx.loaded.resolved.environments[PRODUCTION].services[name]
+        reports.append(
+            await assess_service(
+                name,
+                candidate_hash=candidate_hash(target),
+                validation=_validation_of(ctx, name),
+                suite=suites[name],
+                sides=sides,
+                similarity=similarity,
+            )
+        )
+    return reports
+
+
+def _record(
+    ctx: ReleaseContext,
+    reports: list[ServiceReport],
+    *,
+    serial: int,
+    started_id: int,
+    production_serial: int,
+) -> ValidationResult:
+    now = datetime.now(UTC)
+    names = [r.service for r in reports]
+    meta = {
+        "services": names,
+        "started_at": now.isoformat(timespec="seconds"),
+        "candidate_serial": serial,
+        "production_serial": production_serial,
+    }
+    folder = ctx.reports_dir / f"{now:%Y%m%dT%H%M%S}-{'-'.join(names)}"
+    json_path, html_path = write_reports(folder, reports, meta)
+    payload = {
+        "started_event": started_id,
+        "passed": all(r.passed for r in reports),
+        "services": {
+            r.service: {
+                "candidate_hash": r.candidate_hash,
+                "passed": r.passed,
+                "failed_checks": [v.check for v in r.verdicts if not v.passed],
+            }
+            for r in reports
+        },
+        "production_serial": production_serial,
+        "report": {"json": str(json_path), "html": str(html_path)},
+    }
+    event = ctx.store.record_event(
+        kind="validation", environment=STAGING, serial=serial, payload=payload, user=ctx.user
+    )
+    return ValidationResult(tuple(reports), serial, event.id, json_path, html_path)

@@ -1,0 +1,165 @@
+"""Assess one candidate service against production: run the suites, judge the gate.
+
+The result (``ServiceReport``) holds everything the terminal summary, the JSON
+and the HTML report show. Side effects: HTTP to the two gateways only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmfleet.spec.validation import GateSpec, ValidationSpec, impossible_thresholds
+from llmfleet.validate.gate import Evidence, SideMetrics, Verdict, judge_gate, passed
+from llmfleet.validate.quality import Agreement, CaseResult, judge_agreement, judge_case, pass_rate
+from llmfleet.validate.runner import Reply, ask_cases, measure_speed
+from llmfleet.validate.similarity import Embedder
+from llmfleet.validate.stats import LoadSummary
+from llmfleet.validate.suites import QualitySuite
+
+Similarity = Callable[[str, str], float]
+
+
+@dataclass(frozen=True)
+class ServiceReport:
+    service: str
+    candidate_hash: str
+    verdicts: tuple[Verdict, ...]
+    candidate_quality: tuple[CaseResult, ...] = ()
+    production_quality: tuple[CaseResult, ...] = ()
+    agreement: Agreement | None = None
+    candidate_speed: dict[str, LoadSummary] = field(default_factory=dict)
+    production_speed: dict[str, LoadSummary] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return passed(self.verdicts)
+
+    def to_json(self) -> dict[str, Any]:
+        def cases(results: tuple[CaseResult, ...]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": r.name,
+                    "passed": r.passed,
+                    "answer": r.answer,
+                    "failures": list(r.failures),
+                }
+                for r in results
+            ]
+
+        return {
+            "service": self.service,
+            "candidate_hash": self.candidate_hash,
+            "passed": self.passed,
+            "verdicts": [v.to_json() for v in self.verdicts],
+            "quality": {
+                "candidate": cases(self.candidate_quality),
+                "production": cases(self.production_quality),
+            },
+            "agreement": None
+            if self.agreement is None
+            else {"rate": self.agreement.rate, "scores": list(self.agreement.scores)},
+            "speed": {
+                "candidate": {k: v.to_json() for k, v in self.candidate_speed.items()},
+                "production": {k: v.to_json() for k, v in self.production_speed.items()},
+            },
+            "warnings": list(self.warnings),
+        }
+
+
+class LazySimilarity:
+    """Loads the embedding model on first use only; one per validation run."""
+
+    def __init__(self) -> None:
+        self._embedder: Embedder | None = None
+
+    def __call__(self, first: str, second: str) -> float:
+        if self._embedder is None:
+            self._embedder = Embedder.load()
+        return self._embedder.similarity(first, second)
+
+
+@dataclass(frozen=True)
+class Sides:
+    """The gateways to compare: production's may be absent (a new service)."""
+
+    candidate_url: str
+    production_url: str | None
+
+
+def _judge_replies(
+    suite: QualitySuite, replies: list[Reply], similarity: Similarity
+) -> tuple[CaseResult, ...]:
+    results = []
+    for case, reply in zip(suite.cases, replies, strict=True):
+        if reply.error:
+            results.append(CaseResult(case.name, "", (reply.error,)))
+        else:
+            results.append(judge_case(case, reply.text, similarity))
+    return tuple(results)
+
+
+async def assess_service(
+    service: str,
+    *,
+    candidate_hash: str,
+    validation: ValidationSpec,
+    suite: QualitySuite | None,
+    sides: Sides,
+    similarity: Similarity,
+) -> ServiceReport:
+    """Run the quality then the speed suite on both sides, and judge the gate."""
+    gate = validation.gate
+    quality = await _quality(service, suite, sides, gate, similarity)
+    speed: dict[str, dict[str, LoadSummary]] = {"candidate": {}, "production": {}}
+    if validation.speed is not None:
+        urls = {"candidate": sides.candidate_url}
+        if sides.production_url:
+            urls = {"production": sides.production_url, **urls}
+        speed.update(await measure_speed(urls, model=service, suite=validation.speed))
+    cand_q, prod_q, agreement = quality
+    evidence = Evidence(
+        candidate=SideMetrics(pass_rate(cand_q) if suite else None, speed["candidate"]),
+        production=SideMetrics(pass_rate(prod_q) if prod_q else None, speed["production"]),
+        agreement=agreement.rate if agreement else None,
+    )
+    return ServiceReport(
+        service,
+        candidate_hash,
+        tuple(judge_gate(gate, evidence)),
+        cand_q,
+        prod_q,
+        agreement,
+        speed["candidate"],
+        speed["production"],
+        tuple(impossible_thresholds(gate)),
+    )
+
+
+async def _quality(
+    service: str, suite: QualitySuite | None, sides: Sides, gate: GateSpec, similarity: Similarity
+) -> tuple[tuple[CaseResult, ...], tuple[CaseResult, ...], Agreement | None]:
+    if suite is None:
+        return (), (), None
+    candidate = await ask_cases(sides.candidate_url, service, suite.cases)
+    cand_results = _judge_replies(suite, candidate, similarity)
+    if sides.production_url is None:
+        return cand_results, (), None
+    production = await ask_cases(sides.production_url, service, suite.cases)
+    prod_results = _judge_replies(suite, production, similarity)
+    agreement = None
+    if gate.min_agreement is not None:
+        agreement = judge_agreement(
+            [r.text for r in candidate],
+            [r.text for r in production],
+            threshold=gate.agreement_similarity,
+            similarity=similarity,
+        )
+    return cand_results, prod_results, agreement
+
+
+def suite_path(spec_dir: Path, validation: ValidationSpec) -> Path | None:
+    return None if validation.quality is None else (spec_dir / validation.quality)

@@ -1,0 +1,110 @@
+"""Numbers from load: percentiles and per-level summaries; pure.
+
+A ``RequestSample`` is what the load generator measured for one request; the
+summaries here turn many of them into the figures a gate judges.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RequestSample:
+    """One request as measured by the client. Times in seconds from its send."""
+
+    ok: bool
+    ttft: float | None = None
+    e2e: float | None = None
+    token_times: tuple[float, ...] = ()
+    output_tokens: int = 0
+    error: str = ""
+
+    @property
+    def inter_token_latencies(self) -> list[float]:
+        times = self.token_times
+        return [later - earlier for earlier, later in itertools.pairwise(times)]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) by linear interpolation; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    p50: float
+    p95: float
+    p99: float
+    mean: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Distribution:
+        mean = sum(values) / len(values) if values else math.nan
+        return cls(percentile(values, 50), percentile(values, 95), percentile(values, 99), mean)
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """One load level (a concurrency or a rate) on one side (production or candidate)."""
+
+    label: str
+    requests: int
+    errors: int
+    duration_s: float
+    ttft: Distribution
+    itl: Distribution
+    e2e: Distribution
+    output_tokens_per_s: float
+    requests_per_s: float
+    samples_ttft: tuple[float, ...] = field(default=(), repr=False)
+    samples_e2e: tuple[float, ...] = field(default=(), repr=False)
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["error_rate"] = self.error_rate
+        return body
+
+
+def summarize(label: str, samples: Sequence[RequestSample], *, duration_s: float) -> LoadSummary:
+    """Summarize the samples of one level; ``duration_s`` is the wall time they took."""
+    ok = [s for s in samples if s.ok]
+    ttfts = [s.ttft for s in ok if s.ttft is not None]
+    e2es = [s.e2e for s in ok if s.e2e is not None]
+    itls = [gap for s in ok for gap in s.inter_token_latencies]
+    tokens = sum(s.output_tokens for s in ok)
+    seconds = max(duration_s, 1e-9)
+    return LoadSummary(
+        label=label,
+        requests=len(samples),
+        errors=len(samples) - len(ok),
+        duration_s=duration_s,
+        ttft=Distribution.of(ttfts),
+        itl=Distribution.of(itls),
+        e2e=Distribution.of(e2es),
+        output_tokens_per_s=tokens / seconds,
+        requests_per_s=len(ok) / seconds,
+        samples_ttft=tuple(ttfts),
+        samples_e2e=tuple(e2es),
+    )
+
+
+def merge_summaries(
+    label: str, parts: Sequence[tuple[Sequence[RequestSample], float]]
+) -> LoadSummary:
+    """One summary of several rounds of the same level (samples pooled, times added)."""
+    samples = [s for part, _ in parts for s in part]
+    return summarize(label, samples, duration_s=sum(seconds for _, seconds in parts))
