@@ -82,7 +82,8 @@ async def scrape_every_second(base: str, stop: asyncio.Event) -> None:
 async def measure(targets: dict[str, str], args: argparse.Namespace) -> dict[str, list[float]]:
     rps: dict[str, list[float]] = {name: [] for name in targets}
     stop = asyncio.Event()
-    scraper = asyncio.create_task(scrape_every_second(targets["on"], stop))
+    scraper = asyncio.create_task(scrape_every_second(targets["on"], stop)
+                                  if "scrape" in args.on else stop.wait())
     for index in range(args.rounds):
         order = list(targets) if index % 2 == 0 else list(reversed(targets))
         for name in order:
@@ -102,6 +103,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--sample-ratio", type=float, default=0.1,
                         help="share of requests traced (the spec's default is 0.1)")
+    parser.add_argument("--on", default="tracing,logs,scrape",
+                        help="what the 'on' gateway has: tracing, logs, scrape")
     args = parser.parse_args()
     collector = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     threading.Thread(target=collector.serve_forever, daemon=True).start()
@@ -114,9 +117,11 @@ def main() -> None:
     try:
         off, proc = gateway(sim_port, slots, {"LLMFLEET_REQUEST_LOGS": "0"}, logs / "gw-off.log")
         procs.append(proc)
-        on_env = {"LLMFLEET_REQUEST_LOGS": "1",
-                  "LLMFLEET_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
-                  "LLMFLEET_TRACE_SAMPLE_RATIO": str(args.sample_ratio)}
+        parts = set(args.on.split(","))
+        on_env = {"LLMFLEET_REQUEST_LOGS": "1" if "logs" in parts else "0"}
+        if "tracing" in parts:
+            on_env["LLMFLEET_OTLP_ENDPOINT"] = f"http://127.0.0.1:{collector.server_address[1]}"
+            on_env["LLMFLEET_TRACE_SAMPLE_RATIO"] = str(args.sample_ratio)
         on, proc = gateway(sim_port, slots, on_env, logs / "gw-on.log")
         procs.append(proc)
         time.sleep(0.3)

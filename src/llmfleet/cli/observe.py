@@ -101,6 +101,10 @@ def render_alerts(body: dict[str, Any]) -> None:
                       alert["annotations"].get("summary", ""))
     if body["alerts"]:
         console.print(table)
+    for alert in body.get("resolved", [])[:5]:
+        ended = time.strftime("%H:%M:%S", time.localtime(alert["ends_at"]))
+        console.print(f"[dim]resolved {ended} {alert['labels']['alertname']}: "
+                      f"{alert['annotations'].get('summary', '')}[/]", highlight=False)
     gpu = body.get("gpu", {})
     if not gpu.get("available"):
         console.print(f"[dim]GPUs: {gpu.get('reason', 'unknown')}[/]", highlight=False)

@@ -134,6 +134,14 @@ class Retries(Frozen):
         default=0.2, ge=0, le=1, description="retries allowed as a share of requests"
     )
     resume_streams: bool = True
+    resume_non_streaming: bool = Field(
+        default=True,
+        description=(
+            "ask engines to stream non-streaming requests too, so an answer broken mid-way is "
+            "continued and its finished tokens kept; false sends them as plain requests (cheaper "
+            "per request; a failure is then retried from the start within the retry budget)"
+        ),
+    )
     wait_for_replica_s: float = Field(
         default=60.0, ge=0, description="how long to wait for a replica to come back"
     )

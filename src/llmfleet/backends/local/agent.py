@@ -40,7 +40,7 @@ from llmfleet.backends.local.gateways import gateway_spec
 from llmfleet.backends.local.layout import SOCKET_NAME, STATE_NAME
 from llmfleet.backends.local.supervisor import Managed, Supervisor
 from llmfleet.backends.local.wire import spec_from_json, spec_to_json
-from llmfleet.observe.local import attach_observer
+from llmfleet.observe.local import attach_observer, gateway_env
 
 
 class Agent:
@@ -95,6 +95,7 @@ class Agent:
         return Managed(spec=spec, port=port, argv=argv, log_path=log_path, adopted_pid=adopt_pid)
 
     async def run_gateway(self, environment: str, body: dict[str, Any]) -> Managed:
+        body = {**body, "env": {**body.get("env", {}), **gateway_env(self.observer.settings)}}
         spec = gateway_spec(environment, body, socket_path=self.home / SOCKET_NAME)
         current = self.gateways.processes.get(spec.replica_id)
         if current is not None:

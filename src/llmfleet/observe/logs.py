@@ -1,0 +1,158 @@
+"""JSON-lines logs with ECS field names, for Filebeat/Logstash into Elasticsearch.
+
+``EcsFormatter`` writes one JSON object per line with the Elastic Common Schema
+names (``@timestamp``, ``log.level``, ``message``, ``service.name``,
+``process.pid``, ``log.logger``, ``event.dataset``, ``trace.id``, ``span.id``,
+``error.*``), dotted at the top level as ecs-logging does, so Filebeat's ndjson
+parser ships them unchanged. Fields passed with ``extra={...}`` whose names are
+ECS-style (``http.response.status_code``, ``llmfleet.replica``) are kept.
+
+Named ``logs`` rather than ``logging`` so it never shadows the standard library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+import orjson
+
+ECS_VERSION = "8.11.0"
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message",
+                                                                               "asctime"}
+TraceIds = Callable[[], tuple[str, str] | None]
+
+
+class EcsFormatter(logging.Formatter):
+    """One ECS JSON object per record; ``trace_ids`` gives the current trace, if any."""
+
+    def __init__(self, *, service_name: str, trace_ids: TraceIds | None = None) -> None:
+        super().__init__()
+        self.service_name = service_name
+        self.trace_ids = trace_ids
+
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, Any] = {
+            "@timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "log.level": record.levelname.lower(),
+            "message": record.getMessage(),
+            "ecs.version": ECS_VERSION,
+            "service.name": self.service_name,
+            "process.pid": record.process,
+            "log.logger": record.name,
+            "event.dataset": f"{self.service_name}.log",
+        }
+        ids = self.trace_ids() if self.trace_ids is not None else None
+        if ids is not None:
+            body["trace.id"], body["span.id"] = ids
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                body[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            body["error.type"] = record.exc_info[0].__name__
+            body["error.message"] = str(record.exc_info[1])
+            body["error.stack_trace"] = self.formatException(record.exc_info)
+        return orjson.dumps(body, default=str).decode()
+
+
+def configure_logging(
+    *,
+    service_name: str,
+    level: str = "INFO",
+    stream: IO[str] | None = None,
+    trace_ids: TraceIds | None = None,
+) -> logging.Handler:
+    """Route the root logger to one JSON-lines handler (replacing earlier ones)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(EcsFormatter(service_name=service_name, trace_ids=trace_ids))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    return handler
+
+
+def request_fields(
+    *,
+    service: str,
+    replica: str | None,
+    status: int,
+    duration_s: float,
+    ttft_s: float | None = None,
+    usage: dict[str, Any] | None,
+    prompt: Any = None,
+) -> dict[str, Any]:
+    """The ECS fields of one request-log line; a prompt only when the caller passes one
+    (``observability.log_prompts: true``). Keys are never logged."""
+    fields: dict[str, Any] = {
+        "event.dataset": "llmfleet.requests",
+        "llmfleet.service": service,
+        "llmfleet.replica": replica,
+        "http.response.status_code": status,
+        "event.duration": int(duration_s * 1e9),
+        "llmfleet.ttft_s": ttft_s,
+    }
+    if usage:
+        fields["llmfleet.prompt_tokens"] = usage.get("prompt_tokens")
+        fields["llmfleet.completion_tokens"] = usage.get("completion_tokens")
+    if prompt is not None:
+        fields["llmfleet.prompt"] = prompt
+    return fields
+
+
+class JsonLinesBuffer:
+    """ECS JSON lines for the request path, written in batches.
+
+    ``logging`` costs tens of microseconds per record (a LogRecord, a lock, a
+    write and a flush per line); at thousands of requests per second that is
+    several percent of the gateway. Request lines are instead serialised with
+    orjson into a buffer that is written at most once a second or every
+    ``max_lines`` lines, whichever comes first, so a line is never more than a
+    second late.
+    """
+
+    def __init__(self, stream: IO[str], *, service_name: str, logger: str,
+                 max_lines: int = 256, clock: Callable[[], float] = time.time) -> None:
+        self._stream = stream
+        self._lines: list[bytes] = []
+        self._max = max_lines
+        self._clock = clock
+        self._second = -1
+        self._prefix = ""
+        self._common = {"ecs.version": ECS_VERSION, "service.name": service_name,
+                        "process.pid": os.getpid(), "log.logger": logger}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _timestamp(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+
+    def write(self, message: str, fields: dict[str, Any]) -> None:
+        body = {"@timestamp": self._timestamp(self._clock()), "log.level": "info",
+                "message": message, **self._common, **fields}
+        self._lines.append(orjson.dumps(body, default=str))
+        if len(self._lines) >= self._max:
+            self.flush()
+        elif self._timer is None:
+            with contextlib.suppress(RuntimeError):  # no loop: flushed by the next batch
+                self._timer = asyncio.get_running_loop().call_later(1.0, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._lines:
+            self._stream.write(b"\n".join(self._lines).decode() + "\n")
+            self._stream.flush()
+            self._lines.clear()

@@ -1,0 +1,89 @@
+# ruff: noqa: N802, N815 - FakeNvml copies pynvml's camelCase API names
+"""An honest fake of the slice of NVML (pynvml's module API) that ``NvmlReader`` calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+
+class FakeNvmlError(Exception):
+    pass
+
+
+@dataclass
+class FakeGpu:
+    temperature: int = 60
+    ecc_uncorrected: int = 0
+    throttle: int = 0
+
+
+class FakeNvml:
+    """The slice of pynvml's API that NvmlReader calls, over in-memory GPUs."""
+
+    NVMLError = FakeNvmlError
+    NVML_TEMPERATURE_GPU = 0
+    NVML_MEMORY_ERROR_TYPE_CORRECTED = 0
+    NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1
+    NVML_VOLATILE_ECC = 0
+    nvmlEventTypeXidCriticalError = 8
+
+    def __init__(self, gpus: list[FakeGpu]) -> None:
+        self.gpus = gpus
+        self.xids: list[tuple[int, int]] = []
+        self.initialised = False
+
+    def nvmlInit(self) -> None:
+        self.initialised = True
+
+    def nvmlShutdown(self) -> None:
+        self.initialised = False
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetIndex(self, handle: int) -> int:
+        return handle
+
+    def nvmlDeviceGetName(self, handle: int) -> str:
+        return "NVIDIA H200"
+
+    def nvmlDeviceGetUUID(self, handle: int) -> bytes:
+        return f"GPU-{handle:04d}".encode()
+
+    def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> int:
+        return self.gpus[handle].temperature
+
+    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
+        return 350_000
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
+        return SimpleNamespace(used=40 * 2**30, total=141 * 2**30, free=101 * 2**30)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:
+        return SimpleNamespace(gpu=87, memory=40)
+
+    def nvmlDeviceGetTotalEccErrors(self, handle: int, kind: int, counter: int) -> int:
+        return self.gpus[handle].ecc_uncorrected if kind == 1 else 0
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: int) -> int:
+        return self.gpus[handle].throttle
+
+    def nvmlEventSetCreate(self) -> str:
+        return "events"
+
+    def nvmlEventSetFree(self, events: str) -> None:
+        pass
+
+    def nvmlDeviceRegisterEvents(self, handle: int, kinds: int, events: str) -> None:
+        pass
+
+    def nvmlEventSetWait_v2(self, events: str, timeout_ms: int) -> Any:
+        if not self.xids:
+            raise FakeNvmlError("Timeout")
+        device, xid = self.xids.pop(0)
+        return SimpleNamespace(device=device, eventData=xid)

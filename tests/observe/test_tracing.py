@@ -1,0 +1,131 @@
+"""Gateway spans: request, routing, attempts, resume; traceparent; a real OTLP/HTTP receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import re
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from llmfleet.observe.tracing import RequestTrace, Tracing, build_tracing
+
+TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def traced_request(tracing: Tracing, headers: dict[str, str] | None = None) -> RequestTrace:
+    """What the gateway does for a request that fails once, then resumes elsewhere."""
+    request = tracing.request("POST /v1/chat/completions", headers=headers or {},
+                              service="chat", path="/v1/chat/completions")
+    request.routed("r0", waited_s=0.001)
+    first = request.attempt("r0", "http://127.0.0.1:1/v1/chat/completions", resume=False)
+    request.end_attempt(first, "connection reset after 12 tokens")
+    request.routed("r1", waited_s=0.0)
+    second = request.attempt("r1", "http://127.0.0.1:2/v1/chat/completions", resume=True)
+    assert TRACEPARENT.match(request.headers(second)["traceparent"])
+    request.end_attempt(second)
+    request.end(200, {"prompt_tokens": 5, "completion_tokens": 20})
+    return request
+
+
+def test_spans_of_a_request_with_a_resume() -> None:
+    """One trace: request (server) > route, upstream (error), route, resume (client)."""
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(exporter=exporter, service_name="llmfleet-gateway", batch=False)
+    request = traced_request(tracing)
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(spans) == {"POST /v1/chat/completions", "route", "upstream", "resume"}
+    root = spans["POST /v1/chat/completions"]
+    assert all(s.context.trace_id == root.context.trace_id for s in spans.values())
+    assert spans["resume"].parent is not None
+    assert spans["resume"].parent.span_id == root.context.span_id
+    assert spans["upstream"].status.status_code.name == "ERROR"
+    assert spans["resume"].attributes["llmfleet.resume"] is True
+    assert root.attributes["gen_ai.usage.completion_tokens"] == 20
+    assert request.ids[0] == f"{root.context.trace_id:032x}"
+    tracing.shutdown()
+
+
+def test_a_client_traceparent_becomes_the_parent() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(exporter=exporter, service_name="g", batch=False)
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    traced_request(tracing, {"traceparent": parent})
+    root = next(s for s in exporter.get_finished_spans() if s.name.startswith("POST"))
+    assert f"{root.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+    tracing.shutdown()
+
+
+def test_no_endpoint_means_no_tracing() -> None:
+    assert build_tracing(None, service_name="g") is None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def otlp_receiver() -> AsyncIterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    """A real OTLP/HTTP endpoint: POST /v1/traces with protobuf, decoded as collectors do."""
+    received: list[ExportTraceServiceRequest] = []
+
+    async def traces(request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        assert request.headers["Content-Type"] == "application/x-protobuf"
+        message = ExportTraceServiceRequest()
+        message.ParseFromString(body)
+        received.append(message)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", traces)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}", received
+    await runner.cleanup()
+
+
+async def test_spans_arrive_at_a_real_otlp_http_endpoint(
+    otlp_receiver: tuple[str, list[ExportTraceServiceRequest]],
+) -> None:
+    """The OTLP/HTTP exporter sends protobuf spans with our service.name to the endpoint."""
+    endpoint, received = otlp_receiver
+    tracing = build_tracing(endpoint, service_name="llmfleet-gateway")
+    assert tracing is not None
+    traced_request(tracing)
+    await asyncio.to_thread(tracing.flush)
+    spans = [span for message in received for rs in message.resource_spans
+             for ss in rs.scope_spans for span in ss.spans]
+    assert {s.name for s in spans} == {"POST /v1/chat/completions", "route", "upstream", "resume"}
+    resource = received[0].resource_spans[0].resource
+    names = {a.key: a.value.string_value for a in resource.attributes}
+    assert names["service.name"] == "llmfleet-gateway"
+    await asyncio.to_thread(tracing.shutdown)
+
+
+def test_unsampled_requests_make_no_spans_but_keep_a_trace_id() -> None:
+    """Outside the sample: no SDK spans, a traceparent with flag 00 and ids for the log."""
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(exporter=exporter, service_name="g", batch=False, sample_ratio=0.0)
+    trace = tracing.request("POST /v1/chat/completions", headers={}, service="chat", path="/")
+    span, headers = trace.begin_attempt("r0", "http://x", resume=False, waited_s=0.0)
+    trace.end_attempt(span)
+    trace.end(200)
+    assert exporter.get_finished_spans() == ()
+    assert headers["traceparent"] == f"00-{trace.ids[0]}-{trace.ids[1]}-00"
+    assert TRACEPARENT.match(headers["traceparent"])
+    sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    traced_request(tracing, {"traceparent": sampled})  # the client's decision is kept
+    assert len(exporter.get_finished_spans()) == 5  # request, 2 routes, 2 attempts
+    tracing.shutdown()
