@@ -1,0 +1,91 @@
+"""The layering of STYLE.md, enforced: lower layers never import higher ones, and
+siblings that need not know each other don't (the gateway never imports plan)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "llmfleet"
+
+FORBIDDEN = {
+    "spec": {
+        "state",
+        "plan",
+        "apply",
+        "backends",
+        "engines",
+        "models",
+        "gateway",
+        "observe",
+        "validate",
+        "releases",
+        "cli",
+    },
+    "state": {
+        "plan",
+        "apply",
+        "backends",
+        "engines",
+        "models",
+        "gateway",
+        "observe",
+        "validate",
+        "releases",
+        "cli",
+    },
+    "plan": {
+        "state",
+        "apply",
+        "engines",
+        "models",
+        "gateway",
+        "observe",
+        "validate",
+        "releases",
+        "cli",
+    },
+    "engines": {"state", "plan", "apply", "gateway", "observe", "validate", "releases", "cli"},
+    "models": {
+        "state",
+        "plan",
+        "apply",
+        "backends",
+        "gateway",
+        "observe",
+        "validate",
+        "releases",
+        "cli",
+    },
+    "gateway": {"plan", "apply", "validate", "releases", "cli"},
+    "apply": {"gateway", "validate", "releases", "cli"},
+    "observe": {"plan", "apply", "validate", "releases", "cli"},
+    "validate": {"apply", "releases", "cli"},
+    "releases": {"cli"},
+}
+
+
+def imported_layers(path: Path) -> set[str]:
+    layers = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "llmfleet" and len(parts) > 1:
+                layers.add(parts[1])
+    return layers
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layer_imports_only_what_it_may(layer: str) -> None:
+    offenders = {
+        str(path.relative_to(SRC)): sorted(imported_layers(path) & FORBIDDEN[layer])
+        for path in (SRC / layer).rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
