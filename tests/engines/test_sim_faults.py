@@ -104,7 +104,10 @@ async def test_crash_set_live_cuts_the_stream_in_progress() -> None:
         response = await sim.client.post(CHAT, json=BODY)
         await read_tokens(response, 2)
         await sim.client.post("/sim/faults", json={"crash_after_tokens": 0})
-        await read_tokens(response, 1)
+        for _ in range(10):  # a token already on its way may still arrive first
+            if sim.exits.calls:
+                break
+            await read_tokens(response, 1)
         assert sim.exits.calls and sim.exits.calls[0][0] == 1
         response.close()
 
