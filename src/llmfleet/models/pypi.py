@@ -22,9 +22,14 @@ from llmfleet.models.sources import PypiSource
 CHUNK = 1 << 20
 LISTED_MEMBERS = 5
 _NOT_FOUND = ("No matching distribution found", "Could not find a version")
-_OFFLINE = ("NewConnectionError", "Failed to establish a new connection",
-            "Temporary failure in name resolution", "Name or service not known",
-            "Network is unreachable", "ConnectTimeoutError")
+_OFFLINE = (
+    "NewConnectionError",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "Network is unreachable",
+    "ConnectTimeoutError",
+)
 
 
 class WheelDownloader(Protocol):
@@ -42,9 +47,22 @@ class PipWheelDownloader:
     runner: CommandRunner = field(default=run_streaming)
 
     def __call__(self, requirement: str, dest: Path, progress: Progress) -> Path:
-        argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                "--timeout", "20", "--retries", "2", "--dest", str(dest),
-                *self.pip_args, requirement]
+        argv = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--timeout",
+            "20",
+            "--retries",
+            "2",
+            "--dest",
+            str(dest),
+            *self.pip_args,
+            requirement,
+        ]
         progress(f"downloading {requirement} from the package index")
         result = self.runner(argv, env=None, progress=progress, relay=_relay_pip_line)
         if not result.ok:

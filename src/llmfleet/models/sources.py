@@ -76,7 +76,10 @@ def parse_source(text: str) -> Source:
     """Parse a model source string; ``ModelSourceError`` says what is wrong and the form."""
     scheme, _, rest = text.partition(":")
     parsers: dict[str, Callable[[str, str], Source]] = {
-        "pypi": _parse_pypi, "file": _parse_file, "hf": _parse_hf, "sim": _parse_sim,
+        "pypi": _parse_pypi,
+        "file": _parse_file,
+        "hf": _parse_hf,
+        "sim": _parse_sim,
     }
     parser = parsers.get(scheme)
     if parser is None or not rest:

@@ -63,25 +63,43 @@ class Alert:
         return dict(self.labels)["alertname"]
 
     def to_json(self) -> dict[str, object]:
-        return {"labels": dict(self.labels), "annotations": dict(self.annotations),
-                "state": self.state, "active_since": self.active_since, "for_s": self.for_s,
-                "value": self.value, "fired_at": self.fired_at, "ends_at": self.ends_at}
+        return {
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "state": self.state,
+            "active_since": self.active_since,
+            "for_s": self.for_s,
+            "value": self.value,
+            "fired_at": self.fired_at,
+            "ends_at": self.ends_at,
+        }
 
 
 def _labels(rule: AlertRule, env: str, service: str, **extra: str) -> tuple[tuple[str, str], ...]:
-    base = {"alertname": rule.alert_name, "severity": str(rule.severity), "environment": env,
-            "service": service, **extra}
+    base = {
+        "alertname": rule.alert_name,
+        "severity": str(rule.severity),
+        "environment": env,
+        "service": service,
+        **extra,
+    }
     return tuple(sorted(base.items()))
 
 
-def _replica_conditions(rule: AlertRule, group: ServiceRules,
-                        replicas: Sequence[ReplicaStatus]) -> list[Condition]:
+def _replica_conditions(
+    rule: AlertRule, group: ServiceRules, replicas: Sequence[ReplicaStatus]
+) -> list[Condition]:
     states = {ReplicaState.CRASH_LOOP} if rule.kind is AlertKind.CRASH_LOOP else DOWN_STATES
     return [
-        Condition(rule, _labels(rule, group.environment, group.service, replica=r.replica_id),
-                  float(r.restarts), f"replica {r.replica_id} is {r.state}")
+        Condition(
+            rule,
+            _labels(rule, group.environment, group.service, replica=r.replica_id),
+            float(r.restarts),
+            f"replica {r.replica_id} is {r.state}",
+        )
         for r in replicas
-        if r.environment == group.environment and r.service == group.service
+        if r.environment == group.environment
+        and r.service == group.service
         and (r.state in states or (rule.kind is AlertKind.REPLICA_DOWN and _restarting(r)))
     ]
 
@@ -94,8 +112,11 @@ def _restarting(replica: ReplicaStatus) -> bool:
 def _threshold(rule: AlertRule, slo: Slo) -> float | None:
     if rule.threshold is not None:
         return rule.threshold
-    return {AlertKind.TTFT_P95: slo.ttft_p95_s, AlertKind.ITL_P95: slo.itl_p95_s,
-            AlertKind.ERROR_RATE: slo.error_rate}.get(rule.kind)
+    return {
+        AlertKind.TTFT_P95: slo.ttft_p95_s,
+        AlertKind.ITL_P95: slo.itl_p95_s,
+        AlertKind.ERROR_RATE: slo.error_rate,
+    }.get(rule.kind)
 
 
 def _measured(rule: AlertRule, group: ServiceRules, window: signals.Window) -> float | None:
@@ -124,22 +145,35 @@ def active_conditions(
     return out
 
 
-def _rule_conditions(rule: AlertRule, group: ServiceRules, replicas: Sequence[ReplicaStatus],
-                     window: signals.Window, gpus: Mapping[str, str]) -> list[Condition]:
+def _rule_conditions(
+    rule: AlertRule,
+    group: ServiceRules,
+    replicas: Sequence[ReplicaStatus],
+    window: signals.Window,
+    gpus: Mapping[str, str],
+) -> list[Condition]:
     env, service = group.environment, group.service
     if rule.kind in (AlertKind.REPLICA_DOWN, AlertKind.CRASH_LOOP):
         return _replica_conditions(rule, group, replicas)
     if rule.kind is AlertKind.GPU_UNHEALTHY:
-        return [Condition(rule, _labels(rule, env, service, gpu=gpu), 1.0, f"GPU {gpu}: {why}")
-                for gpu, why in sorted(gpus.items())]
+        return [
+            Condition(rule, _labels(rule, env, service, gpu=gpu), 1.0, f"GPU {gpu}: {why}")
+            for gpu, why in sorted(gpus.items())
+        ]
     limit = _threshold(rule, group.slo)
     if limit is None:
         limit = 0.0 if rule.kind is AlertKind.QUEUE_DEPTH else None
     value = _measured(rule, group, window)
     if limit is None or value is None or value <= limit:
         return []
-    return [Condition(rule, _labels(rule, env, service), value,
-                      f"{rule.kind} of {service} is {value:.4g}, over {limit:.4g}")]
+    return [
+        Condition(
+            rule,
+            _labels(rule, env, service),
+            value,
+            f"{rule.kind} of {service} is {value:.4g}, over {limit:.4g}",
+        )
+    ]
 
 
 class AlertEvaluator:
@@ -161,8 +195,13 @@ class AlertEvaluator:
                     self.resolved.append(changed[-1])
         for key, cond in holding.items():
             alert = self.alerts.get(key) or Alert(
-                labels=cond.labels, annotations=(("summary", cond.summary),), state="pending",
-                active_since=now, for_s=cond.rule.for_s, value=cond.value)
+                labels=cond.labels,
+                annotations=(("summary", cond.summary),),
+                state="pending",
+                active_since=now,
+                for_s=cond.rule.for_s,
+                value=cond.value,
+            )
             alert = replace(alert, value=cond.value, annotations=(("summary", cond.summary),))
             if alert.state == "pending" and now - alert.active_since >= alert.for_s:
                 alert = replace(alert, state="firing", fired_at=now)

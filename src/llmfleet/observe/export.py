@@ -36,8 +36,7 @@ def _selector(env: str, service: str, extra: str = "") -> str:
 
 
 def _p95(family: str, sel: str) -> str:
-    return (f"histogram_quantile(0.95, sum by (le) "
-            f"(rate({family}_bucket{sel}[{RATE_WINDOW}])))")
+    return f"histogram_quantile(0.95, sum by (le) (rate({family}_bucket{sel}[{RATE_WINDOW}])))"
 
 
 def rule_expression(rule: AlertRule, service: ServiceSpec, env: str, name: str) -> str | None:
@@ -56,14 +55,21 @@ def rule_expression(rule: AlertRule, service: ServiceSpec, env: str, name: str) 
     if limit is None:
         return None
     if kind is AlertKind.QUEUE_DEPTH:
-        return (f"(sum(llmfleet_gateway_queue_depth{sel}) or vector(0)) + "
-                f"(sum(llmfleet_requests_waiting{sel}) or vector(0)) > {limit:g}")
+        return (
+            f"(sum(llmfleet_gateway_queue_depth{sel}) or vector(0)) + "
+            f"(sum(llmfleet_requests_waiting{sel}) or vector(0)) > {limit:g}"
+        )
     if kind is AlertKind.ERROR_RATE:
         errors = _selector(env, name, 'status=~"5.."')
-        return (f"sum(rate(llmfleet_gateway_requests_total{errors}[{RATE_WINDOW}])) / "
-                f"sum(rate(llmfleet_gateway_requests_total{sel}[{RATE_WINDOW}])) > {limit:g}")
-    family = ("llmfleet_gateway_time_to_first_token_seconds" if kind is AlertKind.TTFT_P95
-              else "llmfleet_gateway_inter_token_latency_seconds")
+        return (
+            f"sum(rate(llmfleet_gateway_requests_total{errors}[{RATE_WINDOW}])) / "
+            f"sum(rate(llmfleet_gateway_requests_total{sel}[{RATE_WINDOW}])) > {limit:g}"
+        )
+    family = (
+        "llmfleet_gateway_time_to_first_token_seconds"
+        if kind is AlertKind.TTFT_P95
+        else "llmfleet_gateway_inter_token_latency_seconds"
+    )
     return f"{_p95(family, sel)} > {limit:g}"
 
 
@@ -71,8 +77,12 @@ def _limit(rule: AlertRule, service: ServiceSpec) -> float | None:
     if rule.threshold is not None:
         return rule.threshold
     slo = service.slo
-    return {AlertKind.TTFT_P95: slo.ttft_p95_s, AlertKind.ITL_P95: slo.itl_p95_s,
-            AlertKind.ERROR_RATE: slo.error_rate, AlertKind.QUEUE_DEPTH: 0.0}.get(rule.kind)
+    return {
+        AlertKind.TTFT_P95: slo.ttft_p95_s,
+        AlertKind.ITL_P95: slo.itl_p95_s,
+        AlertKind.ERROR_RATE: slo.error_rate,
+        AlertKind.QUEUE_DEPTH: 0.0,
+    }.get(rule.kind)
 
 
 def _rule(rule: AlertRule, expr: str, env: str, name: str) -> dict[str, Any]:
@@ -81,8 +91,10 @@ def _rule(rule: AlertRule, expr: str, env: str, name: str) -> dict[str, Any]:
         "expr": expr,
         "for": prom_duration(rule.for_s),
         "labels": {"severity": str(rule.severity), "environment": env, "service": name},
-        "annotations": {"summary": f"{rule.kind} of {name} in {env}",
-                        "description": f"llmfleet rule {rule.kind} for {rule.for_}"},
+        "annotations": {
+            "summary": f"{rule.kind} of {name} in {env}",
+            "description": f"llmfleet rule {rule.kind} for {rule.for_}",
+        },
     }
 
 
@@ -98,8 +110,10 @@ def prometheus_rules(
             for rule in service.alerts:
                 expr = rule_expression(rule, service, env.name, name)
                 if expr is None:
-                    warnings.append(f"{env.name}/{name}: {rule.kind} has no threshold and no "
-                                    "slo value; set threshold: or slo:")
+                    warnings.append(
+                        f"{env.name}/{name}: {rule.kind} has no threshold and no "
+                        "slo value; set threshold: or slo:"
+                    )
                     continue
                 rules.append(_rule(rule, expr, env.name, name))
         if rules:

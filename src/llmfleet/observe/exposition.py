@@ -109,6 +109,9 @@ def render_samples(samples: Iterable[Sample], helps: Mapping[str, str] | None = 
         out.append(f"# TYPE {family} {group[0].kind}")
         for s in group:
             labels = ",".join(f'{k}="{_escape(v)}"' for k, v in s.labels)
-            out.append(f"{s.name}{{{labels}}} {_number(s.value)}" if labels else
-                       f"{s.name} {_number(s.value)}")
+            out.append(
+                f"{s.name}{{{labels}}} {_number(s.value)}"
+                if labels
+                else f"{s.name} {_number(s.value)}"
+            )
     return "\n".join(out) + "\n"

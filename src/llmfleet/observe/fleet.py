@@ -47,23 +47,47 @@ def replica_samples(status: ReplicaStatus, *, now: float) -> list[Sample]:
     """State (one series per state, 1 for the current one), restarts and uptime; pure."""
     ours = (*target_labels(status).items(), ("engine_version", status.engine_version))
     out = [
-        Sample("llmfleet_replica_state", "gauge", "llmfleet_replica_state",
-               (*ours, ("state", str(state))), 1.0 if status.state is state else 0.0)
+        Sample(
+            "llmfleet_replica_state",
+            "gauge",
+            "llmfleet_replica_state",
+            (*ours, ("state", str(state))),
+            1.0 if status.state is state else 0.0,
+        )
         for state in ReplicaState
     ]
-    out.append(Sample("llmfleet_replica_restarts_total", "counter",
-                      "llmfleet_replica_restarts_total", ours, float(status.restarts)))
+    out.append(
+        Sample(
+            "llmfleet_replica_restarts_total",
+            "counter",
+            "llmfleet_replica_restarts_total",
+            ours,
+            float(status.restarts),
+        )
+    )
     uptime = now - status.ready_at if status.ready_at and status.state is ReplicaState.READY else 0
-    out.append(Sample("llmfleet_replica_uptime_seconds", "gauge",
-                      "llmfleet_replica_uptime_seconds", ours, max(0.0, uptime)))
+    out.append(
+        Sample(
+            "llmfleet_replica_uptime_seconds",
+            "gauge",
+            "llmfleet_replica_uptime_seconds",
+            ours,
+            max(0.0, uptime),
+        )
+    )
     return out
 
 
 def gateway_samples(text: str, environment: str) -> list[Sample]:
     """A gateway's own ``llmfleet_gateway_*`` series with its environment added; pure."""
     return [
-        Sample(raw.family, raw.kind if raw.kind != "unknown" else "untyped", raw.name,
-               (("environment", environment), *raw.labels), raw.value)
+        Sample(
+            raw.family,
+            raw.kind if raw.kind != "unknown" else "untyped",
+            raw.name,
+            (("environment", environment), *raw.labels),
+            raw.value,
+        )
         for raw in parse_text(text)
         if raw.name.startswith("llmfleet_gateway_") and not raw.name.endswith("_created")
     ]
@@ -119,16 +143,28 @@ class FleetScraper:
         out = [s for part in parts for s in part]
         for source in self.extra:
             out.extend(source())
-        out.append(Sample("llmfleet_scrape_duration_seconds", "gauge",
-                          "llmfleet_scrape_duration_seconds", (), self._clock() - started))
+        out.append(
+            Sample(
+                "llmfleet_scrape_duration_seconds",
+                "gauge",
+                "llmfleet_scrape_duration_seconds",
+                (),
+                self._clock() - started,
+            )
+        )
         return out
 
     async def _scrape_one(self, target: Target) -> list[Sample]:
         status = target.status
         text = await self._fetch(f"{status.url}{target.metrics_path}")
         labels = target_labels(status)
-        up = Sample("llmfleet_target_up", "gauge", "llmfleet_target_up",
-                    tuple(labels.items()), 0.0 if text is None else 1.0)
+        up = Sample(
+            "llmfleet_target_up",
+            "gauge",
+            "llmfleet_target_up",
+            tuple(labels.items()),
+            0.0 if text is None else 1.0,
+        )
         if target.is_gateway:
             return [up, *gateway_samples(text or "", status.environment)]
         engine = normalise_metrics(status.engine, text, labels) if text else []

@@ -16,8 +16,14 @@ from llmfleet.observe.exposition import Sample
 from llmfleet.spec.observability import GpuLimits
 
 THROTTLE_REASONS = {
-    "gpu_idle": 0x1, "applications_clocks": 0x2, "sw_power_cap": 0x4, "hw_slowdown": 0x8,
-    "sync_boost": 0x10, "sw_thermal": 0x20, "hw_thermal": 0x40, "hw_power_brake": 0x80,
+    "gpu_idle": 0x1,
+    "applications_clocks": 0x2,
+    "sw_power_cap": 0x4,
+    "hw_slowdown": 0x8,
+    "sync_boost": 0x10,
+    "sw_thermal": 0x20,
+    "hw_thermal": 0x40,
+    "hw_power_brake": 0x80,
 }
 
 
@@ -102,8 +108,9 @@ class NvmlReader:
             self._events = nvml.nvmlEventSetCreate()
             for index in range(nvml.nvmlDeviceGetCount()):
                 handle = nvml.nvmlDeviceGetHandleByIndex(index)
-                nvml.nvmlDeviceRegisterEvents(handle, nvml.nvmlEventTypeXidCriticalError,
-                                              self._events)
+                nvml.nvmlDeviceRegisterEvents(
+                    handle, nvml.nvmlEventTypeXidCriticalError, self._events
+                )
         except nvml.NVMLError:  # XID events need a supported GPU and root on some drivers
             self._events = None
 
@@ -182,8 +189,15 @@ def _text(value: str | bytes) -> str:
 
 def gpu_samples(report: GpuReport, limits: GpuLimits) -> list[Sample]:
     """``llmfleet_gpu_*`` series; ``llmfleet_gpus_available`` says whether NVML works."""
-    out = [Sample("llmfleet_gpus_available", "gauge", "llmfleet_gpus_available", (),
-                  1.0 if report.available else 0.0)]
+    out = [
+        Sample(
+            "llmfleet_gpus_available",
+            "gauge",
+            "llmfleet_gpus_available",
+            (),
+            1.0 if report.available else 0.0,
+        )
+    ]
     for gpu in report.gpus:
         labels = (("gpu", str(gpu.index)), ("uuid", gpu.uuid), ("name", gpu.name))
         values = {
@@ -195,11 +209,20 @@ def gpu_samples(report: GpuReport, limits: GpuLimits) -> list[Sample]:
             "llmfleet_gpu_healthy": 0.0 if judge_gpu(gpu, limits) else 1.0,
         }
         out += [Sample(name, "gauge", name, labels, value) for name, value in values.items()]
-        counters = {"llmfleet_gpu_ecc_errors_uncorrected_total": gpu.ecc_uncorrected,
-                    "llmfleet_gpu_ecc_errors_corrected_total": gpu.ecc_corrected,
-                    "llmfleet_gpu_xid_errors_total": gpu.xid_errors}
+        counters = {
+            "llmfleet_gpu_ecc_errors_uncorrected_total": gpu.ecc_uncorrected,
+            "llmfleet_gpu_ecc_errors_corrected_total": gpu.ecc_corrected,
+            "llmfleet_gpu_xid_errors_total": gpu.xid_errors,
+        }
         out += [Sample(n, "counter", n, labels, float(v)) for n, v in counters.items()]
-        out += [Sample("llmfleet_gpu_throttled", "gauge", "llmfleet_gpu_throttled",
-                       (*labels, ("reason", why)), float(why in gpu.throttle_reasons))
-                for why in THROTTLE_REASONS]
+        out += [
+            Sample(
+                "llmfleet_gpu_throttled",
+                "gauge",
+                "llmfleet_gpu_throttled",
+                (*labels, ("reason", why)),
+                float(why in gpu.throttle_reasons),
+            )
+            for why in THROTTLE_REASONS
+        ]
     return out

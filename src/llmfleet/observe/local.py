@@ -54,8 +54,10 @@ def mark_gpu_faults(agent: Agent, faults: dict[str, str]) -> None:
 
 def gateway_env(settings: Observability) -> dict[str, str]:
     """The environment that tells a gateway process the spec's tracing and logging."""
-    env = {"LLMFLEET_REQUEST_LOGS": "1" if settings.request_logs else "0",
-           "LLMFLEET_LOG_PROMPTS": "1" if settings.log_prompts else "0"}
+    env = {
+        "LLMFLEET_REQUEST_LOGS": "1" if settings.request_logs else "0",
+        "LLMFLEET_LOG_PROMPTS": "1" if settings.log_prompts else "0",
+    }
     if settings.otlp_endpoint:
         env["LLMFLEET_OTLP_ENDPOINT"] = settings.otlp_endpoint
         env["LLMFLEET_TRACE_SAMPLE_RATIO"] = str(settings.trace_sample_ratio)
@@ -70,8 +72,13 @@ def attach_observer(agent: Agent, session: aiohttp.ClientSession) -> Observer:
         return [Target(m.status(), m.spec.metrics_path) for m in procs]
 
     loop_time = time.monotonic
-    return Observer(session=session, targets=targets, clock=loop_time, wall_clock=time.time,
-                    on_gpu_fault=lambda faults: mark_gpu_faults(agent, faults))
+    return Observer(
+        session=session,
+        targets=targets,
+        clock=loop_time,
+        wall_clock=time.time,
+        on_gpu_fault=lambda faults: mark_gpu_faults(agent, faults),
+    )
 
 
 def add_observe_routes(app: web.Application, observer: Observer) -> None:

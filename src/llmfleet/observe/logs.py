@@ -24,8 +24,7 @@ from typing import IO, Any
 import orjson
 
 ECS_VERSION = "8.11.0"
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message",
-                                                                               "asctime"}
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 TraceIds = Callable[[], tuple[str, str] | None]
 
 
@@ -119,16 +118,27 @@ class JsonLinesBuffer:
     second late.
     """
 
-    def __init__(self, stream: IO[str], *, service_name: str, logger: str,
-                 max_lines: int = 256, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        stream: IO[str],
+        *,
+        service_name: str,
+        logger: str,
+        max_lines: int = 256,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._stream = stream
         self._lines: list[bytes] = []
         self._max = max_lines
         self._clock = clock
         self._second = -1
         self._prefix = ""
-        self._common = {"ecs.version": ECS_VERSION, "service.name": service_name,
-                        "process.pid": os.getpid(), "log.logger": logger}
+        self._common = {
+            "ecs.version": ECS_VERSION,
+            "service.name": service_name,
+            "process.pid": os.getpid(),
+            "log.logger": logger,
+        }
         self._timer: asyncio.TimerHandle | None = None
 
     def _timestamp(self, now: float) -> str:
@@ -139,8 +149,13 @@ class JsonLinesBuffer:
         return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
 
     def write(self, message: str, fields: dict[str, Any]) -> None:
-        body = {"@timestamp": self._timestamp(self._clock()), "log.level": "info",
-                "message": message, **self._common, **fields}
+        body = {
+            "@timestamp": self._timestamp(self._clock()),
+            "log.level": "info",
+            "message": message,
+            **self._common,
+            **fields,
+        }
         self._lines.append(orjson.dumps(body, default=str))
         if len(self._lines) >= self._max:
             self.flush()

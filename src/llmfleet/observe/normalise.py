@@ -45,8 +45,15 @@ def normalise_metrics(
         if target is None:
             continue
         family, name = target
-        out.append(Sample(family=family, kind=_kind(raw.kind), name=name,
-                          labels=_merge_labels(raw.labels, ours, labels), value=raw.value))
+        out.append(
+            Sample(
+                family=family,
+                kind=_kind(raw.kind),
+                name=name,
+                labels=_merge_labels(raw.labels, ours, labels),
+                value=raw.value,
+            )
+        )
     return out
 
 
@@ -60,7 +67,7 @@ def _target(raw: RawSample, names: Mapping[str, str]) -> tuple[str, str] | None:
     base = names.get(raw.family)
     if base is None:
         return None
-    suffix = raw.name[len(raw.family):]
+    suffix = raw.name[len(raw.family) :]
     if raw.kind in ("histogram", "summary") and suffix in (*_HISTOGRAM_PARTS, ""):
         return PREFIX + base, PREFIX + base + suffix
     if raw.kind == "counter":  # family `vllm:prefix_cache_hits`, sample `..._total`

@@ -71,19 +71,25 @@ def group_by_name(alerts: Sequence[Alert]) -> list[list[Alert]]:
 class Notifier:
     """Posts payloads to every webhook; a receiver that is down is retried, then logged."""
 
-    def __init__(self, session: aiohttp.ClientSession, *, external_url: str,
-                 backoff_s: float = 0.5) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, *, external_url: str, backoff_s: float = 0.5
+    ) -> None:
         self._session = session
         self.external_url = external_url
         self.backoff_s = backoff_s
 
     async def notify(self, alerts: Sequence[Alert], webhooks: Sequence[Webhook]) -> None:
         for alert in alerts:
-            log.warning("alert %s %s: %s", alert.name, alert.state,
-                        dict(alert.annotations).get("summary", ""),
-                        extra={"event.dataset": "llmfleet.alerts", "labels": dict(alert.labels)})
-        payloads = [alertmanager_payload(g, external_url=self.external_url)
-                    for g in group_by_name(alerts)]
+            log.warning(
+                "alert %s %s: %s",
+                alert.name,
+                alert.state,
+                dict(alert.annotations).get("summary", ""),
+                extra={"event.dataset": "llmfleet.alerts", "labels": dict(alert.labels)},
+            )
+        payloads = [
+            alertmanager_payload(g, external_url=self.external_url) for g in group_by_name(alerts)
+        ]
         await asyncio.gather(*(self._post(hook, body) for hook in webhooks for body in payloads))
 
     async def _post(self, hook: Webhook, body: dict[str, Any]) -> bool:

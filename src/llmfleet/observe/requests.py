@@ -25,36 +25,51 @@ LOGGER = "llmfleet.gateway.requests"
 class RequestObserver:
     """Tracing and request logs of one gateway process."""
 
-    def __init__(self, *, tracing: Tracing | None, lines: JsonLinesBuffer | None,
-                 log_prompts: bool, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        *,
+        tracing: Tracing | None,
+        lines: JsonLinesBuffer | None,
+        log_prompts: bool,
+        clock: Callable[[], float],
+    ) -> None:
         self.tracing = tracing
         self.lines = lines
         self.log_prompts = log_prompts
         self.clock = clock
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, environment: str,
-                 clock: Callable[[], float]) -> RequestObserver | None:
+    def from_env(
+        cls, env: Mapping[str, str], *, environment: str, clock: Callable[[], float]
+    ) -> RequestObserver | None:
         """The observer the environment asks for, or None when nothing is on."""
-        tracing = build_tracing(env.get("LLMFLEET_OTLP_ENDPOINT"),
-                                service_name=f"llmfleet-gateway-{environment}",
-                                sample_ratio=float(env.get("LLMFLEET_TRACE_SAMPLE_RATIO", "1")))
+        tracing = build_tracing(
+            env.get("LLMFLEET_OTLP_ENDPOINT"),
+            service_name=f"llmfleet-gateway-{environment}",
+            sample_ratio=float(env.get("LLMFLEET_TRACE_SAMPLE_RATIO", "1")),
+        )
         log_requests = env.get("LLMFLEET_REQUEST_LOGS") == "1"  # the agent sets it; unset: off
         if tracing is None and not log_requests:
             return None
-        lines = JsonLinesBuffer(sys.stderr, service_name="llmfleet-gateway",
-                                logger=LOGGER) if log_requests else None
-        return cls(tracing=tracing, lines=lines,
-                   log_prompts=env.get("LLMFLEET_LOG_PROMPTS") == "1", clock=clock)
+        lines = (
+            JsonLinesBuffer(sys.stderr, service_name="llmfleet-gateway", logger=LOGGER)
+            if log_requests
+            else None
+        )
+        return cls(
+            tracing=tracing,
+            lines=lines,
+            log_prompts=env.get("LLMFLEET_LOG_PROMPTS") == "1",
+            clock=clock,
+        )
 
-    def start(
-        self, headers: Mapping[str, str], call: Any
-    ) -> RequestTrace | UnsampledTrace | None:
+    def start(self, headers: Mapping[str, str], call: Any) -> RequestTrace | UnsampledTrace | None:
         """The request's trace (None without tracing)."""
         if self.tracing is None:
             return None
-        return self.tracing.request(f"POST {call.path}", headers=headers, service=call.service,
-                                    path=call.path)
+        return self.tracing.request(
+            f"POST {call.path}", headers=headers, service=call.service, path=call.path
+        )
 
     def close(self) -> None:
         """Write the lines and send the spans still buffered (at process exit)."""
@@ -63,8 +78,9 @@ class RequestObserver:
         if self.tracing is not None:
             self.tracing.shutdown()
 
-    def finish(self, call: Any, status: str, usage: Mapping[str, Any] | None,
-               error: BaseException | None) -> None:
+    def finish(
+        self, call: Any, status: str, usage: Mapping[str, Any] | None, error: BaseException | None
+    ) -> None:
         """End the trace and write the request's log line."""
         code = int(getattr(error, "status", 0) or (500 if error is not None else status))
         trace: RequestTrace | UnsampledTrace | None = call.trace
@@ -73,10 +89,14 @@ class RequestObserver:
         if self.lines is None:
             return
         fields = request_fields(
-            service=call.service, replica=call.replica, status=code,
-            duration_s=self.clock() - call.started_at, ttft_s=None,
+            service=call.service,
+            replica=call.replica,
+            status=code,
+            duration_s=self.clock() - call.started_at,
+            ttft_s=None,
             usage=dict(usage) if usage else None,
-            prompt=_prompt(call.body) if self.log_prompts else None)
+            prompt=_prompt(call.body) if self.log_prompts else None,
+        )
         fields["llmfleet.failed_attempts"] = len(call.attempts)
         if trace is not None:
             fields["trace.id"], fields["span.id"] = trace.ids

@@ -32,8 +32,15 @@ from llmfleet.spec.observability import AlertKind, AlertRule, Observability, Sev
 log = logging.getLogger("llmfleet.observe")
 WINDOW_S = 60.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-BUILTIN_GPU_RULE = ServiceRules("machine", "gpus", (AlertRule.model_validate(
-    {"kind": AlertKind.GPU_UNHEALTHY, "for": "0s", "severity": Severity.CRITICAL}),))
+BUILTIN_GPU_RULE = ServiceRules(
+    "machine",
+    "gpus",
+    (
+        AlertRule.model_validate(
+            {"kind": AlertKind.GPU_UNHEALTHY, "for": "0s", "severity": Severity.CRITICAL}
+        ),
+    ),
+)
 
 
 def service_rules(environment: str, services: dict[str, Any]) -> list[ServiceRules]:
@@ -71,8 +78,13 @@ class Observer:
         self._machine = MachineSampler()
         self.evaluator = AlertEvaluator()
         self.notifier = Notifier(session, external_url="http://127.0.0.1")
-        self.scraper = FleetScraper(session=session, targets=targets, clock=clock,
-                                    wall_clock=wall_clock, extra=[self._own_samples])
+        self.scraper = FleetScraper(
+            session=session,
+            targets=targets,
+            clock=clock,
+            wall_clock=wall_clock,
+            extra=[self._own_samples],
+        )
         self._history: collections.deque[tuple[float, list[Sample]]] = collections.deque()
         self._poked = asyncio.Event()
         self._site: web.AppRunner | None = None
@@ -81,8 +93,9 @@ class Observer:
         self._task: asyncio.Task[None] | None = None
         self._last_gpu_read = -1e9
 
-    async def configure(self, environment: str, services: dict[str, Any],
-                        observability: dict[str, Any] | None) -> None:
+    async def configure(
+        self, environment: str, services: dict[str, Any], observability: dict[str, Any] | None
+    ) -> None:
         """New settings from an apply; (re)binds the metrics listener if its address moved."""
         if observability is not None:
             self.settings = Observability.model_validate(observability)
@@ -133,8 +146,9 @@ class Observer:
         groups = [g for rules in self.rules.values() for g in rules]
         if faults and not any(r.kind is AlertKind.GPU_UNHEALTHY for g in groups for r in g.rules):
             groups.append(BUILTIN_GPU_RULE)  # a faulty GPU always alerts, declared or not
-        conditions = active_conditions(groups, replicas=replicas, window=window,
-                                       unhealthy_gpus=faults)
+        conditions = active_conditions(
+            groups, replicas=replicas, window=window, unhealthy_gpus=faults
+        )
         changed = self.evaluator.step(conditions, now=self._wall())
         if changed:
             await self.notifier.notify(changed, self.settings.webhooks)
@@ -170,7 +184,8 @@ class Observer:
             "alerts": [a.to_json() for a in self.evaluator.current()],
             "resolved": [a.to_json() for a in reversed(self.evaluator.resolved)],
             "gpu": {"available": self.gpu_report.available, "reason": self.gpu_report.reason},
-            "metrics": self.metrics_url, "metrics_error": self.metrics_error,
+            "metrics": self.metrics_url,
+            "metrics_error": self.metrics_error,
         }
 
     @property

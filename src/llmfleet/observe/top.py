@@ -61,8 +61,11 @@ class TopView:
 
 
 def _value(samples: Sequence[Sample], name: str, **match: str) -> dict[Labels, float]:
-    return {s.labels: s.value for s in samples if s.name == name
-            and all(dict(s.labels).get(k) == v for k, v in match.items())}
+    return {
+        s.labels: s.value
+        for s in samples
+        if s.name == name and all(dict(s.labels).get(k) == v for k, v in match.items())
+    }
 
 
 def _rate(window: signals.Window, name: str, env: str, service: str, seconds: float) -> float:
@@ -85,17 +88,23 @@ def _service_row(window: signals.Window, env: str, service: str, seconds: float)
     ready = sum(int(v) for k, v in states.items() if dict(k)["state"] == "ready")
     replicas = len({dict(k)["replica"] for k in states})
     tokens = _rate(window, GW + "completion_tokens_total", env, service, seconds) or _rate(
-        window, "llmfleet_generation_tokens_total", env, service, seconds)
+        window, "llmfleet_generation_tokens_total", env, service, seconds
+    )
     gateway_flight = sum(_value(new, GW + "in_flight", environment=env, service=service).values())
-    engine_flight = sum(_value(new, "llmfleet_requests_running", environment=env,
-                               service=service).values())
+    engine_flight = sum(
+        _value(new, "llmfleet_requests_running", environment=env, service=service).values()
+    )
     return ServiceRow(
-        environment=env, service=service,
+        environment=env,
+        service=service,
         rps=_rate(window, GW + "requests_total", env, service, seconds),
         ttft_p50=_quantile(window, 0.5, env, service),
         ttft_p95=_quantile(window, 0.95, env, service),
-        tokens_per_s=tokens, queue=signals.queue_depth(window, env, service),
-        in_flight=gateway_flight or engine_flight, ready=ready, replicas=replicas,
+        tokens_per_s=tokens,
+        queue=signals.queue_depth(window, env, service),
+        in_flight=gateway_flight or engine_flight,
+        ready=ready,
+        replicas=replicas,
     )
 
 
@@ -110,9 +119,17 @@ def _replica_rows(samples: Sequence[Sample]) -> tuple[ReplicaRow, ...]:
         uptime = _value(samples, "llmfleet_replica_uptime_seconds", replica=rid)
         running = _value(samples, "llmfleet_requests_running", replica=rid)
         waiting = _value(samples, "llmfleet_requests_waiting", replica=rid)
-        rows.append(ReplicaRow(rid, info["service"], info["state"],
-                               int(sum(restarts.values())), sum(uptime.values()),
-                               sum(running.values()), sum(waiting.values())))
+        rows.append(
+            ReplicaRow(
+                rid,
+                info["service"],
+                info["state"],
+                int(sum(restarts.values())),
+                sum(uptime.values()),
+                sum(running.values()),
+                sum(waiting.values()),
+            )
+        )
     return tuple(sorted(rows, key=lambda r: (r.service, r.replica)))
 
 
@@ -125,24 +142,36 @@ def _gpu_rows(samples: Sequence[Sample]) -> tuple[GpuRow, ...]:
         def first(name: str, match: dict[str, str] = one) -> float:
             return next(iter(_value(samples, name, **match).values()), 0.0)
 
-        rows.append(GpuRow(info["gpu"], info.get("name", ""),
-                           first("llmfleet_gpu_utilization_ratio"), temperature,
-                           first("llmfleet_gpu_memory_used_bytes"),
-                           first("llmfleet_gpu_memory_total_bytes"),
-                           first("llmfleet_gpu_healthy") == 1.0))
+        rows.append(
+            GpuRow(
+                info["gpu"],
+                info.get("name", ""),
+                first("llmfleet_gpu_utilization_ratio"),
+                temperature,
+                first("llmfleet_gpu_memory_used_bytes"),
+                first("llmfleet_gpu_memory_total_bytes"),
+                first("llmfleet_gpu_healthy") == 1.0,
+            )
+        )
     return tuple(rows)
 
 
 def top_view(old: Sequence[Sample], new: Sequence[Sample], *, seconds: float) -> TopView:
     """The view between two scrapes ``seconds`` apart."""
     window = signals.Window(old=old, new=new)
-    keys = sorted({(dict(s.labels).get("environment", ""), dict(s.labels)["service"])
-                   for s in new if s.name == "llmfleet_replica_state"})
+    keys = sorted(
+        {
+            (dict(s.labels).get("environment", ""), dict(s.labels)["service"])
+            for s in new
+            if s.name == "llmfleet_replica_state"
+        }
+    )
     firing = _value(new, "llmfleet_alerts", alertstate="firing")
     available = _value(new, "llmfleet_gpus_available")
     return TopView(
         services=tuple(_service_row(window, env, svc, seconds) for env, svc in keys),
-        replicas=_replica_rows(new), gpus=_gpu_rows(new),
+        replicas=_replica_rows(new),
+        gpus=_gpu_rows(new),
         gpus_available=any(v == 1.0 for v in available.values()),
         alerts_firing=len(firing),
     )

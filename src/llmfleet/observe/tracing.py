@@ -38,8 +38,9 @@ class RequestTrace:
         ctx = self.span.get_span_context()
         return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
 
-    def begin_attempt(self, replica: str, url: str, *, resume: bool,
-                      waited_s: float) -> tuple[Span, dict[str, str]]:
+    def begin_attempt(
+        self, replica: str, url: str, *, resume: bool, waited_s: float
+    ) -> tuple[Span, dict[str, str]]:
         """Routing span, then the attempt's span and the headers that carry it upstream.
 
         A request that is not sampled gets no child spans, only its ``traceparent``
@@ -59,8 +60,9 @@ class RequestTrace:
 
     def attempt(self, replica: str, url: str, *, resume: bool) -> Span:
         """A child span for one upstream attempt; end it with ``end_attempt``."""
-        span = self._tracing.child(self.span, "resume" if resume else "upstream",
-                                   kind=SpanKind.CLIENT)
+        span = self._tracing.child(
+            self.span, "resume" if resume else "upstream", kind=SpanKind.CLIENT
+        )
         span.set_attribute("llmfleet.replica", replica)
         span.set_attribute("llmfleet.resume", resume)
         span.set_attribute("url.full", url)
@@ -102,8 +104,9 @@ class UnsampledTrace:
         self.ids = (f"{trace_id:032x}", f"{span_id:016x}")
         self._headers = {"traceparent": f"00-{self.ids[0]}-{self.ids[1]}-00"}
 
-    def begin_attempt(self, replica: str, url: str, *, resume: bool,
-                      waited_s: float) -> tuple[None, dict[str, str]]:
+    def begin_attempt(
+        self, replica: str, url: str, *, resume: bool, waited_s: float
+    ) -> tuple[None, dict[str, str]]:
         return None, self._headers
 
     def end_attempt(self, span: object, error: str | None = None) -> None:
@@ -116,8 +119,14 @@ class UnsampledTrace:
 class Tracing:
     """A tracer provider of its own and the spans the gateway makes with it."""
 
-    def __init__(self, *, exporter: SpanExporter, service_name: str,
-                 batch: bool = True, sample_ratio: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        exporter: SpanExporter,
+        service_name: str,
+        batch: bool = True,
+        sample_ratio: float = 1.0,
+    ) -> None:
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
@@ -131,8 +140,9 @@ class Tracing:
         self.sample_ratio = sample_ratio
         self._random = random.Random()  # noqa: S311 - trace ids, as the SDK makes them
 
-    def request(self, name: str, *, headers: Mapping[str, str], service: str,
-                path: str) -> RequestTrace | UnsampledTrace:
+    def request(
+        self, name: str, *, headers: Mapping[str, str], service: str, path: str
+    ) -> RequestTrace | UnsampledTrace:
         """The span of one client request, child of the client's ``traceparent`` if any
         (whose sampling decision is kept); other requests are sampled at ``sample_ratio``."""
         if "traceparent" not in headers:

@@ -97,7 +97,9 @@ class Observability(_Frozen):
 
     metrics_host: str = Field(default="127.0.0.1", description="the agent's /metrics address")
     metrics_port: int | None = Field(
-        default=9464, ge=1, le=65535,
+        default=9464,
+        ge=1,
+        le=65535,
         description="one Prometheus scrape target for the whole machine; null turns it off",
     )
     scrape_cache_s: float = Field(default=1.0, ge=0, description="how long a scrape is reused")
@@ -105,7 +107,9 @@ class Observability(_Frozen):
         default=None, description="OTLP/HTTP collector, e.g. http://127.0.0.1:4318"
     )
     trace_sample_ratio: float = Field(
-        default=0.1, ge=0, le=1,
+        default=0.1,
+        ge=0,
+        le=1,
         description="share of requests traced (a client's sampled traceparent is always kept)",
     )
     request_logs: bool = Field(default=True, description="the gateway logs one line per request")

@@ -91,7 +91,9 @@ def collect_resolution(spec: FleetSpec, *, check_ports: bool = True) -> Resoluti
 def _build_fleet(spec: FleetSpec, services: Mapping[str, dict[str, ServiceSpec]]) -> ResolvedFleet:
     environments = {
         name: ResolvedEnvironment(
-            name=name, gateway=gateway_of(spec, env), services=services[name],
+            name=name,
+            gateway=gateway_of(spec, env),
+            services=services[name],
             observability=spec.observability,
         )
         for name, env in spec.environments.items()
