@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from llmfleet.cli import render
+from llmfleet.cli.output import console, errors
 from llmfleet.cli.workspace import Workspace
 from llmfleet.errors import FleetError
 
@@ -27,8 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(highlight=False)
-errors = Console(stderr=True)
 
 SpecFile = Annotated[Path, typer.Option("--file", "-f", help="the fleet spec")]
 Env = Annotated[str, typer.Option("--env", "-e", help="environment to act on")]
@@ -126,7 +124,12 @@ def apply(
 
 
 @app.command()
-def fetch(spec_file: SpecFile = DEFAULT_SPEC) -> None:
+def fetch(
+    spec_file: SpecFile = DEFAULT_SPEC,
+    verify: Annotated[
+        bool, typer.Option(help="re-hash cached models even if they look untouched")
+    ] = False,
+) -> None:
     """Install every engine version and fetch every model the spec names, without applying."""
     from llmfleet.apply.prepare import prepare_service
     from llmfleet.errors import EngineUnavailableError
@@ -147,6 +150,7 @@ def fetch(spec_file: SpecFile = DEFAULT_SPEC) -> None:
                         store=ws.store,
                         spec_dir=ws.spec_dir,
                         progress=_progress,
+                        verify_model=verify,
                     )
                 except EngineUnavailableError as exc:
                     errors.print(f"[yellow]skipped[/] {name}: {exc.message}")
@@ -290,7 +294,7 @@ register_releases(app)
 def main() -> None:
     """Entry point: run the app, turning our errors into messages and exit codes."""
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="llmfleet")
     except FleetError as exc:
         errors.print(f"[bold red]error:[/] {exc.message}", highlight=False)
         if exc.hint:
@@ -304,11 +308,17 @@ def main() -> None:
     except KeyboardInterrupt:
         errors.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # click's own usage errors: usage, a bad option
+        show = getattr(exc, "show", None)
+        if isinstance(exc, _usage_errors()) and callable(show):
+            show()
+            sys.exit(getattr(exc, "exit_code", 2))
         raise
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Click's exception base: click's own, or (typer >= 0.29) typer's vendored copy."""
+    import click
+
+    return (click.ClickException, getattr(typer, "TyperException", click.ClickException))

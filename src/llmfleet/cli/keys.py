@@ -6,15 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from llmfleet.cli.output import console
 from llmfleet.cli.workspace import Workspace
 
 keys_app = typer.Typer(
     help="Create, list and revoke API keys for the gateway.", no_args_is_help=True
 )
-console = Console()
 SpecFile = Annotated[Path, typer.Option("--file", "-f", help="the fleet spec")]
 
 

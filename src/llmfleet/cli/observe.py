@@ -9,23 +9,23 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from llmfleet.cli.output import console, errors
 from llmfleet.cli.workspace import Workspace
 from llmfleet.errors import FleetError
 from llmfleet.observe.exposition import Sample
 from llmfleet.observe.top import TopView, top_view
 
-console = Console()
-errors = Console(stderr=True)
 SpecFile = Annotated[Path, typer.Option("--file", "-f", help="the fleet spec")]
 Out = Annotated[Path | None, typer.Option("--output", "-o", help="write here, not to stdout")]
 DEFAULT_SPEC = Path("fleet.yaml")
-export_app = typer.Typer(help="Export alert rules and dashboards for Prometheus and Grafana.",
-                         no_args_is_help=True)
+export_app = typer.Typer(
+    help="Export alert rules and dashboards for Prometheus and Grafana.", no_args_is_help=True
+)
 
 
 def _agent_get(ws: Workspace, path: str) -> httpx.Response:
@@ -71,8 +71,10 @@ def export_grafana(output: Out = None) -> None:
     _write(json.dumps(grafana_dashboard(), indent=2) + "\n", output)
 
 
-def alerts(spec_file: SpecFile = DEFAULT_SPEC,
-           as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+def alerts(
+    spec_file: SpecFile = DEFAULT_SPEC,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
     """Alerts the local runtime evaluates: firing first, then pending."""
     ws = Workspace(spec_file=spec_file, environment="production")
     try:
@@ -96,15 +98,23 @@ def render_alerts(body: dict[str, Any]) -> None:
             where += f" {labels['replica']}"
         since = time.strftime("%H:%M:%S", time.localtime(alert["active_since"]))
         style = "red" if alert["state"] == "firing" else "yellow"
-        table.add_row(Text(alert["state"], style=style), labels["alertname"],
-                      labels.get("severity", ""), where, since,
-                      alert["annotations"].get("summary", ""))
+        table.add_row(
+            Text(alert["state"], style=style),
+            labels["alertname"],
+            labels.get("severity", ""),
+            where,
+            since,
+            alert["annotations"].get("summary", ""),
+        )
     if body["alerts"]:
         console.print(table)
     for alert in body.get("resolved", [])[:5]:
         ended = time.strftime("%H:%M:%S", time.localtime(alert["ends_at"]))
-        console.print(f"[dim]resolved {ended} {alert['labels']['alertname']}: "
-                      f"{alert['annotations'].get('summary', '')}[/]", highlight=False)
+        console.print(
+            f"[dim]resolved {ended} {alert['labels']['alertname']}: "
+            f"{alert['annotations'].get('summary', '')}[/]",
+            highlight=False,
+        )
     gpu = body.get("gpu", {})
     if not gpu.get("available"):
         console.print(f"[dim]GPUs: {gpu.get('reason', 'unknown')}[/]", highlight=False)
@@ -120,26 +130,54 @@ def _ms(value: float | None) -> str:
 
 def render_top(view: TopView, *, note: str = "") -> Group:
     """The frame of ``llmfleet top``; pure apart from building rich objects."""
-    services = Table("service", "ready", "req/s", "TTFT p50", "TTFT p95", "tok/s", "queue",
-                     "in flight", title="llmfleet top", title_justify="left", expand=True)
+    services = Table(
+        "service",
+        "ready",
+        "req/s",
+        "TTFT p50",
+        "TTFT p95",
+        "tok/s",
+        "queue",
+        "in flight",
+        title="llmfleet top",
+        title_justify="left",
+        expand=True,
+    )
     for s in view.services:
         health = "green" if s.ready == s.replicas and s.replicas else "red"
-        services.add_row(f"{s.environment}/{s.service}",
-                         Text(f"{s.ready}/{s.replicas}", style=health), f"{s.rps:.1f}",
-                         _ms(s.ttft_p50), _ms(s.ttft_p95), f"{s.tokens_per_s:.0f}",
-                         f"{s.queue:.0f}", f"{s.in_flight:.0f}")
+        services.add_row(
+            f"{s.environment}/{s.service}",
+            Text(f"{s.ready}/{s.replicas}", style=health),
+            f"{s.rps:.1f}",
+            _ms(s.ttft_p50),
+            _ms(s.ttft_p95),
+            f"{s.tokens_per_s:.0f}",
+            f"{s.queue:.0f}",
+            f"{s.in_flight:.0f}",
+        )
     replicas = Table("replica", "state", "restarts", "uptime", "running", "waiting", expand=True)
     for r in view.replicas:
         style = "green" if r.state == "ready" else "yellow" if r.state == "starting" else "red"
-        replicas.add_row(r.replica, Text(r.state, style=style), str(r.restarts),
-                         f"{r.uptime_s:.0f} s", f"{r.running:.0f}", f"{r.waiting:.0f}")
+        replicas.add_row(
+            r.replica,
+            Text(r.state, style=style),
+            str(r.restarts),
+            f"{r.uptime_s:.0f} s",
+            f"{r.running:.0f}",
+            f"{r.waiting:.0f}",
+        )
     parts: list[Any] = [services, replicas]
     if view.gpus:
         gpus = Table("GPU", "name", "util", "temp", "memory", "health", expand=True)
         for g in view.gpus:
-            gpus.add_row(g.gpu, g.name, f"{g.utilization:.0%}", f"{g.temperature_c:.0f} C",
-                         f"{g.memory_used / 2**30:.1f}/{g.memory_total / 2**30:.1f} GiB",
-                         "ok" if g.healthy else Text("UNHEALTHY", style="red"))
+            gpus.add_row(
+                g.gpu,
+                g.name,
+                f"{g.utilization:.0%}",
+                f"{g.temperature_c:.0f} C",
+                f"{g.memory_used / 2**30:.1f}/{g.memory_total / 2**30:.1f} GiB",
+                "ok" if g.healthy else Text("UNHEALTHY", style="red"),
+            )
         parts.append(gpus)
     else:
         parts.append(Text("GPUs: none on this machine (NVML not available)", style="dim"))
@@ -155,8 +193,10 @@ def _scrape(ws: Workspace) -> list[Sample]:
     return [Sample(r.family, r.kind, r.name, r.labels, r.value) for r in parse_text(text)]
 
 
-def top(spec_file: SpecFile = DEFAULT_SPEC,
-        interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 2.0) -> None:
+def top(
+    spec_file: SpecFile = DEFAULT_SPEC,
+    interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 2.0,
+) -> None:
     """A live view of services, replicas and GPUs; refreshes in place, Ctrl-C quits."""
     ws = Workspace(spec_file=spec_file, environment="production")
     try:
@@ -170,13 +210,18 @@ def top(spec_file: SpecFile = DEFAULT_SPEC,
 def _run_top(ws: Workspace, interval: float) -> None:
     old, then = _scrape(ws), time.monotonic()
     empty = TopView((), (), (), False, 0)
-    with Live(render_top(top_view(old, old, seconds=0) if old else empty, note="measuring"),
-              console=console, refresh_per_second=4, screen=False) as live:
+    with Live(
+        render_top(top_view(old, old, seconds=0) if old else empty, note="measuring"),
+        console=console,
+        refresh_per_second=4,
+        screen=False,
+    ) as live:
         while True:
             time.sleep(interval)
             new, now = _scrape(ws), time.monotonic()
-            live.update(render_top(top_view(old, new, seconds=now - then),
-                                   note=time.strftime("%H:%M:%S")))
+            live.update(
+                render_top(top_view(old, new, seconds=now - then), note=time.strftime("%H:%M:%S"))
+            )
             old, then = new, now
 
 

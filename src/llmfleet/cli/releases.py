@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from llmfleet.cli.output import console
 from llmfleet.cli.workspace import Workspace
 from llmfleet.errors import FleetError
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:  # the release machinery (numpy, aiohttp) loads only when a co
 
 PRODUCTION = "production"
 
-console = Console()
 SpecFile = Annotated[Path, typer.Option("--file", "-f", help="the fleet spec")]
 Services = Annotated[list[str] | None, typer.Argument(help="services (default: all)")]
 DEFAULT_SPEC = Path("fleet.yaml")
