@@ -67,8 +67,12 @@ def apply_plan(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> R
 
 
 def _record(
-    plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext, *,
-    outcome: Outcome, error: str | None,
+    plan: Plan,
+    desired: ResolvedEnvironment,
+    ctx: ApplyContext,
+    *,
+    outcome: Outcome,
+    error: str | None,
 ) -> Revision:
     return ctx.store.record_revision(
         environment=plan.environment,
@@ -103,8 +107,11 @@ def _execute(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> Non
     ctx.backend.ensure_agent()
     prepared = _prepare_all(plan, desired, ctx)
     _push_service_config(plan, desired, ctx)
-    _start_gateway(plan, desired, ctx)  # starts alongside the replicas; waited for below
-    _create_replicas(plan, prepared, ctx)
+    # New replicas spawn first (an engine takes longest to load), the gateway alongside,
+    # then both are waited for: neither waits for the other to start.
+    started = _start_new_replicas(plan, prepared, ctx)
+    _start_gateway(plan, desired, ctx)
+    _await_new_replicas(started, ctx)
     _replace_replicas(plan, prepared, ctx)
     for action in _actions(plan, Op.DELETE, Target.REPLICA):
         assert action.replica_id is not None
@@ -149,21 +156,32 @@ def _push_service_config(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyCon
         for name, svc in desired.services.items()
     }
     ctx.backend.set_environment_config(
-        plan.environment, services=services, continuation=continuation,
+        plan.environment,
+        services=services,
+        continuation=continuation,
         observability=desired.observability.model_dump(mode="json"),
     )
     ctx.done.extend(f"~ {a.address}" for a in _actions(plan, Op.UPDATE, Target.SERVICE))
 
 
-def _create_replicas(plan: Plan, prepared: dict[str, Prepared], ctx: ApplyContext) -> None:
-    creates = _actions(plan, Op.CREATE, Target.REPLICA)
+def _start_new_replicas(
+    plan: Plan, prepared: dict[str, Prepared], ctx: ApplyContext
+) -> list[tuple[Action, str]]:
     started: list[tuple[Action, str]] = []
-    for action in creates:
+    for action in _actions(plan, Op.CREATE, Target.REPLICA):
         assert action.service is not None and action.slot is not None
         spec = replica_spec(plan.environment, action.slot, prepared[action.service])
-        ctx.backend.start_replica(spec)
+        try:
+            ctx.backend.start_replica(spec)
+        except FleetError:
+            _stop_unready(ctx, [rid for _, rid in started])
+            raise
         started.append((action, spec.replica_id))
         ctx.progress(f"+ {action.address}: starting {spec.replica_id}")
+    return started
+
+
+def _await_new_replicas(started: list[tuple[Action, str]], ctx: ApplyContext) -> None:
     if not started:
         return
     try:
