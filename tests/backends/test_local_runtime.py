@@ -46,6 +46,23 @@ def test_apply_runs_replicas_and_a_no_op_apply_changes_nothing(fleet: Fleet) -> 
     assert "first" in history and history.count("success") == 1
 
 
+def test_an_observability_only_change_is_planned_and_pushed(fleet: Fleet) -> None:
+    """Changing only `observability:` is a change: planned, applied in place, then converged."""
+    fleet.write(spec(replicas=1))
+    fleet.run("apply", "--yes")
+    before = {r.replica_id for r in fleet.ready()}
+    fleet.write(spec(replicas=1) + "observability: {trace_sample_ratio: 1.0}\n")
+    planned = fleet.run("plan", "--detailed-exitcode", check=False)
+    assert planned.returncode == 2, planned.stdout
+    assert "~ observability" in planned.stdout
+    assert "trace_sample_ratio: 0.1 -> 1.0" in planned.stdout
+    fleet.run("apply", "--yes")
+    config = fleet.backend.environment_config("production")
+    assert config["observability"]["trace_sample_ratio"] == 1.0
+    assert {r.replica_id for r in fleet.ready()} == before  # in place: nothing restarted
+    assert fleet.run("plan", "--detailed-exitcode", check=False).returncode == 0
+
+
 def test_engines_listen_on_loopback_only(fleet: Fleet) -> None:
     """Every replica's port answers on 127.0.0.1 and refuses on other addresses."""
     fleet.write(spec(replicas=1))

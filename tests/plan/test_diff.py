@@ -19,6 +19,7 @@ from llmfleet.plan.diff import (
 )
 from llmfleet.plan.model import Op, Plan, Target
 from llmfleet.spec.model import GatewaySpec, ResolvedEnvironment, ServiceSpec
+from llmfleet.spec.observability import Webhook
 
 _ids = itertools.count()
 
@@ -83,7 +84,12 @@ def gateway(port: int = 8080) -> ReplicaStatus:
 def converged(desired: ResolvedEnvironment) -> ActualEnvironment:
     replicas = [running(n, s, i) for n, s in desired.services.items() for i in range(s.replicas)]
     services = {n: s.model_dump(mode="json") for n, s in desired.services.items()}
-    return ActualEnvironment(replicas=replicas, services=services, gateway=gateway())
+    return ActualEnvironment(
+        replicas=replicas,
+        services=services,
+        gateway=gateway(),
+        observability=desired.observability.model_dump(mode="json"),
+    )
 
 
 def make_plan(desired: ResolvedEnvironment, actual: ActualEnvironment, **kw: object) -> Plan:
@@ -201,6 +207,32 @@ def test_gateway_port_change_replaces_the_gateway() -> None:
     assert plan.actions[0].reasons == ("port: 9999 -> 8080",)
 
 
+def test_observability_only_change_is_an_in_place_update() -> None:
+    desired = env(chat=service())
+    actual = converged(desired)
+    changed = desired.model_copy(
+        update={
+            "observability": desired.observability.model_copy(
+                update={
+                    "trace_sample_ratio": 1.0,
+                    "webhooks": (Webhook(url="https://hooks.example/T0/secret-token"),),
+                }
+            )
+        }
+    )
+    plan = make_plan(changed, actual)
+    assert ops(plan) == [("update", "observability", "observability")]
+    reasons = plan.actions[0].reasons
+    assert "trace_sample_ratio: 0.1 -> 1.0" in reasons
+    assert "webhooks: changed" in reasons
+    assert not any("secret-token" in r for r in reasons)
+
+
+def test_observability_of_an_environment_that_does_not_run_plans_nothing_extra() -> None:
+    plan = make_plan(env(chat=service()), ActualEnvironment())
+    assert "observability" not in [a.address for a in plan.actions]
+
+
 def test_destroy_deletes_everything() -> None:
     actual = converged(env(chat=service(replicas=2)))
     plan = plan_destroy("production", actual, serial=4)
@@ -237,7 +269,12 @@ def simulate_apply(
                 new = running(action.service, desired.services[action.service], action.slot)
                 replicas[new.replica_id] = new
     services = {n: s.model_dump(mode="json") for n, s in desired.services.items()}
-    return ActualEnvironment(replicas=list(replicas.values()), services=services, gateway=gateway())
+    return ActualEnvironment(
+        replicas=list(replicas.values()),
+        services=services,
+        gateway=gateway(),
+        observability=desired.observability.model_dump(mode="json"),
+    )
 
 
 names = st.sampled_from(["chat", "summary", "embed", "agent"])

@@ -105,6 +105,27 @@ def test_good_candidate_passes_and_is_promoted_without_failed_requests(fleet: Fl
     assert reports and "<svg" in reports[0].read_text()
 
 
+def test_a_service_that_requires_keys_is_validated_with_a_key_of_its_own(fleet: Fleet) -> None:
+    """The suites get a key scoped to the service for the validation, revoked after it."""
+    setup(fleet)
+    fleet.write(
+        fleet.spec.read_text().replace(
+            "    validation:", "    auth: {required: true}\n    validation:"
+        )
+    )
+    fleet.run("apply", "--yes")
+    anonymous = httpx.post(
+        f"http://127.0.0.1:{fleet.gateway_port}/v1/chat/completions",
+        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert anonymous.status_code == 401
+    out = fleet.run("validate").stdout
+    assert "validation passed" in out
+    keys = fleet.run("keys", "list").stdout
+    assert "llmfleet-validation" in keys and "revoked" in keys and "active" not in keys
+
+
 def test_slower_candidate_fails_the_gate_and_production_stays(fleet: Fleet) -> None:
     """A sim made 10x slower fails; promote refuses it; --force needs and records a reason."""
     setup(fleet)

@@ -162,6 +162,7 @@ def _push_service_config(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyCon
         observability=desired.observability.model_dump(mode="json"),
     )
     ctx.done.extend(f"~ {a.address}" for a in _actions(plan, Op.UPDATE, Target.SERVICE))
+    ctx.done.extend(f"~ {a.address}" for a in _actions(plan, Op.UPDATE, Target.OBSERVABILITY))
 
 
 def _start_new_replicas(

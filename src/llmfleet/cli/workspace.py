@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from llmfleet.apply.actual import actual_environment
 from llmfleet.backends.local.client import LocalBackend
 from llmfleet.errors import FleetError
 from llmfleet.plan.diff import ActualEnvironment
@@ -79,13 +80,4 @@ class Workspace:
 
     def actual(self) -> ActualEnvironment:
         """What really runs in this environment (empty if the agent is not running)."""
-        backend = self.backend
-        if not backend.running():
-            return ActualEnvironment()
-        config = backend.environment_config(self.environment)
-        gateways = [g for g in backend.gateways() if g.environment == self.environment]
-        return ActualEnvironment(
-            replicas=backend.list_replicas(self.environment),
-            services=config.get("services", {}),
-            gateway=gateways[0] if gateways else None,
-        )
+        return actual_environment(self.backend, self.environment)

@@ -35,6 +35,7 @@ class ActualEnvironment:
     replicas: Sequence[ReplicaStatus] = ()
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     gateway: ReplicaStatus | None = None
+    observability: Mapping[str, Any] | None = None  # alerts, tracing, logs, as last pushed
 
 
 def runtime_config(service: ServiceSpec) -> dict[str, Any]:
@@ -98,7 +99,26 @@ def plan_changes(
             )
         )
     actions += _gateway_actions(desired, actual.gateway, notes)
+    actions += _observability_actions(desired, actual, bool(actions))
     return Plan(desired.name, serial, spec_hash, tuple(actions), tuple(notes))
+
+
+def _observability_actions(
+    desired: ResolvedEnvironment, actual: ActualEnvironment, other_changes: bool
+) -> list[Action]:
+    """An in-place update when only the observability settings changed (any other change
+    pushes them anyway); nothing for an environment that does not run."""
+    if other_changes or (not actual.replicas and actual.gateway is None):
+        return []
+    wanted = desired.observability.model_dump(mode="json")
+    changes = [
+        # A webhook URL often carries its token (Slack, PagerDuty): never print one.
+        "webhooks: changed" if line.startswith("webhooks:") else line
+        for line in field_changes(actual.observability or {}, wanted)
+    ]
+    if not changes:
+        return []
+    return [Action(Op.UPDATE, Target.OBSERVABILITY, reasons=tuple(changes))]
 
 
 def _ordered(replicas: Iterable[ReplicaStatus]) -> list[ReplicaStatus]:

@@ -21,6 +21,7 @@ class Target(StrEnum):
     REPLICA = "replica"
     SERVICE = "service"  # in-place settings the gateway reads (routing, limits, labels)
     GATEWAY = "gateway"
+    OBSERVABILITY = "observability"  # in-place: alerts, tracing and log settings
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Action:
     def address(self) -> str:
         if self.target is Target.GATEWAY:
             return "gateway"
+        if self.target is Target.OBSERVABILITY:
+            return "observability"
         if self.target is Target.SERVICE:
             return f"service {self.service}"
         return f"{self.service}[{self.slot}]"

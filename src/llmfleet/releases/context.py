@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from llmfleet.apply.actual import actual_environment
 from llmfleet.apply.executor import ApplyContext, apply_plan
 from llmfleet.backends.local.client import LocalBackend
 from llmfleet.engines.base import Progress
-from llmfleet.plan.diff import ActualEnvironment, plan_changes, plan_destroy
+from llmfleet.plan.diff import plan_changes, plan_destroy
 from llmfleet.settings import Settings
 from llmfleet.spec.loading import LoadedSpec
 from llmfleet.spec.model import ResolvedEnvironment
@@ -43,19 +44,6 @@ class ReleaseContext:
     def with_loaded(self, loaded: LoadedSpec) -> ReleaseContext:
         """The same context over another spec (an upgrade's candidate, held in memory)."""
         return replace(self, loaded=loaded)
-
-
-def actual_environment(backend: LocalBackend, environment: str) -> ActualEnvironment:
-    """What runs in ``environment`` (empty when the agent is not running)."""
-    if not backend.running():
-        return ActualEnvironment()
-    config = backend.environment_config(environment)
-    gateways = [g for g in backend.gateways() if g.environment == environment]
-    return ActualEnvironment(
-        replicas=backend.list_replicas(environment),
-        services=config.get("services", {}),
-        gateway=gateways[0] if gateways else None,
-    )
 
 
 def apply_environment(

@@ -10,18 +10,19 @@ record ``validation`` with the staging revision -> tear staging down (in a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from llmfleet.errors import ReleaseError
+from llmfleet.apply.actual import actual_environment
+from llmfleet.errors import ReleaseError, StateError
 from llmfleet.releases.candidates import candidate_hash, only_services, pick_services
 from llmfleet.releases.context import (
     PRODUCTION,
     STAGING,
     ReleaseContext,
-    actual_environment,
     apply_environment,
     destroy_environment,
 )
@@ -43,6 +44,9 @@ class ValidationResult:
     @property
     def passed(self) -> bool:
         return all(r.passed for r in self.services)
+
+
+VALIDATION_KEY = "llmfleet-validation"  # the name of the suites' own API key
 
 
 def url_of(gateway: GatewaySpec) -> str:
@@ -70,18 +74,41 @@ def run_validation(
         payload={"services": chosen},
         user=ctx.user,
     )
+    key = _validation_key(ctx, fleet.environments[STAGING], production[0], chosen)
     try:
         staging = only_services(fleet.environments[STAGING], chosen)
         ctx.progress(f"deploying the candidate ({', '.join(chosen)}) to staging")
         revision = apply_environment(ctx, staging, kind="apply", message="validation candidate")
-        reports = asyncio.run(_assess_all(ctx, staging, production, chosen, suites))
+        reports = asyncio.run(_assess_all(ctx, staging, production, chosen, suites, api_key=key))
     finally:
+        if key is not None:
+            ctx.store.revoke_key(VALIDATION_KEY)
         if not keep:
             ctx.progress("tearing staging down")
             destroy_environment(ctx, STAGING, message="validation teardown")
     return _record(
         ctx, reports, serial=revision.serial, started_id=started.id, production_serial=production[1]
     )
+
+
+def _validation_key(
+    ctx: ReleaseContext,
+    staging: ResolvedEnvironment,
+    production: ResolvedEnvironment,
+    chosen: Sequence[str],
+) -> str | None:
+    """A key for the suites when a chosen service requires one on either side: scoped to
+    those services, without limits, revoked when the validation ends. Its secret lives in
+    this process only; the state store keeps its hash, like every key's."""
+    envs = (staging, production)
+    if not any(n in e.services and e.services[n].auth.required for e in envs for n in chosen):
+        return None
+    with contextlib.suppress(StateError):
+        ctx.store.revoke_key(VALIDATION_KEY)  # one left by a validation that was killed
+    _key, secret = ctx.store.create_key(
+        name=VALIDATION_KEY, services=list(chosen), rpm=None, tpm=None
+    )
+    return secret
 
 
 def _require_production(ctx: ReleaseContext) -> tuple[ResolvedEnvironment, int]:
@@ -123,6 +150,8 @@ async def _assess_all(
     production: tuple[ResolvedEnvironment, int],
     chosen: Sequence[str],
     suites: dict[str, QualitySuite | None],
+    *,
+    api_key: str | None,
 ) -> list[ServiceReport]:
     similarity = LazySimilarity()
     prod_env = production[0]
@@ -130,7 +159,11 @@ async def _assess_all(
     for name in chosen:
         ctx.progress(f"running the suites of {name} on staging and production")
         in_production = name in prod_env.services
-        sides = Sides(url_of(staging.gateway), url_of(prod_env.gateway) if in_production else None)
+        sides = Sides(
+            url_of(staging.gateway),
+            url_of(prod_env.gateway) if in_production else None,
+            api_key=api_key,
+        )
         target = ctx.loaded.resolved.environments[PRODUCTION].services[name]
         reports.append(
             await assess_service(

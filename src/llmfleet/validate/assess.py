@@ -88,6 +88,7 @@ class Sides:
 
     candidate_url: str
     production_url: str | None
+    api_key: str | None = None  # for services that require one; valid on both sides
 
 
 def _judge_replies(
@@ -119,7 +120,9 @@ async def assess_service(
         urls = {"candidate": sides.candidate_url}
         if sides.production_url:
             urls = {"production": sides.production_url, **urls}
-        speed.update(await measure_speed(urls, model=service, suite=validation.speed))
+        speed.update(
+            await measure_speed(urls, model=service, suite=validation.speed, api_key=sides.api_key)
+        )
     cand_q, prod_q, agreement = quality
     evidence = Evidence(
         candidate=SideMetrics(pass_rate(cand_q) if suite else None, speed["candidate"]),
@@ -144,11 +147,11 @@ async def _quality(
 ) -> tuple[tuple[CaseResult, ...], tuple[CaseResult, ...], Agreement | None]:
     if suite is None:
         return (), (), None
-    candidate = await ask_cases(sides.candidate_url, service, suite.cases)
+    candidate = await ask_cases(sides.candidate_url, service, suite.cases, api_key=sides.api_key)
     cand_results = _judge_replies(suite, candidate, similarity)
     if sides.production_url is None:
         return cand_results, (), None
-    production = await ask_cases(sides.production_url, service, suite.cases)
+    production = await ask_cases(sides.production_url, service, suite.cases, api_key=sides.api_key)
     prod_results = _judge_replies(suite, production, similarity)
     agreement = None
     if gate.min_agreement is not None:

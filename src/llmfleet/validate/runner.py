@@ -25,7 +25,9 @@ class Reply:
     error: str = ""
 
 
-async def ask_cases(base_url: str, model: str, cases: Sequence[Case]) -> list[Reply]:
+async def ask_cases(
+    base_url: str, model: str, cases: Sequence[Case], *, api_key: str | None = None
+) -> list[Reply]:
     """Each case's answer, one request at a time (answers, not speed, are judged here)."""
     replies = []
     timeout = aiohttp.ClientTimeout(total=120)
@@ -38,7 +40,7 @@ async def ask_cases(base_url: str, model: str, cases: Sequence[Case]) -> list[Re
                 "temperature": case.temperature,
             }
             try:
-                replies.append(Reply(await chat_once(session, base_url, body)))
+                replies.append(Reply(await chat_once(session, base_url, body, api_key)))
             except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
                 replies.append(Reply("", f"request failed: {type(exc).__name__}: {exc}"))
     return replies
@@ -62,21 +64,23 @@ async def _run_level(
 
 
 async def measure_speed(
-    sides: Mapping[str, str], *, model: str, suite: SpeedSuiteSpec
+    sides: Mapping[str, str], *, model: str, suite: SpeedSuiteSpec, api_key: str | None = None
 ) -> dict[str, dict[str, LoadSummary]]:
     """Per side (name -> gateway URL) and level, the pooled summary of every round."""
     names = list(sides)
     results: dict[str, dict[str, LoadSummary]] = {name: {} for name in names}
     slice_s = suite.duration_s / suite.rounds
     for url in sides.values():  # a cold replica's first answers are not its speed
-        target = Target(url, model, suite.prompt, max_tokens=suite.max_tokens)
+        target = Target(url, model, suite.prompt, max_tokens=suite.max_tokens, api_key=api_key)
         await closed_loop(target, concurrency=max(suite.concurrency), duration_s=suite.warmup_s)
     for label in levels(suite):
         parts: dict[str, list[tuple[list[RequestSample], float]]] = {n: [] for n in names}
         for number in range(suite.rounds):
             order = names if number % 2 == 0 else names[::-1]
             for name in order:
-                target = Target(sides[name], model, suite.prompt, max_tokens=suite.max_tokens)
+                target = Target(
+                    sides[name], model, suite.prompt, max_tokens=suite.max_tokens, api_key=api_key
+                )
                 parts[name].append(await _run_level(target, label, slice_s))
         for name in names:
             results[name][label] = merge_summaries(label, parts[name])
