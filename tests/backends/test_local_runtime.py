@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 
+import httpx
+
 from tests.fixtures.fleet import Fleet
 
 SPEC = """
@@ -61,6 +63,25 @@ def test_an_observability_only_change_is_planned_and_pushed(fleet: Fleet) -> Non
     assert config["observability"]["trace_sample_ratio"] == 1.0
     assert {r.replica_id for r in fleet.ready()} == before  # in place: nothing restarted
     assert fleet.run("plan", "--detailed-exitcode", check=False).returncode == 0
+
+
+def test_keys_made_by_the_cli_open_the_applied_gateway_until_revoked(fleet: Fleet) -> None:
+    """The gateway apply starts reads the keys from the state store (URL in its env)."""
+    fleet.write(spec(replicas=1).replace("    labels:", "    auth: {required: true}\n    labels:"))
+    fleet.run("apply", "--yes")
+    url = f"http://127.0.0.1:{fleet.gateway_port}/v1/chat/completions"
+    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    assert httpx.post(url, json=body, timeout=30).status_code == 401
+    secret = fleet.run("keys", "create", "ci", "-s", "chat").stdout.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert httpx.post(url, json=body, headers=headers, timeout=30).status_code == 200
+    fleet.run("keys", "revoke", "ci")
+    deadline = time.monotonic() + 15  # gateways cache a verdict for 10 s
+    status = 200
+    while status == 200 and time.monotonic() < deadline:
+        status = httpx.post(url, json=body, headers=headers, timeout=30).status_code
+        time.sleep(0.5)
+    assert status == 401
 
 
 def test_engines_listen_on_loopback_only(fleet: Fleet) -> None:

@@ -47,7 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument(
         "--static-snapshot", help="JSON file in the agent's format (benches, debugging)"
     )
-    parser.add_argument("--state-url", help="state store holding the API keys")
+    parser.add_argument(
+        "--state-url",
+        # The agent passes it in the environment: a URL may carry a password, argv is public.
+        default=os.environ.get("LLMFLEET_STATE_URL"),
+        help="state store holding the API keys (default: $LLMFLEET_STATE_URL)",
+    )
     parser.add_argument("--state-base-dir", help="directory relative sqlite paths start from")
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)

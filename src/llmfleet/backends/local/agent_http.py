@@ -107,6 +107,7 @@ def _environment_body(agent: Agent, env: str) -> dict[str, Any]:
         "generation": agent.generation,
         "services": config.get("services", {}),
         "continuation": config.get("continuation", {}),
+        "observability": config.get("observability"),
         "replicas": [
             m.status().to_json()
             for m in agent.replicas.processes.values()
