@@ -57,8 +57,8 @@ def wait_for_socket(path: Path, timeout: float = 30) -> None:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Path]:
-    """A command server for the project in tmp_path; yields the project folder."""
+def server_process(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A command server for the project in tmp_path."""
     home = tmp_path / ".llmfleet"
     home.mkdir()
     proc = subprocess.Popen(
@@ -68,10 +68,28 @@ def server(tmp_path: Path) -> Iterator[Path]:
     )
     try:
         wait_for_socket(home / COMMAND_SOCKET_NAME)
-        yield tmp_path
+        yield proc
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path: Path, server_process: subprocess.Popen[bytes]) -> Path:
+    """The project folder whose command server runs."""
+    return tmp_path
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(status.parent.name))
+    return found
 
 
 def through_server(
@@ -142,6 +160,39 @@ def test_a_prompt_reads_the_clients_stdin(server: Path) -> None:
             assert "break this lock?" in result.stdout
             assert "server-exit=1" in result.stdout
             assert store.lock_info("apply") is not None
+    finally:
+        store.close()
+
+
+def test_a_client_killed_with_sigkill_takes_its_command_with_it(
+    server: Path, server_process: subprocess.Popen[bytes]
+) -> None:
+    """SIGKILL cannot be forwarded: the command notices its client is gone and dies too."""
+    (server / "fleet.yaml").write_text(SPEC.replace("GATEWAY_PORT", "18997"))
+    from llmfleet.state.store import StateStore
+
+    store = StateStore.open("sqlite:///.llmfleet/state.db", base_dir=server)
+    try:
+        with store.lock("apply", purpose="a test holding the lock"):
+            client = subprocess.Popen(  # `unlock` waits at its prompt: stdin never answers
+                [sys.executable, "-c", THROUGH_SERVER, "unlock"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=server,
+            )
+            deadline = time.monotonic() + 30
+            while not children_of(server_process.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            (command,) = children_of(server_process.pid)
+            client.kill()
+            client.wait()
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{command}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not Path(f"/proc/{command}").exists()
+            assert client.stdin is not None
+            client.stdin.close()
     finally:
         store.close()
 

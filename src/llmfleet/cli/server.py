@@ -177,11 +177,22 @@ def _run_child(
         signal.signal(signal.SIGINT, signal.default_int_handler)
         _adopt_client(fds, message)
         send_message(conn, {"pid": os.getpid()})
+        threading.Thread(target=_die_with_client, args=(conn,), daemon=True).start()
         code = _run_command(message["argv"])
     finally:
         with contextlib.suppress(Exception):
             send_message(conn, {"exit": code})
         os._exit(code)
+
+
+def _die_with_client(conn: socket.socket) -> None:
+    """The client sends nothing after its request: the end of the stream means it is gone
+    (killed with SIGKILL, which it cannot forward). A command run in-process would have
+    died with it, so this one does too."""
+    with contextlib.suppress(OSError):
+        while conn.recv(1024):
+            pass
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _adopt_client(fds: list[int], message: dict[str, Any]) -> None:
