@@ -8,10 +8,12 @@ once) is started; each client then sends the bench's chat request, in the same
 run and interleaved over ``--rounds`` rounds (medians reported), at
 concurrency 1 (p50 latency and requests/s) and at concurrency 64 (requests/s):
 
-* ``aiohttp``: one ``ClientSession``, keep-alive connector (the gateway's choice);
+* ``gateway``: the gateway's own ``UpstreamClient`` (keep-alive ``ConnectionPool``
+  over httptools, with its timeouts and error translation: the gateway's choice);
+* ``aiohttp``: one ``ClientSession``, keep-alive connector;
 * ``httpx``: one ``AsyncClient`` with a keep-alive pool of 64 (h11 underneath);
-* ``raw``: a minimal keep-alive asyncio protocol parsing with ``httptools``
-  (what a hand-written client could reach at best; not a product);
+* ``raw``: a minimal keep-alive asyncio protocol parsing with ``httptools``, no
+  timeouts, no error handling (the floor for any client; not a product);
 
 each in two modes: ``plain`` (a non-streaming request, the body read whole) and
 ``stream`` (``stream: true``, the SSE body read up to ``[DONE]`` and drained to
@@ -42,8 +44,13 @@ import httptools
 import httpx
 import uvloop
 
+from llmfleet.gateway.pool import ConnectionPool
+from llmfleet.gateway.upstream import UpstreamClient
+from llmfleet.spec.model import Timeouts
+
 BODY: dict[str, Any] = {
-    "model": "chat", "messages": [{"role": "user", "content": "say something short"}],
+    "model": "chat",
+    "messages": [{"role": "user", "content": "say something short"}],
     "max_tokens": 16,
 }
 PLAIN = json.dumps(BODY).encode()
@@ -60,8 +67,21 @@ def free_port() -> int:
 
 
 def start_sim(port: int, cpus: str | None) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "llmfleet.engines.sim", "--port", str(port),
-            "--model-name", "chat", "--ttft", "0", "--tps", "0", "--slots", "256"]
+    argv = [
+        sys.executable,
+        "-m",
+        "llmfleet.engines.sim",
+        "--port",
+        str(port),
+        "--model-name",
+        "chat",
+        "--ttft",
+        "0",
+        "--tps",
+        "0",
+        "--slots",
+        "256",
+    ]
     if cpus:
         argv = ["taskset", "-c", cpus, *argv]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -71,12 +91,34 @@ def start_sim(port: int, cpus: str | None) -> subprocess.Popen[str]:
     return proc
 
 
+class GatewayClient:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client = UpstreamClient(ConnectionPool())
+        self.timeouts = Timeouts()
+
+    async def send(self, body: bytes) -> None:
+        if body is PLAIN:
+            await self.client.post_json(self.url, body, self.timeouts)
+            return
+        stream = await self.client.open_stream(self.url, body, self.timeouts)
+        try:
+            while not stream.finished:
+                await stream.next_burst(self.timeouts.idle_s)
+        finally:
+            await stream.close()  # the pool keeps the connection once the terminator is in
+
+    async def close(self) -> None:
+        self.client.close()
+
+
 class AiohttpClient:
     def __init__(self, url: str) -> None:
         self.url = url
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
-            auto_decompress=False, skip_auto_headers=("User-Agent",),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
         )
 
     async def send(self, body: bytes) -> None:
@@ -153,8 +195,10 @@ class RawClient:
             conn.transport = transport  # uvloop may call connection_made only later
         assert conn.transport is not None
         conn.done = loop.create_future()
-        head = (f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
         conn.transport.write(head.encode() + body)
         await conn.done
         self.idle.append(conn)
@@ -166,7 +210,10 @@ class RawClient:
 
 
 CLIENTS: dict[str, Callable[[str], Any]] = {
-    "aiohttp": AiohttpClient, "httpx": HttpxClient, "raw": RawClient,
+    "gateway": GatewayClient,
+    "aiohttp": AiohttpClient,
+    "httpx": HttpxClient,
+    "raw": RawClient,
 }
 
 
@@ -220,8 +267,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--cpu", type=int, default=None,
-                        help="pin the client to this CPU and the sim to the others")
+    parser.add_argument(
+        "--cpu", type=int, default=None, help="pin the client to this CPU and the sim to the others"
+    )
     args = parser.parse_args()
     sim_cpus = None
     cpus = sorted(os.sched_getaffinity(0))
@@ -236,10 +284,14 @@ def main() -> None:
     finally:
         sim.kill()
         sim.wait()
-    print(f"load average {os.getloadavg()[0]:.2f}; medians of {args.rounds} rounds, "
-          f"{args.seconds:g} s each")
-    print(f"{'client':8} {'mode':7} {'c=1 req/s':>10} {'c=1 p50 ms':>11} "
-          f"{'c=' + str(args.concurrency) + ' req/s':>11}")
+    print(
+        f"load average {os.getloadavg()[0]:.2f}; medians of {args.rounds} rounds, "
+        f"{args.seconds:g} s each"
+    )
+    print(
+        f"{'client':8} {'mode':7} {'c=1 req/s':>10} {'c=1 p50 ms':>11} "
+        f"{'c=' + str(args.concurrency) + ' req/s':>11}"
+    )
     for (name, mode), rows in results.items():
         rps1, p50, rps64 = (statistics.median(col) for col in zip(*rows, strict=True))
         print(f"{name:8} {mode:7} {rps1:10.0f} {p50 * 1e3:11.3f} {rps64:11.0f}")

@@ -43,8 +43,11 @@ import uvloop
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.spec.model import ServiceSpec
 
-BODY = {"model": "chat", "messages": [{"role": "user", "content": "say something short"}],
-        "max_tokens": 16}
+BODY = {
+    "model": "chat",
+    "messages": [{"role": "user", "content": "say something short"}],
+    "max_tokens": 16,
+}
 GOALS = {"p50": 0.5e-3, "p99": 2e-3, "ratio": 0.5}
 
 
@@ -66,17 +69,33 @@ def start(argv: list[str], cpu: int | None = None) -> subprocess.Popen[str]:
 
 
 def snapshot_file(sim_port: int, slots: int, *, retries: dict[str, Any] | None = None) -> Path:
-    spec = ServiceSpec.model_validate({
-        "model": "sim:tiny", "engine": {"kind": "sim", "version": "1.2.0"}, "slots": slots,
-        "admission": {"queue_size": 4096}, "retries": retries or {},
-    })
+    spec = ServiceSpec.model_validate(
+        {
+            "model": "sim:tiny",
+            "engine": {"kind": "sim", "version": "1.2.0"},
+            "slots": slots,
+            "admission": {"queue_size": 4096},
+            "retries": retries or {},
+        }
+    )
     replica = ReplicaStatus(
-        replica_id="chat-0", environment="bench", service="chat", slot=0, runtime_hash="h",
-        engine="sim", engine_version="1.2.0", state=ReplicaState.READY, port=sim_port,
+        replica_id="chat-0",
+        environment="bench",
+        service="chat",
+        slot=0,
+        runtime_hash="h",
+        engine="sim",
+        engine_version="1.2.0",
+        state=ReplicaState.READY,
+        port=sim_port,
         served_name="chat",
     )
-    body = {"generation": 1, "services": {"chat": spec.model_dump(mode="json")},
-            "replicas": [replica.to_json()], "continuation": {}}
+    body = {
+        "generation": 1,
+        "services": {"chat": spec.model_dump(mode="json")},
+        "replicas": [replica.to_json()],
+        "continuation": {},
+    }
     path = Path(tempfile.mkdtemp()) / "snapshot.json"
     path.write_text(json.dumps(body))
     return path
@@ -132,22 +151,32 @@ async def measure(targets: dict[str, str], args: argparse.Namespace) -> Rounds:
     for index in range(args.rounds):
         order = list(targets) if index % 2 == 0 else list(reversed(targets))
         lat = {name: await latencies(targets[name], args.requests) for name in order}
-        rps = {name: await throughput(targets[name], args.concurrency, args.seconds)
-               for name in order}
+        rps = {
+            name: await throughput(targets[name], args.concurrency, args.seconds) for name in order
+        }
         for name in targets:
             rounds[name].append((pct(lat[name], 0.5), pct(lat[name], 0.99), rps[name]))
-        print(f"  round {index + 1}: " + ", ".join(
-            f"{name} p50 {rounds[name][-1][0] * 1e3:.3f} ms {rps[name]:.0f} req/s"
-            for name in targets), flush=True)
+        print(
+            f"  round {index + 1}: "
+            + ", ".join(
+                f"{name} p50 {rounds[name][-1][0] * 1e3:.3f} ms {rps[name]:.0f} req/s"
+                for name in targets
+            ),
+            flush=True,
+        )
     return rounds
 
 
 def report(rounds: Rounds, args: argparse.Namespace, load: tuple[float, float]) -> None:
     direct = rounds["direct"]
-    print(f"\nload average (1 min) {load[0]:.2f} at the start, {load[1]:.2f} at the end; "
-          f"{args.rounds} rounds, medians")
-    print(f"{'target':8} {'p50 ms':>8} {'p99 ms':>8} {'req/s c=' + str(args.concurrency):>12} "
-          f"{'+p50 ms':>8} {'+p99 ms':>8} {'ratio':>6}  verdict")
+    print(
+        f"\nload average (1 min) {load[0]:.2f} at the start, {load[1]:.2f} at the end; "
+        f"{args.rounds} rounds, medians"
+    )
+    print(
+        f"{'target':8} {'p50 ms':>8} {'p99 ms':>8} {'req/s c=' + str(args.concurrency):>12} "
+        f"{'+p50 ms':>8} {'+p99 ms':>8} {'ratio':>6}  verdict"
+    )
     for name, rows in rounds.items():
         p50 = statistics.median(r[0] for r in rows)
         p99 = statistics.median(r[1] for r in rows)
@@ -161,8 +190,10 @@ def report(rounds: Rounds, args: argparse.Namespace, load: tuple[float, float]) 
             verdict = " ".join(("PASS" if ok else "FAIL") for ok in verdicts)
             line += f" {added50 * 1e3:8.3f} {added99 * 1e3:8.3f} {ratio:6.2f}  {verdict}"
         print(line)
-    print(f"goals: +p50 < {GOALS['p50'] * 1e3:g} ms, +p99 < {GOALS['p99'] * 1e3:g} ms, "
-          f"ratio >= {GOALS['ratio']:g} (verdicts in that order)")
+    print(
+        f"goals: +p50 < {GOALS['p50'] * 1e3:g} ms, +p99 < {GOALS['p99'] * 1e3:g} ms, "
+        f"ratio >= {GOALS['ratio']:g} (verdicts in that order)"
+    )
 
 
 def main() -> None:
@@ -173,20 +204,52 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--pin", action="store_true", help="sim on CPU 0, gateways on CPU 1")
     args = parser.parse_args()
-    sim_cpu, gw_cpu = (0, 1) if args.pin and os.cpu_count() and os.cpu_count() >= 2 else (None,
-                                                                                          None)
+    sim_cpu, gw_cpu = (
+        (0, 1) if args.pin and os.cpu_count() and os.cpu_count() >= 2 else (None, None)
+    )
     slots = args.concurrency * 2
     sim_port = free_port()
-    procs = [start([sys.executable, "-m", "llmfleet.engines.sim", "--port", str(sim_port),
-                    "--model-name", "chat", "--ttft", "0", "--tps", "0", "--slots", str(slots)],
-                   sim_cpu)]
+    procs = [
+        start(
+            [
+                sys.executable,
+                "-m",
+                "llmfleet.engines.sim",
+                "--port",
+                str(sim_port),
+                "--model-name",
+                "chat",
+                "--ttft",
+                "0",
+                "--tps",
+                "0",
+                "--slots",
+                str(slots),
+            ],
+            sim_cpu,
+        )
+    ]
     targets = {"direct": f"http://127.0.0.1:{sim_port}/v1/chat/completions"}
     try:
         for name, retries in (("resume", {}), ("plain", {"resume_non_streaming": False})):
             port = free_port()
             snap = snapshot_file(sim_port, slots, retries=retries)
-            procs.append(start([sys.executable, "-m", "llmfleet.gateway", "--environment", "bench",
-                                "--port", str(port), "--static-snapshot", str(snap)], gw_cpu))
+            procs.append(
+                start(
+                    [
+                        sys.executable,
+                        "-m",
+                        "llmfleet.gateway",
+                        "--environment",
+                        "bench",
+                        "--port",
+                        str(port),
+                        "--static-snapshot",
+                        str(snap),
+                    ],
+                    gw_cpu,
+                )
+            )
             targets[name] = f"http://127.0.0.1:{port}/v1/chat/completions"
         time.sleep(0.3)
         before = os.getloadavg()[0]

@@ -36,11 +36,20 @@ def test_busy_gauges_read_from_prometheus_text() -> None:
 
 def test_replica_spec_round_trips_through_json() -> None:
     spec = ReplicaSpec(
-        replica_id="production-chat-0-abc", environment="production", service="chat", slot=0,
-        runtime_hash="h", engine="sim", engine_version="1.2.0",
+        replica_id="production-chat-0-abc",
+        environment="production",
+        service="chat",
+        slot=0,
+        runtime_hash="h",
+        engine="sim",
+        engine_version="1.2.0",
         launch=LaunchCommand(argv=("python", "--port", "{port}"), env={"A": "1"}),
         readiness=(Probe("/health"), Probe("/v1/completions", body={"prompt": "x"})),
-        liveness=Probe("/health"), metrics_path="/metrics", served_name="chat",
-        config={"slots": 4}, busy_series=("sim:requests_running",), labels={"team": "a"},
+        liveness=Probe("/health"),
+        metrics_path="/metrics",
+        served_name="chat",
+        config={"slots": 4},
+        busy_series=("sim:requests_running",),
+        labels={"team": "a"},
     )
     assert spec_from_json(spec_to_json(spec)) == spec

@@ -14,15 +14,25 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
+import uvloop
 
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
-from llmfleet.gateway.app import GATEWAY_KEY, Gateway, GatewayConfig, create_app
+from llmfleet.gateway.app import Gateway, GatewayApp, GatewayConfig, create_app
 from llmfleet.gateway.keys import KeyVerifier
 from llmfleet.gateway.replicas import Snapshot, StaticSource
 from llmfleet.spec.model import ServiceSpec
 
 FAST_CONFIG = GatewayConfig(probe_interval_s=0.05, probe_timeout_s=0.5, eject_s=0.1)
+BOTH_LOOPS = ("test_connections.py", "test_server.py")
+"""Test modules of the gateway's own HTTP code, which production runs on uvloop."""
+
+
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
+    """Run the gateway's own HTTP code's tests on asyncio and on uvloop; the rest on
+    asyncio, as pytest-asyncio would."""
+    if item.path.name in BOTH_LOOPS:
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 def free_port() -> int:
@@ -44,10 +54,18 @@ class SimProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *extra: str) -> SimProcess:
-        argv = [sys.executable, "-m", "llmfleet.engines.sim", "--port", str(self.port),
-                *self.args, *extra]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "llmfleet.engines.sim",
+            "--port",
+            str(self.port),
+            *self.args,
+            *extra,
+        ]
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert "listening" in line, line
@@ -84,7 +102,9 @@ def spawn(sims: list[SimProcess], *args: str, model: str = "chat") -> SimProcess
 
 def service(**overrides: Any) -> ServiceSpec:
     body: dict[str, Any] = {
-        "model": "sim:tiny", "engine": {"kind": "sim", "version": "1.2.0"}, "slots": 4,
+        "model": "sim:tiny",
+        "engine": {"kind": "sim", "version": "1.2.0"},
+        "slots": 4,
         "timeouts": {"connect_s": 1, "first_byte_s": 2, "idle_s": 0.5},
         "retries": {"wait_for_replica_s": 3},
     }
@@ -93,34 +113,43 @@ def service(**overrides: Any) -> ServiceSpec:
     return ServiceSpec.model_validate(body)
 
 
-def replica(service_name: str, sim: SimProcess, index: int, *,
-            state: ReplicaState = ReplicaState.READY) -> ReplicaStatus:
+def replica(
+    service_name: str, sim: SimProcess, index: int, *, state: ReplicaState = ReplicaState.READY
+) -> ReplicaStatus:
     return ReplicaStatus(
-        replica_id=f"{service_name}-{index}", environment="test", service=service_name,
-        slot=index, runtime_hash="h", engine="sim", engine_version="1.2.0", state=state,
-        port=sim.port, served_name=service_name,
+        replica_id=f"{service_name}-{index}",
+        environment="test",
+        service=service_name,
+        slot=index,
+        runtime_hash="h",
+        engine="sim",
+        engine_version="1.2.0",
+        state=state,
+        port=sim.port,
+        served_name=service_name,
     )
 
 
-def snapshot(services: dict[str, ServiceSpec], replicas: list[ReplicaStatus],
-             generation: int = 1) -> Snapshot:
+def snapshot(
+    services: dict[str, ServiceSpec], replicas: list[ReplicaStatus], generation: int = 1
+) -> Snapshot:
     return Snapshot(services=services, replicas=replicas, generation=generation)
 
 
 @dataclass
 class GatewayUnderTest:
-    server: TestServer
+    app: GatewayApp
     source: StaticSource
     session: aiohttp.ClientSession
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
-        return str(self.server.make_url("")).rstrip("/")
+        return f"http://127.0.0.1:{self.app.port}"
 
     @property
     def gateway(self) -> Gateway:
-        return self.server.app[GATEWAY_KEY]
+        return self.app.gateway
 
     async def post(
         self, path: str, body: Any, **kw: Any
@@ -132,8 +161,9 @@ class GatewayUnderTest:
             except ValueError:
                 return resp.status, data, resp
 
-    async def stream(self, body: dict[str, Any], path: str = "/v1/chat/completions",
-                     **kw: Any) -> list[dict[str, Any]]:
+    async def stream(
+        self, body: dict[str, Any], path: str = "/v1/chat/completions", **kw: Any
+    ) -> list[dict[str, Any]]:
         """Every chunk of a streamed answer (``[DONE]`` checked and dropped)."""
         chunks: list[dict[str, Any]] = []
         async with self.session.post(self.url + path, json={**body, "stream": True}, **kw) as r:
@@ -151,14 +181,17 @@ async def make_gateway() -> AsyncIterator[Any]:
     """Factory: ``await make_gateway(snapshot, key_verifier=..., config=...)``."""
     made: list[GatewayUnderTest] = []
 
-    async def make(snap: Snapshot, *, key_verifier: KeyVerifier | None = None,
-                   config: GatewayConfig = FAST_CONFIG) -> GatewayUnderTest:
+    async def make(
+        snap: Snapshot,
+        *,
+        key_verifier: KeyVerifier | None = None,
+        config: GatewayConfig = FAST_CONFIG,
+    ) -> GatewayUnderTest:
         source = StaticSource(snap)
         app = create_app(source, key_verifier=key_verifier, config=config)
-        server = TestServer(app, host="127.0.0.1", handler_cancellation=True)
-        await server.start_server()
+        await app.serve(host="127.0.0.1", port=0)
         session = aiohttp.ClientSession()
-        gut = GatewayUnderTest(server=server, source=source, session=session)
+        gut = GatewayUnderTest(app=app, source=source, session=session)
         made.append(gut)
         await asyncio.wait_for(gut.gateway.synced.wait(), 2)
         return gut
@@ -166,11 +199,12 @@ async def make_gateway() -> AsyncIterator[Any]:
     yield make
     for gut in made:
         await gut.session.close()
-        await gut.server.close()
+        await gut.app.close(grace_s=1.0)
 
 
 def text_of(chunks: list[dict[str, Any]]) -> str:
     return "".join(
         (c["choices"][0].get("delta") or {}).get("content") or c["choices"][0].get("text") or ""
-        for c in chunks if c.get("choices")
+        for c in chunks
+        if c.get("choices")
     )

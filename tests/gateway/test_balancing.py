@@ -27,8 +27,9 @@ def test_bounded_affinity_never_exceeds_the_bound(values, key, factor) -> None:
     """With room anywhere, the chosen replica stays within ceil(c*(L+1)/n)."""
     loads = as_loads(values)
     ids = list(loads)
-    picked = pick_replica(RoutingStrategy.PREFIX_AFFINITY, ids, loads, prefix_key=key,
-                          load_factor=factor)
+    picked = pick_replica(
+        RoutingStrategy.PREFIX_AFFINITY, ids, loads, prefix_key=key, load_factor=factor
+    )
     assert picked is not None
     assert loads[picked].in_flight + 1 <= load_bound(sum(values), len(ids), factor)
 
@@ -60,14 +61,17 @@ def test_no_pick_when_every_replica_is_full(values, strategy) -> None:
 
 def test_round_robin_cycles_over_replicas_with_room() -> None:
     loads = as_loads([0, 0, 0])
-    picks = [pick_replica(RoutingStrategy.ROUND_ROBIN, list(loads), loads, cursor=c)
-             for c in range(6)]
+    picks = [
+        pick_replica(RoutingStrategy.ROUND_ROBIN, list(loads), loads, cursor=c) for c in range(6)
+    ]
     assert picks == ["r0", "r1", "r2", "r0", "r1", "r2"]
 
 
 def test_least_load_counts_the_engine_queue() -> None:
-    loads = {"a": ReplicaLoad(in_flight=0, engine_waiting=3, capacity=4),
-             "b": ReplicaLoad(in_flight=1, capacity=4)}
+    loads = {
+        "a": ReplicaLoad(in_flight=0, engine_waiting=3, capacity=4),
+        "b": ReplicaLoad(in_flight=1, capacity=4),
+    }
     assert pick_replica(RoutingStrategy.LEAST_LOAD, ["a", "b"], loads) == "b"
 
 

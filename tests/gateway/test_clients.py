@@ -20,8 +20,7 @@ async def test_openai_client_sync_and_async_streaming(sims, make_gateway) -> Non
     def sync_calls() -> tuple[str, str]:
         with openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0) as client:
             plain = client.chat.completions.create(model="chat", messages=MESSAGES)
-            stream = client.chat.completions.create(model="chat", messages=MESSAGES,
-                                                    stream=True)
+            stream = client.chat.completions.create(model="chat", messages=MESSAGES, stream=True)
             text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
             return plain.choices[0].message.content or "", text
 
@@ -30,7 +29,9 @@ async def test_openai_client_sync_and_async_streaming(sims, make_gateway) -> Non
 
     async with openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0) as client:
         stream = await client.chat.completions.create(
-            model="chat", messages=MESSAGES, stream=True,
+            model="chat",
+            messages=MESSAGES,
+            stream=True,
             stream_options={"include_usage": True},
         )
         chunks = [chunk async for chunk in stream]

@@ -17,21 +17,27 @@ LONG = ["--output-tokens", "20"]
 
 
 def chat_body(content: str = "tell me a long story") -> dict[str, Any]:
-    return {"model": "chat", "messages": [{"role": "user", "content": content}],
-            "temperature": 0, "max_tokens": 30}
+    return {
+        "model": "chat",
+        "messages": [{"role": "user", "content": content}],
+        "temperature": 0,
+        "max_tokens": 30,
+    }
 
 
 async def direct(sim: SimProcess, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The uninterrupted answer and usage, straight from a sim."""
-    async with aiohttp.ClientSession() as session, session.post(
-        sim.url + "/v1/chat/completions", json={**body, "model": "chat"}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(sim.url + "/v1/chat/completions", json={**body, "model": "chat"}) as resp,
+    ):
         data = await resp.json()
     return data["choices"][0]["message"]["content"], data["usage"]
 
 
-async def affinity_pair(sims: list[SimProcess], make_gateway: Any, body: dict[str, Any],
-                        first_flags: list[str]) -> tuple[Any, SimProcess, SimProcess]:
+async def affinity_pair(
+    sims: list[SimProcess], make_gateway: Any, body: dict[str, Any], first_flags: list[str]
+) -> tuple[Any, SimProcess, SimProcess]:
     """Two replicas under prefix affinity, the one this prompt goes to first started
     with ``first_flags``; returns (gateway, first, other)."""
     first = spawn(sims, *LONG, *first_flags)
@@ -49,8 +55,9 @@ async def test_5xx_is_retried_on_the_other_replica(sims, make_gateway) -> None:
     """A replica answering 500 costs the client nothing: 200 from the other, retries counted."""
     bad, good = spawn(sims, "--error-rate", "1.0"), spawn(sims)
     spec = service(routing={"strategy": "round-robin"})
-    gw = await make_gateway(snapshot({"chat": spec}, [replica("chat", bad, 0),
-                                                      replica("chat", good, 1)]))
+    gw = await make_gateway(
+        snapshot({"chat": spec}, [replica("chat", bad, 0), replica("chat", good, 1)])
+    )
     for _ in range(4):
         status, body, _ = await gw.post("/v1/chat/completions", chat_body())
         assert status == 200, body
@@ -118,8 +125,9 @@ async def test_client_disconnect_cancels_the_upstream(sims, make_gateway) -> Non
     """A client leaving mid-stream frees the engine's slot (requests_running back to 0)."""
     sim = spawn(sims, "--tps", "50", "--output-tokens", "200")
     gw = await make_gateway(snapshot({"chat": service()}, [replica("chat", sim, 0)]))
-    async with gw.session.post(gw.url + "/v1/chat/completions",
-                               json={**chat_body(), "max_tokens": 200, "stream": True}) as resp:
+    async with gw.session.post(
+        gw.url + "/v1/chat/completions", json={**chat_body(), "max_tokens": 200, "stream": True}
+    ) as resp:
         for _ in range(4):
             await resp.content.readline()
         assert await running(sim) == 1
@@ -146,8 +154,9 @@ async def running(sim: SimProcess) -> int:
 async def test_all_attempts_failing_gives_503_with_history(sims, make_gateway) -> None:
     """Every replica failing: 503 naming the attempts, within the attempts bound."""
     bad = spawn(sims, "--error-rate", "1.0")
-    gw = await make_gateway(snapshot({"chat": service(retries={"attempts": 2})},
-                                     [replica("chat", bad, 0)]))
+    gw = await make_gateway(
+        snapshot({"chat": service(retries={"attempts": 2})}, [replica("chat", bad, 0)])
+    )
     status, body, _ = await gw.post("/v1/chat/completions", chat_body())
     assert status == 503
     assert "chat-0" in body["error"]["message"]

@@ -17,8 +17,12 @@ from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.gateway.health import Failure, HealthTracker, Prober
 from tests.gateway.conftest import FAST_CONFIG, SimProcess, replica, service, snapshot, spawn
 
-CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8,
-        "temperature": 0}
+CHAT = {
+    "model": "chat",
+    "messages": [{"role": "user", "content": "hello"}],
+    "max_tokens": 8,
+    "temperature": 0,
+}
 
 
 @dataclasses.dataclass
@@ -71,9 +75,16 @@ async def fake_engine() -> AsyncIterator[Any]:
 
 def fake_replica(engine: FakeEngine, index: int) -> ReplicaStatus:
     return ReplicaStatus(
-        replica_id=f"chat-{index}", environment="test", service="chat", slot=index,
-        runtime_hash="h", engine="sim", engine_version="1.2.0", state=ReplicaState.READY,
-        port=engine.port, served_name="chat",
+        replica_id=f"chat-{index}",
+        environment="test",
+        service="chat",
+        slot=index,
+        runtime_hash="h",
+        engine="sim",
+        engine_version="1.2.0",
+        state=ReplicaState.READY,
+        port=engine.port,
+        served_name="chat",
     )
 
 
@@ -93,8 +104,9 @@ async def test_busy_engine_sends_the_request_elsewhere_without_ejection(
     one stays routable."""
     busy, good = await fake_engine(), spawn(sims)
     spec = service(routing={"strategy": "round-robin"}, retries={"resume_non_streaming": resume})
-    gw = await make_gateway(snapshot({"chat": spec}, [fake_replica(busy, 0),
-                                                      replica("chat", good, 1)]))
+    gw = await make_gateway(
+        snapshot({"chat": spec}, [fake_replica(busy, 0), replica("chat", good, 1)])
+    )
     for _ in range(6):
         status, body, _ = await gw.post("/v1/chat/completions", CHAT)
         assert status == 200, body
@@ -139,8 +151,10 @@ async def test_working_metrics_record_the_queue(fake_engine) -> None:
 async def test_total_timeout_is_504(sims, make_gateway, stream_upstream: bool) -> None:
     """A steady but slow answer (never idle) is cut at timeouts.total_s: 504."""
     sim = spawn(sims, "--tps", "10", "--output-tokens", "40")
-    spec = service(timeouts={"total_s": 0.5, "idle_s": 2, "first_byte_s": 10},
-                   retries={"resume_non_streaming": stream_upstream})
+    spec = service(
+        timeouts={"total_s": 0.5, "idle_s": 2, "first_byte_s": 10},
+        retries={"resume_non_streaming": stream_upstream},
+    )
     gw = await make_gateway(snapshot({"chat": spec}, [replica("chat", sim, 0)]))
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -157,8 +171,9 @@ async def test_total_timeout_ends_a_started_stream_with_an_error_event(sims, mak
     sim = spawn(sims, "--tps", "10", "--output-tokens", "40")
     spec = service(timeouts={"total_s": 0.5, "idle_s": 2})
     gw = await make_gateway(snapshot({"chat": spec}, [replica("chat", sim, 0)]))
-    async with gw.session.post(gw.url + "/v1/chat/completions",
-                               json={**CHAT, "max_tokens": 40, "stream": True}) as resp:
+    async with gw.session.post(
+        gw.url + "/v1/chat/completions", json={**CHAT, "max_tokens": 40, "stream": True}
+    ) as resp:
         assert resp.status == 200
         data = await resp.read()
     assert b"upstream_timeout" in data
@@ -171,8 +186,7 @@ async def test_waiting_stream_gets_keep_alive_comments(
     the replica to come back, then the rest of the answer."""
     sim = spawn(sims, "--output-tokens", "20", "--crash-after-tokens", "6")
     config = dataclasses.replace(FAST_CONFIG, keepalive_s=0.05)
-    gw = await make_gateway(snapshot({"chat": service()}, [replica("chat", sim, 0)]),
-                            config=config)
+    gw = await make_gateway(snapshot({"chat": service()}, [replica("chat", sim, 0)]), config=config)
     body = {**CHAT, "max_tokens": 30, "stream": True}
     async with gw.session.post(gw.url + "/v1/chat/completions", json=body) as resp:
         assert resp.status == 200

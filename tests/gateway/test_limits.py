@@ -32,8 +32,7 @@ async def test_queue_full_is_429_with_retry_after(sims, make_gateway) -> None:
 async def test_queue_wait_over_max_wait_is_429(sims, make_gateway) -> None:
     """A queued request that gets no slot within max_wait_s is answered 429."""
     sim = spawn(sims, "--tps", "20", "--output-tokens", "20")
-    spec = service(admission={"queue_size": 4, "max_in_flight_per_replica": 1,
-                              "max_wait_s": 0.2})
+    spec = service(admission={"queue_size": 4, "max_in_flight_per_replica": 1, "max_wait_s": 0.2})
     gw = await make_gateway(snapshot({"chat": spec}, [replica("chat", sim, 0)]))
     first = asyncio.create_task(gw.post("/v1/chat/completions", {**CHAT, "max_tokens": 20}))
     await asyncio.sleep(0.1)
@@ -45,12 +44,14 @@ async def test_queue_wait_over_max_wait_is_429(sims, make_gateway) -> None:
 
 def keyed(sims: list[Any]) -> tuple[Any, StaticKeyVerifier]:
     sim = spawn(sims)
-    keys = StaticKeyVerifier({
-        "sk-good": KeyInfo(id="1", name="good"),
-        "sk-other": KeyInfo(id="2", name="other", services=frozenset({"other"})),
-        "sk-rpm": KeyInfo(id="3", name="rpm", rpm=2),
-        "sk-tpm": KeyInfo(id="4", name="tpm", tpm=10),
-    })
+    keys = StaticKeyVerifier(
+        {
+            "sk-good": KeyInfo(id="1", name="good"),
+            "sk-other": KeyInfo(id="2", name="other", services=frozenset({"other"})),
+            "sk-rpm": KeyInfo(id="3", name="rpm", rpm=2),
+            "sk-tpm": KeyInfo(id="4", name="tpm", tpm=10),
+        }
+    )
     snap = snapshot({"chat": service(auth={"required": True})}, [replica("chat", sim, 0)])
     return snap, keys
 

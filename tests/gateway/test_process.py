@@ -45,9 +45,12 @@ class FakeAgent:
 async def test_agent_source_long_polls_over_the_unix_socket(tmp_path: Path, sims) -> None:
     """Snapshots arrive at once, then again only when the generation changes."""
     sim = spawn(sims)
-    body = {"generation": 1, "services": {"chat": service().model_dump(mode="json")},
-            "replicas": [replica("chat", sim, 0).to_json()],
-            "continuation": {"chat": {"continue_final_message": True}}}
+    body = {
+        "generation": 1,
+        "services": {"chat": service().model_dump(mode="json")},
+        "replicas": [replica("chat", sim, 0).to_json()],
+        "continuation": {"chat": {"continue_final_message": True}},
+    }
     agent = FakeAgent(body)
     app = web.Application()
     app.router.add_get("/v1/environments/{env}", agent.handle)
@@ -85,8 +88,10 @@ class Record:
 class FakeStore:
     def __init__(self) -> None:
         self.calls = 0
-        self.records = {"sk-a": Record(1, "a", ["chat"], 10, None),
-                        "sk-revoked": Record(2, "r", [], None, None, revoked_at="now")}
+        self.records = {
+            "sk-a": Record(1, "a", ["chat"], 10, None),
+            "sk-revoked": Record(2, "r", [], None, None, revoked_at="now"),
+        }
 
     def verify_key(self, secret: str) -> Record | None:
         self.calls += 1
@@ -112,16 +117,34 @@ async def test_store_verifier_caches_and_drops_revoked_keys() -> None:
 def test_process_refuses_a_taken_port(tmp_path: Path) -> None:
     """A taken port is a clear message and exit code 1."""
     port = free_port()
-    holder = subprocess.Popen([sys.executable, "-c",
-                               f"import socket,time;s=socket.socket();s.bind(('127.0.0.1',{port}));"
-                               "s.listen();print('up',flush=True);time.sleep(30)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import socket,time;s=socket.socket();s.bind(('127.0.0.1',{port}));"
+            "s.listen();print('up',flush=True);time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "up"
         done = subprocess.run(
-            [sys.executable, "-m", "llmfleet.gateway", "--environment", "e", "--port", str(port),
-             "--agent-socket", str(tmp_path / "none.sock")],
-            capture_output=True, text=True, timeout=20, check=False,
+            [
+                sys.executable,
+                "-m",
+                "llmfleet.gateway",
+                "--environment",
+                "e",
+                "--port",
+                str(port),
+                "--agent-socket",
+                str(tmp_path / "none.sock"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
         )
     finally:
         holder.kill()
@@ -135,8 +158,16 @@ async def test_process_serves_and_announces_itself(tmp_path: Path) -> None:
     """The process prints its listening line and answers /health (no agent yet: not ready)."""
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "llmfleet.gateway", "--environment", "e", "--port", str(port),
-        "--agent-socket", str(tmp_path / "none.sock"), stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "llmfleet.gateway",
+        "--environment",
+        "e",
+        "--port",
+        str(port),
+        "--agent-socket",
+        str(tmp_path / "none.sock"),
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None

@@ -86,8 +86,7 @@ async def test_body_over_the_gateway_cap_is_413_before_reading(sims, make_gatewa
     """A body over the gateway-wide cap is refused from its Content-Length."""
     sim = spawn(sims)
     config = dataclasses.replace(FAST_CONFIG, max_body_bytes=10_000)
-    gw = await make_gateway(snapshot({"chat": service()}, [replica("chat", sim, 0)]),
-                            config=config)
+    gw = await make_gateway(snapshot({"chat": service()}, [replica("chat", sim, 0)]), config=config)
     async with gw.session.post(gw.url + "/v1/chat/completions", data=b"x" * 50_000) as resp:
         assert resp.status == 413
 
@@ -123,3 +122,19 @@ async def test_replica_appearing_during_the_wait_serves_the_request(sims, make_g
     gw.source.publish(snapshot(spec, [replica("chat", sim, 0)], generation=2))
     status, body, _ = await pending
     assert status == 200, body
+
+
+async def test_unknown_routes_and_methods_are_openai_json(make_gateway) -> None:
+    """No such path: 404; a path without that method: 405; HEAD on a GET route: its
+    headers only; all errors as OpenAI JSON, none of them counted as a service's."""
+    gw = await make_gateway(snapshot({"chat": service()}, []))
+    async with gw.session.get(gw.url + "/v1/nope") as resp:
+        assert resp.status == 404
+        assert (await resp.json())["error"]["code"] == "not_found"
+    async with gw.session.get(gw.url + "/v1/chat/completions") as resp:
+        assert resp.status == 405
+        assert (await resp.json())["error"]["code"] == "method_not_allowed"
+    async with gw.session.head(gw.url + "/health") as resp:
+        assert resp.status == 200
+        assert await resp.read() == b""
+    assert gw.gateway.metrics.requests.children == {}

@@ -25,9 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
-from llmfleet.gateway.app import GATEWAY_KEY, create_app
+from llmfleet.gateway.app import create_app
 from llmfleet.gateway.keys import KeyVerifier, StoreKeyVerifier
 from llmfleet.gateway.replicas import AgentSource, ReplicaSource, StaticSource, snapshot_from_json
 
@@ -113,15 +111,13 @@ async def serve(args: argparse.Namespace, sock: socket.socket, source: ReplicaSo
     loop = asyncio.get_running_loop()
     app = create_app(source, key_verifier=key_verifier(args), clock=loop.time)
     observer = request_observer(args.environment, loop.time)
-    app[GATEWAY_KEY].observe = observer
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
+    app.gateway.observe = observer
+    await app.serve(sock=sock)
     print(f"llmfleet gateway listening on http://{args.host}:{args.port}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
-        await runner.cleanup()
+        await app.close(grace_s=60.0)
         if observer is not None:
             observer.close()
 

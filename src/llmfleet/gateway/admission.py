@@ -87,15 +87,31 @@ class Router:
     ) -> Lease:
         """A lease on the best replica of ``service`` with room, waiting if needed."""
         spec = self.snapshot.services[service]
-        queue = self._queues.setdefault(service, _Queue())
+        queue = self._queues.get(service)
+        if queue is None:  # not setdefault: that would build a queue on every request
+            queue = self._queues[service] = _Queue()
         start = self.clock()
         while True:
             spec = self.snapshot.services.get(service, spec)
             replica, any_routable = self._try_pick(service, spec, prefix_key, avoid)
             if replica is not None:
-                self.in_flight[replica.replica_id] = self.in_flight.get(replica.replica_id, 0) + 1
-                return Lease(replica, self)
+                return self._lease(replica)
             await self._wait(service, spec, queue, start=start, any_routable=any_routable)
+
+    def try_acquire(
+        self, service: str, *, prefix_key: bytes | None = None, avoid: Collection[str] = ()
+    ) -> Lease | None:
+        """What ``acquire`` returns when it need not wait, else None (and nothing changes
+        but the round-robin cursor); no coroutine, for the common case."""
+        spec = self.snapshot.services[service]
+        if service not in self._queues:
+            self._queues[service] = _Queue()
+        replica, _ = self._try_pick(service, spec, prefix_key, avoid)
+        return None if replica is None else self._lease(replica)
+
+    def _lease(self, replica: ReplicaStatus) -> Lease:
+        self.in_flight[replica.replica_id] = self.in_flight.get(replica.replica_id, 0) + 1
+        return Lease(replica, self)
 
     def _try_pick(
         self, service: str, spec: ServiceSpec, prefix_key: bytes | None, avoid: Collection[str]
@@ -104,8 +120,14 @@ class Router:
         preferred = [r for r in healthy if r.replica_id not in avoid] or healthy
         if not preferred:
             return None, False
-        by_id = {r.replica_id: r for r in preferred}
         capacity = spec.admission.max_in_flight_per_replica or spec.slots
+        queue = self._queues[service]
+        queue.cursor += 1
+        if len(preferred) == 1:
+            # what every strategy picks from one candidate: it, if it has room
+            only = preferred[0]
+            return (only if self.in_flight.get(only.replica_id, 0) < capacity else None), True
+        by_id = {r.replica_id: r for r in preferred}
         loads = {
             rid: ReplicaLoad(
                 in_flight=self.in_flight.get(rid, 0),
@@ -114,11 +136,13 @@ class Router:
             )
             for rid in by_id
         }
-        queue = self._queues[service]
-        queue.cursor += 1
         picked = pick_replica(
-            spec.routing.strategy, list(by_id), loads, cursor=queue.cursor,
-            prefix_key=prefix_key, load_factor=spec.routing.load_factor,
+            spec.routing.strategy,
+            list(by_id),
+            loads,
+            cursor=queue.cursor,
+            prefix_key=prefix_key,
+            load_factor=spec.routing.load_factor,
         )
         return (by_id[picked] if picked else None), True
 

@@ -1,33 +1,39 @@
-"""The gateway as an aiohttp application: ``create_app`` wires the parts.
+"""The gateway as an application: ``create_app`` wires the parts.
 
 One ``Gateway`` object per app holds everything with state (route table,
-health, quotas, retry budgets, metrics, the shared upstream session); nothing
+health, quotas, retry budgets, metrics, the upstream connection pool); nothing
 is module-level. Background tasks (following the replica source, probing
-replicas) start and stop with the app via ``cleanup_ctx``.
+replicas) start and stop with it. ``GatewayApp`` puts it behind the gateway's
+own HTTP server (``server``): routing is a dict lookup, and an ``ApiError``
+from a handler is rendered once, here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aiohttp
-from aiohttp import web
 
 from llmfleet.backends.base import ReplicaStatus
+from llmfleet.gateway import errors
 from llmfleet.gateway.admission import Router
 from llmfleet.gateway.errors import ApiError
 from llmfleet.gateway.failover import Failover
-from llmfleet.gateway.handlers import SERVICE_KEY, Handlers
+from llmfleet.gateway.handlers import Handlers
 from llmfleet.gateway.health import HealthTracker, Prober
 from llmfleet.gateway.keys import KeyVerifier
+from llmfleet.gateway.messages import Answer, Request
 from llmfleet.gateway.metrics import GatewayMetrics
+from llmfleet.gateway.pool import ConnectionPool
 from llmfleet.gateway.quotas import Quotas
 from llmfleet.gateway.replicas import ReplicaSource
+from llmfleet.gateway.server import Server
 from llmfleet.gateway.upstream import UpstreamClient
 
 if TYPE_CHECKING:  # imported by main() only when tracing or request logs are on
@@ -66,12 +72,16 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.observe: RequestObserver | None = None  # tracing, request logs: main() sets
         self.health = HealthTracker(
-            clock=clock, eject_s=config.eject_s, consecutive_5xx=config.consecutive_5xx,
+            clock=clock,
+            eject_s=config.eject_s,
+            consecutive_5xx=config.consecutive_5xx,
             on_change=lambda _replica, _ejected: self.router.wake_all(),
         )
         self.prober = Prober(
-            self.health, self._probe_targets,
-            interval_s=config.probe_interval_s, timeout_s=config.probe_timeout_s,
+            self.health,
+            self._probe_targets,
+            interval_s=config.probe_interval_s,
+            timeout_s=config.probe_timeout_s,
         )
         self.router = Router(
             is_ejected=self.health.is_ejected, engine_waiting=self.prober.waiting, clock=clock
@@ -81,6 +91,7 @@ class Gateway:
         self.synced = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._failover: Failover | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def failover(self) -> Failover:
@@ -97,55 +108,86 @@ class Gateway:
             self.health.forget(r.replica_id for r in snapshot.replicas)
             self.synced.set()
 
-    async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:
+    async def start(self) -> None:
+        """Open the upstream pool and the prober's session; follow the source, probe."""
+        # the prober's session (requests go through ``upstream``'s own pool); no cookie jar:
+        # engines set no cookies
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=None)
-        # no cookie jar: engines set no cookies, and the jar costs time on every request
         self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._failover = Failover(
-            router=self.router, upstream=UpstreamClient(self._session), health=self.health,
-            metrics=self.metrics, clock=self.clock, keepalive_s=self.config.keepalive_s,
+            router=self.router,
+            upstream=UpstreamClient(ConnectionPool(keepalive_s=30.0)),
+            health=self.health,
+            metrics=self.metrics,
+            clock=self.clock,
+            keepalive_s=self.config.keepalive_s,
         )
-        tasks = [
+        self._tasks = [
             asyncio.create_task(self._follow_source(), name="gateway-source"),
             asyncio.create_task(self.prober.run(self._session), name="gateway-prober"),
         ]
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._failover is not None:
+            self._failover.upstream.close()
+        if self._session is not None:
             await self._session.close()
 
 
-GATEWAY_KEY = web.AppKey("gateway", Gateway)
+Route = Callable[[Request], Awaitable[Answer]]
 
 
-@web.middleware
-async def error_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Render ``ApiError`` as OpenAI JSON; count it by status."""
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        gateway = request.app[GATEWAY_KEY]
-        service = request.get(SERVICE_KEY, "")
-        gateway.metrics.of(service).count_request(request.path, str(exc.status))
-        return exc.response()
-    except web.HTTPException as exc:
-        if exc.status == 404:
-            return ApiError(404, f"no route {request.method} {request.path}",
-                            type_="invalid_request_error", code="not_found").response()
-        if exc.status == 405:
-            return ApiError(405, f"{request.method} is not allowed on {request.path}",
-                            type_="invalid_request_error", code="method_not_allowed").response()
-        raise
+class GatewayApp:
+    """The gateway behind its HTTP server: routes requests to ``Handlers`` and renders
+    ``ApiError`` as OpenAI JSON, counted by status."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.routes: dict[str, dict[str, Route]] = Handlers(gateway).routes()
+        self.server = Server(self.handle, max_body_bytes=gateway.config.max_body_bytes)
+
+    async def handle(self, request: Request) -> Answer:
+        methods = self.routes.get(request.path)
+        if methods is None:
+            return errors.not_found(request.method, request.path).response()
+        route = methods.get(request.method)
+        if route is None and request.method == "HEAD":
+            route = methods.get("GET")
+        if route is None:
+            return errors.method_not_allowed(request.method, request.path).response()
+        try:
+            return await route(request)
+        except ApiError as exc:
+            series = self.gateway.metrics.of(request.service)
+            series.count_request(request.path, str(exc.status))
+            return exc.response()
+
+    async def serve(
+        self, *, sock: socket.socket | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        """Start the gateway, then answer on ``sock`` or ``host``:``port`` (0: a free one)."""
+        await self.gateway.start()
+        await self.server.start(sock=sock, host=host, port=port)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def close(self, *, grace_s: float = 10.0) -> None:
+        """Stop answering (answers in progress get ``grace_s``), then stop the gateway."""
+        await self.server.close(grace_s=grace_s)
+        await self.gateway.stop()
 
 
 def create_app(
@@ -154,14 +196,10 @@ def create_app(
     key_verifier: KeyVerifier | None = None,
     clock: Callable[[], float] | None = None,
     config: GatewayConfig | None = None,
-) -> web.Application:
+) -> GatewayApp:
     """The gateway app; ``source`` feeds it services and replicas."""
     config = config or GatewayConfig()
     gateway = Gateway(
         source, key_verifier=key_verifier, clock=clock or time.monotonic, config=config
     )
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
-    app[GATEWAY_KEY] = gateway
-    app.cleanup_ctx.append(gateway.lifecycle)
-    Handlers(gateway).add_routes(app)
-    return app
+    return GatewayApp(gateway)

@@ -49,6 +49,10 @@ class ReplicaLoad:
         return self.in_flight + self.engine_waiting
 
 
+_UNKNOWN = ReplicaLoad()
+"""The load of a replica the caller gave none for."""
+
+
 def pick_replica(
     strategy: RoutingStrategy,
     candidates: Sequence[str],
@@ -59,7 +63,7 @@ def pick_replica(
     load_factor: float = 1.25,
 ) -> str | None:
     """The replica for the next request, or None when none has room; pure."""
-    open_ = [c for c in candidates if loads.get(c, ReplicaLoad()).has_room]
+    open_ = [c for c in candidates if loads.get(c, _UNKNOWN).has_room]
     if not open_:
         return None
     if strategy == RoutingStrategy.ROUND_ROBIN:
@@ -75,7 +79,7 @@ def pick_least_load(
     """The lowest score; among equals the first at or after the cursor; pure."""
     count = len(candidates)
     rotated = [candidates[(cursor + i) % count] for i in range(count)]
-    return min(rotated, key=lambda c: loads.get(c, ReplicaLoad()).score)
+    return min(rotated, key=lambda c: loads.get(c, _UNKNOWN).score)
 
 
 def load_bound(total_in_flight: int, replicas: int, load_factor: float) -> int:
@@ -100,13 +104,13 @@ def pick_bounded_affinity(
     load_factor: float,
 ) -> str | None:
     """The first replica in rendezvous order within the bound and its capacity; pure."""
-    total = sum(loads.get(c, ReplicaLoad()).in_flight for c in candidates)
+    total = sum(loads.get(c, _UNKNOWN).in_flight for c in candidates)
     bound = load_bound(total, len(candidates), load_factor)
     for replica in rank_replicas(candidates, prefix_key):
-        load = loads.get(replica, ReplicaLoad())
+        load = loads.get(replica, _UNKNOWN)
         if load.has_room and load.in_flight + 1 <= bound:
             return replica
-    open_ = [c for c in candidates if loads.get(c, ReplicaLoad()).has_room]
+    open_ = [c for c in candidates if loads.get(c, _UNKNOWN).has_room]
     return pick_least_load(open_, loads) if open_ else None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 
-from aiohttp import web
+from llmfleet.gateway.messages import Response
 
 
 class ApiError(Exception):
@@ -41,13 +41,8 @@ class ApiError(Exception):
             return {}
         return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
 
-    def response(self) -> web.Response:
-        return web.Response(
-            status=self.status,
-            body=self.body(),
-            content_type="application/json",
-            headers=self.headers(),
-        )
+    def response(self) -> Response:
+        return Response(self.body(), status=self.status, headers=self.headers() or None)
 
 
 def bad_request(message: str, *, code: str = "invalid_request") -> ApiError:
@@ -83,7 +78,10 @@ def too_large(size: int, limit: int) -> ApiError:
 
 def rate_limited(message: str, *, retry_after_s: float) -> ApiError:
     return ApiError(
-        429, message, type_="rate_limit_error", code="rate_limit_exceeded",
+        429,
+        message,
+        type_="rate_limit_error",
+        code="rate_limit_exceeded",
         retry_after_s=retry_after_s,
     )
 
@@ -127,5 +125,22 @@ def timed_out(service: str, detail: str) -> ApiError:
     )
 
 
-def not_found(path: str) -> ApiError:
-    return ApiError(404, f"no route {path}", type_="invalid_request_error", code="not_found")
+def not_found(method: str, path: str) -> ApiError:
+    return ApiError(
+        404, f"no route {method} {path}", type_="invalid_request_error", code="not_found"
+    )
+
+
+def method_not_allowed(method: str, path: str) -> ApiError:
+    return ApiError(
+        405,
+        f"{method} is not allowed on {path}",
+        type_="invalid_request_error",
+        code="method_not_allowed",
+    )
+
+
+def internal_error() -> ApiError:
+    return ApiError(
+        500, "the gateway failed on this request", type_="server_error", code="internal_error"
+    )

@@ -21,19 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from llmfleet.errors import Attempt, PermanentUpstreamError
 from llmfleet.gateway import errors
 from llmfleet.gateway.admission import Lease, Router
+from llmfleet.gateway.deadline import within
 from llmfleet.gateway.health import Failure, HealthTracker
+from llmfleet.gateway.messages import Answer, Response
 from llmfleet.gateway.metrics import GatewayMetrics
-from llmfleet.gateway.resume import continuation_body, upstream_body
+from llmfleet.gateway.resume import DEFAULT_CONTINUATION, continuation_body, upstream_body
 from llmfleet.gateway.sinks import Sink
 from llmfleet.gateway.stream import StreamState, UpstreamChunkError
 from llmfleet.gateway.upstream import AttemptError, UpstreamClient
@@ -90,7 +91,9 @@ class Call:
     """the client's body as received: sent upstream unchanged when nothing in it changes."""
     prefix_key: bytes | None = None
     resumable: bool = False
-    continuation: Mapping[str, Any] = field(default_factory=dict)
+    continuations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """the snapshot's continuation fields per service when the request came (its
+    ``continuation``: read only if the answer is continued, which is rare)."""
     attempts: list[Attempt] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     overhead_s: float = 0.0
@@ -101,6 +104,12 @@ class Call:
     """an ``observe.tracing.RequestTrace`` when tracing is on, else None."""
     upstream_headers: Mapping[str, str] | None = None
     """extra headers for the engine: ``traceparent`` of the current attempt."""
+
+    @property
+    def continuation(self) -> Mapping[str, Any]:
+        """Body fields that make this service's engine continue a final assistant message."""
+        fields = self.continuations.get(self.service)
+        return fields if fields is not None else DEFAULT_CONTINUATION.get(self.spec.engine.kind, {})
 
 
 class Failover:
@@ -134,11 +143,10 @@ class Failover:
     def _remaining_s(self, call: Call) -> float:
         return call.started_at + call.spec.timeouts.total_s - self.clock()
 
-    async def stream(self, call: Call, state: StreamState, sink: Sink) -> web.StreamResponse:
+    async def stream(self, call: Call, state: StreamState, sink: Sink) -> Answer:
         """Relay one answer into ``sink``, retrying and resuming as needed."""
         try:
-            async with asyncio.timeout(self._remaining_s(call)):
-                return await self._stream(call, state, sink)
+            return await within(self._remaining_s(call), self._stream(call, state, sink))
         except TimeoutError:
             error = self._total_timeout(call)
             if sink.started:
@@ -151,13 +159,14 @@ class Failover:
 
     async def _acquire(self, call: Call, sink: Sink | None = None) -> Lease:
         """A lease for the next attempt; a started stream gets keep-alive comments meanwhile."""
-        acquiring = self.router.acquire(
-            call.service, prefix_key=call.prefix_key, avoid=self._failed(call)
-        )
-        if sink is None or not sink.started:
-            lease = await acquiring
-        else:
-            lease = await self._acquire_keeping_alive(acquiring, sink)
+        avoid = self._failed(call)
+        lease = self.router.try_acquire(call.service, prefix_key=call.prefix_key, avoid=avoid)
+        if lease is None:
+            acquiring = self.router.acquire(call.service, prefix_key=call.prefix_key, avoid=avoid)
+            if sink is None or not sink.started:
+                lease = await acquiring
+            else:
+                lease = await self._acquire_keeping_alive(acquiring, sink)
         self.metrics.of(call.service).count_upstream(lease.replica.replica_id)
         return lease
 
@@ -174,7 +183,7 @@ class Failover:
                 task.cancel()
                 task.add_done_callback(_release_unused)
 
-    async def _stream(self, call: Call, state: StreamState, sink: Sink) -> web.StreamResponse:
+    async def _stream(self, call: Call, state: StreamState, sink: Sink) -> Answer:
         self.budget(call).deposit()
         while True:
             asked = self.clock()
@@ -183,16 +192,20 @@ class Failover:
             span, failed = None, len(call.attempts)
             if call.trace is not None:
                 span, call.upstream_headers = call.trace.begin_attempt(
-                    call.replica, lease.replica.url + call.path, resume=state.id is not None,
-                    waited_s=self.clock() - asked)
+                    call.replica,
+                    lease.replica.url + call.path,
+                    resume=state.id is not None,
+                    waited_s=self.clock() - asked,
+                )
             try:
                 await self._segment(call, state, sink, lease.replica.url, lease.replica.served_name)
                 self.health.report_success(lease.replica.replica_id)
                 return await sink.finish(state)
             except AttemptError as exc:
                 self._record(call, lease.replica.replica_id, exc)
-                if not self._may_continue(call, progressed=state.id is not None,
-                                          started=sink.started):
+                if not self._may_continue(
+                    call, progressed=state.id is not None, started=sink.started
+                ):
                     return await self._give_up(call, sink)
             except PermanentUpstreamError as exc:
                 if sink.started:
@@ -222,30 +235,28 @@ class Failover:
         )
         timeouts = call.spec.timeouts
         timer = self.metrics.token_timer(call.service)
-        sent = False
         try:
             wait = timeouts.first_byte_s
-            while (data := await stream.next_data(wait)) is not None:
+            while not stream.finished:
+                burst = await stream.next_burst(wait)
                 wait = timeouts.idle_s
                 try:
-                    out = state.feed(data)
+                    sent = _relay(burst, state, sink)
                 except UpstreamChunkError as exc:
                     raise AttemptError(str(exc), failure=Failure.SERVER_ERROR) from exc
-                if out is not None:
-                    sent = True
-                    await sink.send(out)
-                if sent and not stream.has_pending:
+                if sent:
                     # one observation per burst read together: events that arrived in
                     # the same read are 0 s apart, observing each would only cost time
-                    call.last_token_at = timer.observe(self.clock(), call.last_token_at,
-                                                       call.started_at)
-                    sent = False
-                    await sink.flush()
+                    call.last_token_at = timer.observe(
+                        self.clock(), call.last_token_at, call.started_at
+                    )
+                    if not stream.finished:  # else ``sink.finish`` writes it with the end
+                        await sink.flush()
         finally:
             await stream.close()
 
-    def _failed(self, call: Call) -> set[str]:
-        return {a.replica for a in call.attempts}
+    def _failed(self, call: Call) -> Collection[str]:
+        return {a.replica for a in call.attempts} if call.attempts else ()
 
     def _record(self, call: Call, replica: str, exc: AttemptError) -> None:
         elapsed = self.clock() - call.started_at
@@ -266,7 +277,7 @@ class Failover:
         self.metrics.retries.labels(call.service).inc()
         return True
 
-    async def _give_up(self, call: Call, sink: Sink) -> web.StreamResponse:
+    async def _give_up(self, call: Call, sink: Sink) -> Answer:
         error = final_error(call)
         if sink.started:
             return await sink.fail(error.body())
@@ -275,8 +286,7 @@ class Failover:
     async def plain(self, call: Call) -> bytes:
         """POST without streaming: retries before the answer only (which is all of it)."""
         try:
-            async with asyncio.timeout(self._remaining_s(call)):
-                return await self._plain(call)
+            return await within(self._remaining_s(call), self._plain(call))
         except TimeoutError:
             raise self._total_timeout(call) from None
 
@@ -310,6 +320,20 @@ def upstream_plain_body(call: Call, *, served_name: str) -> bytes:
     return orjson.dumps(out)
 
 
+def _relay(burst: list[bytes], state: StreamState, sink: Sink) -> bool:
+    """Pass a burst of upstream payloads through ``state`` into ``sink``; True if the
+    client got something (or, for a JSON answer, would have)."""
+    if not sink.forwards:
+        return state.absorb(burst) if burst else False
+    sent = False
+    for data in burst:
+        out = state.feed(data)
+        if out is not None:
+            sent = True
+            sink.send(out)
+    return sent
+
+
 def _release_unused(task: asyncio.Future[Lease]) -> None:
     """A lease granted after its waiter gave up goes straight back."""
     if not task.cancelled() and task.exception() is None:
@@ -329,6 +353,6 @@ def final_error(call: Call) -> errors.ApiError:
     return errors.upstream_failed(call.service, history)
 
 
-def permanent_response(exc: PermanentUpstreamError) -> web.Response:
+def permanent_response(exc: PermanentUpstreamError) -> Response:
     """An engine's own 4xx answer, passed on (it is the client's request that is wrong)."""
-    return web.Response(status=exc.status, body=exc.body, content_type="application/json")
+    return Response(exc.body, status=exc.status)

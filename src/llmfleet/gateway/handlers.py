@@ -15,7 +15,6 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from llmfleet.errors import PermanentUpstreamError
@@ -23,16 +22,16 @@ from llmfleet.gateway import errors
 from llmfleet.gateway.balancing import prefix_key_of
 from llmfleet.gateway.failover import Call, permanent_response
 from llmfleet.gateway.keys import KeyInfo, authorize
-from llmfleet.gateway.resume import DEFAULT_CONTINUATION, is_resumable
+from llmfleet.gateway.messages import Answer, Request, Response, json_response
+from llmfleet.gateway.resume import is_resumable
 from llmfleet.gateway.sinks import JsonSink, SseSink
 from llmfleet.gateway.stream import StreamState
-from llmfleet.spec.model import RoutingStrategy, ServiceSpec
+from llmfleet.spec.model import RoutingStrategy
 
 if TYPE_CHECKING:
-    from llmfleet.gateway.app import Gateway
+    from collections.abc import Awaitable, Callable
 
-SERVICE_KEY = web.RequestKey("service", str)
-"""The service a request named, once known (for error metrics)."""
+    from llmfleet.gateway.app import Gateway
 
 
 class Handlers:
@@ -41,22 +40,25 @@ class Handlers:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
 
-    def add_routes(self, app: web.Application) -> None:
-        app.router.add_post("/v1/chat/completions", self.chat)
-        app.router.add_post("/v1/completions", self.completions)
-        app.router.add_post("/v1/embeddings", self.embeddings)
-        app.router.add_get("/v1/models", self.models)
-        app.router.add_get("/health", self.health)
-        app.router.add_get("/ready", self.ready)
-        app.router.add_get("/metrics", self.metrics)
+    def routes(self) -> dict[str, dict[str, Callable[[Request], Awaitable[Answer]]]]:
+        """path -> method -> handler (a GET route answers HEAD too)."""
+        return {
+            "/v1/chat/completions": {"POST": self.chat},
+            "/v1/completions": {"POST": self.completions},
+            "/v1/embeddings": {"POST": self.embeddings},
+            "/v1/models": {"GET": self.models},
+            "/health": {"GET": self.health},
+            "/ready": {"GET": self.ready},
+            "/metrics": {"GET": self.metrics},
+        }
 
-    async def chat(self, request: web.Request) -> web.StreamResponse:
+    async def chat(self, request: Request) -> Answer:
         return await self._generate(request, chat=True)
 
-    async def completions(self, request: web.Request) -> web.StreamResponse:
+    async def completions(self, request: Request) -> Answer:
         return await self._generate(request, chat=False)
 
-    async def _generate(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+    async def _generate(self, request: Request, *, chat: bool) -> Answer:
         call, key = await self._admit(request, required="messages" if chat else "prompt")
         call.chat = chat
         body = call.body
@@ -74,12 +76,12 @@ class Handlers:
             ):
                 data = await self.gw.failover.plain(call)
                 usage = _usage_of(data)
-                return web.Response(body=data, content_type="application/json")
+                return Response(data)
             state = StreamState(
-                chat=chat, model=str(body["model"]),
-                include_usage=stream and bool(
-                    (body.get("stream_options") or {}).get("include_usage")
-                ),
+                chat=chat,
+                model=str(body["model"]),
+                include_usage=stream
+                and bool((body.get("stream_options") or {}).get("include_usage")),
             )
             sink = SseSink(request) if stream else JsonSink()
             try:
@@ -97,14 +99,14 @@ class Handlers:
             if observe is not None:
                 observe.finish(call, status or "500", usage, sys.exc_info()[1])
 
-    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+    async def embeddings(self, request: Request) -> Answer:
         call, key = await self._admit(request, required="input")
         status: str | None = "200"
         usage: dict[str, Any] | None = None
         try:
             data = await self.gw.failover.plain(call)
             usage = _usage_of(data)
-            return web.Response(body=data, content_type="application/json")
+            return Response(data)
         except PermanentUpstreamError as exc:
             status = str(exc.status)
             return permanent_response(exc)
@@ -114,43 +116,44 @@ class Handlers:
         finally:
             self._account(call, status, key, usage)
 
-    async def _admit(self, request: web.Request, *, required: str) -> tuple[Call, KeyInfo | None]:
-        """Read and check a request up to the point it may go upstream."""
+    async def _admit(self, request: Request, *, required: str) -> tuple[Call, KeyInfo | None]:
+        """Check a request up to the point it may go upstream."""
         started = self.gw.clock()
-        raw = await self._read(request)
+        raw = self._body(request)
         body = _parse_body(raw, required)
         name = body["model"]
         spec = self.gw.router.service(name)
         if spec is None:
             raise errors.unknown_model(name, list(self.gw.router.snapshot.services))
-        request[SERVICE_KEY] = name
+        request.service = name
         if len(raw) > spec.admission.max_body_bytes:
             raise errors.too_large(len(raw), spec.admission.max_body_bytes)
-        key = await authorize(self.gw.key_verifier, request.headers, name,
-                              required=spec.auth.required)
-        if key is not None:
-            self.gw.quotas.admit(key)
+        key = None
+        if spec.auth.required:
+            key = await authorize(self.gw.key_verifier, request.headers, name, required=True)
+            if key is not None:
+                self.gw.quotas.admit(key)
         routing = spec.routing
         call = Call(
-            service=name, spec=spec, path=request.path, chat=True, body=body, started_at=started,
-            raw=raw, continuation=self._continuation(name, spec),
+            service=name,
+            spec=spec,
+            path=request.path,
+            chat=True,
+            body=body,
+            started_at=started,
+            raw=raw,
+            continuations=self.gw.router.snapshot.continuation,
             prefix_key=prefix_key_of(body, routing.prefix_chars)
-            if routing.strategy == RoutingStrategy.PREFIX_AFFINITY else None,
+            if routing.strategy == RoutingStrategy.PREFIX_AFFINITY
+            else None,
         )
         return call, key
 
-    def _continuation(self, name: str, spec: ServiceSpec) -> dict[str, Any]:
-        fields = self.gw.router.snapshot.continuation.get(name)
-        return fields if fields is not None else DEFAULT_CONTINUATION.get(spec.engine.kind, {})
-
-    async def _read(self, request: web.Request) -> bytes:
-        limit = self.gw.config.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise errors.too_large(request.content_length, limit)
-        try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge as exc:
-            raise errors.too_large(request.content_length or limit + 1, limit) from exc
+    def _body(self, request: Request) -> bytes:
+        """The body; one over the gateway-wide cap was not read (the server drains it)."""
+        if request.oversize is not None:
+            raise errors.too_large(request.oversize, self.gw.config.max_body_bytes)
+        return request.body
 
     def _account(
         self, call: Call, status: str | None, key: KeyInfo | None, usage: dict[str, Any] | None
@@ -164,31 +167,31 @@ class Handlers:
         if key is not None and usage:
             self.gw.quotas.charge(key, int(usage.get("total_tokens", 0)))
 
-    async def models(self, request: web.Request) -> web.Response:
+    async def models(self, request: Request) -> Answer:
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": "llmfleet"}
             for name in sorted(self.gw.router.snapshot.services)
         ]
-        return web.json_response({"object": "list", "data": data})
+        return json_response({"object": "list", "data": data})
 
-    async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+    async def health(self, request: Request) -> Answer:
+        return json_response({"status": "ok"})
 
-    async def ready(self, request: web.Request) -> web.Response:
+    async def ready(self, request: Request) -> Answer:
         router = self.gw.router
         routable = {
             name: sum(not self.gw.health.is_ejected(r.replica_id) for r in router.routable(name))
             for name in router.snapshot.services
         }
         ok = any(routable.values())
-        return web.json_response(
+        return json_response(
             {"status": "ready" if ok else "not ready", "services": routable},
             status=200 if ok else 503,
         )
 
-    async def metrics(self, request: web.Request) -> web.Response:
+    async def metrics(self, request: Request) -> Answer:
         body = generate_latest(self.gw.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 
 def _parse_body(raw: bytes, required: str) -> dict[str, Any]:
@@ -201,8 +204,9 @@ def _parse_body(raw: bytes, required: str) -> dict[str, Any]:
         raise errors.bad_request("the body must be a JSON object")
     if not isinstance(body.get("model"), str):
         raise errors.bad_request("'model' is required and must be a string (a service name)")
-    if required == "messages" and (not isinstance(body.get("messages"), list)
-                                   or not body["messages"]):
+    if required == "messages" and (
+        not isinstance(body.get("messages"), list) or not body["messages"]
+    ):
         raise errors.bad_request("'messages' must be a non-empty list")
     if required not in body:
         raise errors.bad_request(f"'{required}' is required")

@@ -46,9 +46,7 @@ class Snapshot:
 
     def routable(self, service: str) -> list[ReplicaStatus]:
         """Replicas of ``service`` that may get new requests (state ready)."""
-        return [
-            r for r in self.replicas if r.service == service and r.state == ReplicaState.READY
-        ]
+        return [r for r in self.replicas if r.service == service and r.state == ReplicaState.READY]
 
 
 class ReplicaSource(Protocol):

@@ -92,10 +92,10 @@ class EchoStripper:
         if not self.rest or not delta:
             return delta
         if delta.startswith(self.rest):
-            delta, self.rest = delta[len(self.rest):], ""
+            delta, self.rest = delta[len(self.rest) :], ""
             return delta
         if self.rest.startswith(delta):
-            self.rest = self.rest[len(delta):]
+            self.rest = self.rest[len(delta) :]
             return ""
         self.rest = ""
         return delta
@@ -115,8 +115,11 @@ def merge_usage(
         return dict(usage)
     prompt = max(0, int(usage.get("prompt_tokens", 0)) - earlier_tokens)
     completion = int(usage.get("completion_tokens", 0)) + earlier_tokens
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def parse_chunk(payload: bytes) -> dict[str, Any] | None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Protocol
 
 import orjson
-from aiohttp import web
 
+from llmfleet.gateway.messages import Answer, Request, Response, StreamResponse
 from llmfleet.gateway.stream import StreamState
 
 SSE_HEADERS = {
@@ -24,42 +24,48 @@ KEEP_ALIVE = b": keep-alive\n\n"
 
 
 class Sink(Protocol):
+    forwards: bool
+    """whether payloads go to the client one by one (else only the whole answer does)."""
+
     @property
     def started(self) -> bool:
         """Whether any byte reached the client."""
 
-    async def send(self, payload: bytes) -> None: ...
+    def send(self, payload: bytes) -> None:
+        """Queue one payload (no I/O: ``flush`` writes what is queued)."""
 
     async def flush(self) -> None: ...
 
     async def keep_alive(self) -> None:
         """Tell a started client the answer is still coming (an SSE comment)."""
 
-    async def finish(self, state: StreamState) -> web.StreamResponse: ...
+    async def finish(self, state: StreamState) -> Answer: ...
 
-    async def fail(self, error_body: bytes) -> web.StreamResponse:
+    async def fail(self, error_body: bytes) -> Answer:
         """End a started answer with an error (only called once started)."""
 
 
 class SseSink:
     """Streams payloads to the client as ``data:`` events."""
 
-    def __init__(self, request: web.Request) -> None:
+    forwards = True
+
+    def __init__(self, request: Request) -> None:
         self.request = request
-        self.response: web.StreamResponse | None = None
+        self.response: StreamResponse | None = None
         self._buffer: list[bytes] = []
 
     @property
     def started(self) -> bool:
         return self.response is not None or bool(self._buffer)
 
-    async def _prepared(self) -> web.StreamResponse:
+    async def _prepared(self) -> StreamResponse:
         if self.response is None:
-            self.response = web.StreamResponse(headers=SSE_HEADERS)
+            self.response = StreamResponse(headers=SSE_HEADERS)
             await self.response.prepare(self.request)
         return self.response
 
-    async def send(self, payload: bytes) -> None:
+    def send(self, payload: bytes) -> None:
         """Queue one event; ``flush`` writes the queue (one write per upstream burst)."""
         self._buffer.append(b"data: " + payload + b"\n\n")
 
@@ -74,17 +80,17 @@ class SseSink:
         self._buffer.append(KEEP_ALIVE)
         await self.flush()
 
-    async def finish(self, state: StreamState) -> web.StreamResponse:
+    async def finish(self, state: StreamState) -> Answer:
         if state.include_usage:
-            await self.send(state.usage_chunk())
+            self.send(state.usage_chunk())
         self._buffer.append(b"data: [DONE]\n\n")
         await self.flush()
         response = await self._prepared()
         await response.write_eof()
         return response
 
-    async def fail(self, error_body: bytes) -> web.StreamResponse:
-        await self.send(error_body)
+    async def fail(self, error_body: bytes) -> Answer:
+        self.send(error_body)
         await self.flush()
         response = await self._prepared()
         await response.write_eof()
@@ -94,9 +100,10 @@ class SseSink:
 class JsonSink:
     """Collects the answer and returns it as one non-streaming body."""
 
+    forwards = False
     started = False
 
-    async def send(self, payload: bytes) -> None:
+    def send(self, payload: bytes) -> None:
         return None
 
     async def flush(self) -> None:
@@ -105,8 +112,8 @@ class JsonSink:
     async def keep_alive(self) -> None:
         return None
 
-    async def finish(self, state: StreamState) -> web.StreamResponse:
-        return web.Response(body=orjson.dumps(state.completion()), content_type="application/json")
+    async def finish(self, state: StreamState) -> Answer:
+        return Response(orjson.dumps(state.completion()))
 
-    async def fail(self, error_body: bytes) -> web.StreamResponse:
+    async def fail(self, error_body: bytes) -> Answer:
         raise AssertionError("a JSON answer never starts before it is complete")

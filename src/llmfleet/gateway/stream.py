@@ -57,61 +57,122 @@ class StreamState:
         return self.segments > 1 and self.id is not None
 
     def feed(self, payload: bytes) -> bytes | None:
-        """The client's payload for one upstream payload, or None to drop it."""
+        """The client's payload for one upstream payload, or None to drop it.
+
+        This runs for every token of every streamed answer, so it is one flat method.
+        """
         chunk = parse_chunk(payload)
         if chunk is None:
             return payload
-        if "error" in chunk and not chunk.get("choices"):
-            raise UpstreamChunkError(f"the engine sent an error event: {chunk['error']}")
-        usage = chunk.get("usage")
-        if usage:
-            self.usage = usage
-        choices = chunk.get("choices")
-        if not choices:
+        choices: Any = chunk.get("choices")
+        if not self._track_usage(chunk, choices):
             return None
-        changed = self._track(chunk, choices[0])
+        choice = choices[0]
+        changed = self._track(chunk, choice)
+        usage = chunk.get("usage")
         if usage and not self.include_usage:
             del chunk["usage"]
             changed = True
         if not changed:
             return payload
-        return None if self._is_empty(choices[0]) else orjson.dumps(chunk)
+        return None if self._is_empty(choice) else orjson.dumps(chunk)
+
+    def absorb(self, payloads: list[bytes]) -> bool:
+        """Track payloads nobody forwards (the client wants one JSON answer): the same
+        record as ``feed``, parsed as one JSON array. True if any carried a choice."""
+        try:
+            chunks = orjson.loads(b"[" + b",".join(payloads) + b"]")
+        except ValueError:  # one is not JSON: ``feed`` skips just that one
+            carried = False
+            for payload in payloads:
+                carried = self.feed(payload) is not None or carried
+            return carried
+        if self.segments > 1:  # a continued answer: echoes to strip, the general path
+            carried = False
+            for chunk in chunks:
+                if isinstance(chunk, dict):
+                    choices: Any = chunk.get("choices")
+                    if self._track_usage(chunk, choices):
+                        self._track(chunk, choices[0])
+                        carried = True
+            return carried
+        return self._absorb_first(chunks)
+
+    def _absorb_first(self, chunks: list[Any]) -> bool:
+        """``_track`` for the first segment (no echo to strip, nothing to rewrite),
+        inlined: this loop runs for every token of every non-streamed answer."""
+        chat, parts, tokens, carried = self.chat, self.parts, 0, False
+        key = "content" if chat else "text"
+        for chunk in chunks:
+            if not isinstance(chunk, dict):
+                continue
+            choices: Any = chunk.get("choices")
+            if not self._track_usage(chunk, choices):
+                continue
+            carried = True
+            if self.id is None:
+                self.id, self.created = chunk.get("id"), chunk.get("created")
+                self.model = chunk.get("model") or self.model
+            choice = choices[0]
+            holder = choice.get("delta") if chat else choice
+            if isinstance(holder, dict):
+                content = holder.get(key)
+                if content and isinstance(content, str):
+                    parts.append(content)
+                    tokens += 1
+                if chat and holder.get("role"):
+                    self._role_sent = True
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        self.tokens += tokens
+        return carried
+
+    def _track_usage(self, chunk: dict[str, Any], choices: Any) -> bool:
+        """Record a chunk's usage; raise on an error event. True if it has a choice."""
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = usage
+        if choices:
+            return True
+        if "error" in chunk:
+            raise UpstreamChunkError(f"the engine sent an error event: {chunk['error']}")
+        return False
 
     def _track(self, chunk: dict[str, Any], choice: dict[str, Any]) -> bool:
         """Record text, tokens and finish reason; fix a resumed chunk. True if changed."""
         if self.id is None:
-            self.id, self.created, self.model = chunk.get("id"), chunk.get("created"), (
-                chunk.get("model") or self.model
+            self.id, self.created, self.model = (
+                chunk.get("id"),
+                chunk.get("created"),
+                (chunk.get("model") or self.model),
             )
+        resuming = self.segments > 1 and self.id is not None
         changed = False
-        holder = choice.get("delta") if self.chat else choice
+        chat = self.chat
+        holder = choice.get("delta") if chat else choice
         if isinstance(holder, dict):
-            changed = self._track_text(holder)
-            if self.chat and holder.get("role"):
-                if self._role_sent and self.resuming:
+            key = "content" if chat else "text"
+            content = holder.get(key)
+            if content and isinstance(content, str):
+                stripped = self._stripper.strip(content) if self._stripper else content
+                if stripped:
+                    self.parts.append(stripped)
+                    self.tokens += 1
+                if stripped is not content:
+                    holder[key] = stripped
+                    changed = True
+            if chat and holder.get("role"):
+                if self._role_sent and resuming:
                     del holder["role"]
                     changed = True
                 self._role_sent = True
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
-        if self.resuming:
+        finish_reason = choice.get("finish_reason")
+        if finish_reason:
+            self.finish_reason = finish_reason
+        if resuming:
             chunk.update(id=self.id, created=self.created, model=self.model)
             changed = True
         return changed
-
-    def _track_text(self, holder: dict[str, Any]) -> bool:
-        key = "content" if self.chat else "text"
-        content = holder.get(key)
-        if not content or not isinstance(content, str):
-            return False
-        stripped = self._stripper.strip(content) if self._stripper else content
-        if stripped:
-            self.parts.append(stripped)
-            self.tokens += 1
-        if stripped is content:
-            return False
-        holder[key] = stripped
-        return True
 
     def _is_empty(self, choice: dict[str, Any]) -> bool:
         """A resumed chunk left with nothing to say (all echo) is dropped."""
@@ -131,8 +192,11 @@ class StreamState:
     def usage_chunk(self) -> bytes:
         """The final usage chunk for a client that asked ``stream_options.include_usage``."""
         body: dict[str, Any] = {
-            "id": self.id, "object": "chat.completion.chunk" if self.chat else "text_completion",
-            "created": self.created, "model": self.model, "choices": [],
+            "id": self.id,
+            "object": "chat.completion.chunk" if self.chat else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
             "usage": self.client_usage(),
         }
         return orjson.dumps(body)
@@ -145,7 +209,10 @@ class StreamState:
         else:
             choice["text"] = self.text
         return {
-            "id": self.id, "object": "chat.completion" if self.chat else "text_completion",
-            "created": self.created, "model": self.model, "choices": [choice],
+            "id": self.id,
+            "object": "chat.completion" if self.chat else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
             "usage": self.client_usage(),
         }

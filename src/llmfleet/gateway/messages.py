@@ -1,0 +1,151 @@
+"""What the gateway's handlers get and give: ``Request``, ``Response`` and ``StreamResponse``.
+
+These are the small surface of ``server`` that handlers see: a request read
+whole (the gateway needs every body whole anyway, to route it), a response
+with a complete body, or a stream the handler writes as it goes (SSE). They
+hold no parsing and no socket code; ``server`` owns both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
+
+if TYPE_CHECKING:
+    from llmfleet.gateway.server import HttpProtocol
+
+JSON = "application/json"
+
+
+class Request:
+    """One request, its body read whole."""
+
+    __slots__ = (
+        "_headers",
+        "_raw_headers",
+        "body",
+        "http10",
+        "keep_alive",
+        "method",
+        "oversize",
+        "path",
+        "protocol",
+        "query",
+        "service",
+    )
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        path: str,
+        query: str,
+        headers: Sequence[tuple[str, str]] | CIMultiDictProxy[str],
+        body: bytes,
+        keep_alive: bool = True,
+        http10: bool = False,
+        oversize: int | None = None,
+        protocol: HttpProtocol | None = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self._headers = headers if isinstance(headers, CIMultiDictProxy) else None
+        self._raw_headers = () if isinstance(headers, CIMultiDictProxy) else headers
+        self.body = body
+        self.keep_alive = keep_alive
+        """whether the connection may carry another request after this one's answer."""
+        self.http10 = http10
+        self.oversize = oversize
+        """the body's size when it was over the server's limit and so not read (body is
+        empty then); None when the body was read."""
+        self.protocol = protocol
+        """the connection it came on; None for a request made up in a test."""
+        self.service = ""
+        """the service the request named, once known (for error metrics)."""
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """Case-insensitive, as HTTP header names are; built on first use (most requests
+        never look: no key required, no tracing)."""
+        if self._headers is None:
+            self._headers = CIMultiDictProxy(CIMultiDict(self._raw_headers))
+        return self._headers
+
+
+class Response:
+    """A complete answer."""
+
+    __slots__ = ("body", "content_type", "headers", "status")
+
+    def __init__(
+        self,
+        body: bytes = b"",
+        *,
+        status: int = 200,
+        content_type: str | None = JSON,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.body = body
+        self.status = status
+        self.content_type = content_type
+        self.headers = headers
+
+
+def json_response(data: Any, *, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status=status)
+
+
+class StreamWriter(Protocol):
+    """What a ``StreamResponse`` writes through (the connection it answers on)."""
+
+    def start_stream(self, response: StreamResponse) -> None: ...
+
+    async def write_stream(self, data: bytes) -> None: ...
+
+    def end_stream(self) -> None: ...
+
+
+class StreamResponse:
+    """An answer written in parts as they are ready (server-sent events)."""
+
+    __slots__ = ("_writer", "ended", "headers", "status")
+
+    def __init__(self, *, status: int = 200, headers: Mapping[str, str] | None = None) -> None:
+        self.status = status
+        self.headers = headers or {}
+        self.ended = False
+        self._writer: StreamWriter | None = None
+
+    @property
+    def prepared(self) -> bool:
+        return self._writer is not None
+
+    async def prepare(self, request: Request) -> None:
+        """Send the status and headers."""
+        if self._writer is None:
+            if request.protocol is None:
+                raise RuntimeError("this request has no connection to answer on")
+            self._writer = request.protocol
+            self._writer.start_stream(self)
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data`` (waits while the client reads slower than the answer comes);
+        raises ``ConnectionResetError`` once the client is gone."""
+        if self._writer is None:
+            raise RuntimeError("prepare() the response first")
+        if data:
+            await self._writer.write_stream(data)
+
+    async def write_eof(self) -> None:
+        """End the answer; the connection may carry the client's next request."""
+        if self._writer is not None and not self.ended:
+            self.ended = True
+            self._writer.end_stream()
+
+
+Answer = Response | StreamResponse
+"""What a handler returns."""

@@ -1,0 +1,183 @@
+"""Keep-alive connections to the engines, per origin: ``ConnectionPool``.
+
+``send`` writes one request on an idle connection of the origin (or a new one)
+and returns that ``Connection`` once the answer's status line and headers are
+in; the caller reads the body from it and hands it back with ``release`` (or
+``release_when_complete`` for a stream read to its last event: the pool waits
+for the few bytes after it, nobody else does). A reused connection that the
+server closed while it was idle (its keep-alive timeout raced our request) is
+retried once on a new connection, as nothing of an answer arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from llmfleet.gateway.connections import (
+    HEADERS,
+    BrokenConnectionError,
+    ConnectError,
+    Connection,
+    ConnectTimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a URL's requests go, and the fixed part of their head."""
+
+    host: str
+    port: int
+    head: bytes
+    """``POST path HTTP/1.1`` with Host and Content-Type; Content-Length follows."""
+
+    @property
+    def origin(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+@lru_cache(maxsize=4096)
+def target_of(url: str) -> Target:
+    """The target of an ``http://`` URL; replica URLs are few, so each is parsed once."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"the upstream URL {url!r} is not http://host[:port]/path")
+    port = parts.port or 80
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    host = parts.netloc.rpartition("@")[2]  # never credentials in the Host header
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n").encode(
+        "latin-1"
+    )
+    return Target(host=parts.hostname, port=port, head=head)
+
+
+def _header_lines(headers: Mapping[str, str]) -> bytes:
+    lines = []
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            raise ValueError(f"the header {name!r} has a line break")
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+class ConnectionPool:
+    """Idle keep-alive connections per origin, newest first; unbounded, like the
+    engines' own slot counts are the bound on what is in flight."""
+
+    def __init__(self, *, keepalive_s: float = 30.0) -> None:
+        self.keepalive_s = keepalive_s
+        self._idle: dict[tuple[str, int], list[Connection]] = {}
+        self._finishing: set[Connection] = set()
+        """connections waiting for the end of an answer nobody reads any more."""
+        self._closed = False
+
+    async def send(
+        self,
+        target: Target,
+        body: bytes,
+        *,
+        deadline: float,
+        connect_s: float,
+        headers: Mapping[str, str] | None = None,
+        until: int = HEADERS,
+    ) -> Connection:
+        """Send ``body`` to ``target`` and return the connection once the answer's
+        headers are in (and more: ``until``); the caller reads the body, then
+        ``release``s or ``close``s it.
+
+        Raises ``ConnectError``, ``ConnectTimeoutError``, ``BrokenConnectionError`` or
+        ``TimeoutError`` (``connect_s`` to open a connection, ``deadline`` for all of it).
+        """
+        head = target.head if not headers else target.head + _header_lines(headers)
+        conn = self._take_idle(target.origin)
+        may_retry = conn is not None
+        if conn is None:
+            conn = await self._connect(target, deadline=deadline, connect_s=connect_s)
+        while True:
+            try:
+                conn.send_request(head, body)
+                await conn.wait_answer(deadline, until=until)
+                return conn
+            except BrokenConnectionError:
+                conn.close()
+                if not may_retry or conn.received:
+                    raise
+                # a reused connection closed before any answer: the server had let it go
+                # while idle and never saw the request, so a new connection may carry it
+                may_retry = False
+                conn = await self._connect(target, deadline=deadline, connect_s=connect_s)
+            except BaseException:
+                conn.close()
+                raise
+
+    def release_when_complete(self, conn: Connection, *, within_s: float) -> None:
+        """``release`` once the rest of the answer (a few bytes the caller does not need, such
+        as the chunked terminator after an SSE ``[DONE]``) is in, without anyone waiting
+        for it; cut the connection if that takes longer than ``within_s``."""
+        if self._closed:
+            conn.close()
+            return
+        self._finishing.add(conn)
+        conn.when_ended(self._finished, within_s=within_s)
+
+    def _finished(self, conn: Connection) -> None:
+        self._finishing.discard(conn)
+        self.release(conn)
+
+    def release(self, conn: Connection) -> None:
+        """Keep ``conn`` for the next request to its origin if it may carry one, else close it."""
+        conn.end_exchange()
+        if self._closed or not conn.reusable:
+            conn.close()
+            return
+        conn.idle_since = asyncio.get_running_loop().time()
+        idle = self._idle.get(conn.origin)
+        if idle is None:  # not setdefault: that builds a list on every release
+            idle = self._idle[conn.origin] = []
+        idle.append(conn)
+
+    def _take_idle(self, origin: tuple[str, int]) -> Connection | None:
+        idle = self._idle.get(origin)
+        if not idle:
+            return None
+        oldest_ok = asyncio.get_running_loop().time() - self.keepalive_s
+        while idle:
+            conn = idle.pop()
+            if conn.reusable and conn.idle_since >= oldest_ok:
+                return conn
+            conn.close()
+        return None
+
+    async def _connect(self, target: Target, *, deadline: float, connect_s: float) -> Connection:
+        loop = asyncio.get_running_loop()
+        connect_by = min(deadline, loop.time() + connect_s)
+        try:
+            async with asyncio.timeout_at(connect_by):
+                transport, conn = await loop.create_connection(
+                    lambda: Connection(loop), target.host, target.port
+                )
+        except TimeoutError as exc:  # before OSError: TimeoutError is one
+            if connect_by < deadline:
+                raise ConnectTimeoutError(f"no connection within {connect_s:g} s") from exc
+            raise
+        except OSError as exc:
+            raise ConnectError(str(exc) or repr(exc)) from exc
+        conn.transport = transport  # uvloop may not have called connection_made yet
+        conn.origin = target.origin
+        return conn
+
+    def close(self) -> None:
+        """Close every idle connection; later releases close theirs too."""
+        self._closed = True
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+        for conn in list(self._finishing):
+            conn.close()  # which calls ``_finished``: it leaves the set
