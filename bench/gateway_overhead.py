@@ -15,17 +15,19 @@ plain so that a noisy neighbour hurts all three alike:
 2. throughput at ``--concurrency`` for ``--seconds``: requests/s.
 
 The gateway's added latency and its rate ratio are computed per round against
-that round's direct run, and the medians over rounds are reported with the
-goals (added p50 < 0.5 ms, added p99 < 2 ms, rate ratio >= 0.5) and the load
-average at the start and the end. ``--pin`` puts the sim on CPU 0 and the
-gateways on CPU 1 with taskset (the client floats), for a machine with two
-CPUs or more. The client is aiohttp on uvloop with one keep-alive session.
+that round's direct run (the added latency against the hop's too), and the
+medians over rounds are reported with the goals (added p50 < 0.5 ms, added
+p99 < 2 ms, rate ratio >= 0.5) and the load average at the start and the
+end. ``--pin`` puts the sim on CPU 0 and the gateways on CPU 1 with taskset
+(the client floats), for a machine with two CPUs or more. The client is
+aiohttp on uvloop with one keep-alive session.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -34,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,26 @@ def start(argv: list[str], cpu: int | None = None) -> subprocess.Popen[str]:
     if "listening" not in line:
         raise SystemExit(f"did not start: {argv}: {line}")
     return proc
+
+
+async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
+async def serve_hop(upstream_port: int, port: int) -> None:
+    """The ``hop`` target: each client connection spliced to its own sim connection."""
+
+    async def splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        await asyncio.gather(relay(reader, up_writer), relay(up_reader, writer))
+
+    server = await asyncio.start_server(splice, "127.0.0.1", port, backlog=1024)
+    print(f"hop listening on {port}", flush=True)
+    await server.serve_forever()
 
 
 def snapshot_file(sim_port: int, slots: int, *, retries: dict[str, Any] | None = None) -> Path:
@@ -168,14 +191,14 @@ async def measure(targets: dict[str, str], args: argparse.Namespace) -> Rounds:
 
 
 def report(rounds: Rounds, args: argparse.Namespace, load: tuple[float, float]) -> None:
-    direct = rounds["direct"]
+    direct, hop = rounds["direct"], rounds["hop"]
     print(
         f"\nload average (1 min) {load[0]:.2f} at the start, {load[1]:.2f} at the end; "
         f"{args.rounds} rounds, medians"
     )
     print(
         f"{'target':8} {'p50 ms':>8} {'p99 ms':>8} {'req/s c=' + str(args.concurrency):>12} "
-        f"{'+p50 ms':>8} {'+p99 ms':>8} {'ratio':>6}  verdict"
+        f"{'+p50 ms':>8} {'+p99 ms':>8} {'ratio':>6} {'+p50 hop':>9}  verdict"
     )
     for name, rows in rounds.items():
         p50 = statistics.median(r[0] for r in rows)
@@ -183,17 +206,28 @@ def report(rounds: Rounds, args: argparse.Namespace, load: tuple[float, float]) 
         rps = statistics.median(r[2] for r in rows)
         line = f"{name:8} {p50 * 1e3:8.3f} {p99 * 1e3:8.3f} {rps:12.0f}"
         if name != "direct":
-            added50 = statistics.median(r[0] - d[0] for r, d in zip(rows, direct, strict=True))
-            added99 = statistics.median(r[1] - d[1] for r, d in zip(rows, direct, strict=True))
-            ratio = statistics.median(r[2] / d[2] for r, d in zip(rows, direct, strict=True))
+            added50 = _median_of(rows, direct, lambda r, d: r[0] - d[0])
+            added99 = _median_of(rows, direct, lambda r, d: r[1] - d[1])
+            ratio = _median_of(rows, direct, lambda r, d: r[2] / d[2])
+            line += f" {added50 * 1e3:8.3f} {added99 * 1e3:8.3f} {ratio:6.2f}"
+        if name not in ("direct", "hop"):
+            over_hop = _median_of(rows, hop, lambda r, d: r[0] - d[0])
             verdicts = [added50 < GOALS["p50"], added99 < GOALS["p99"], ratio >= GOALS["ratio"]]
             verdict = " ".join(("PASS" if ok else "FAIL") for ok in verdicts)
-            line += f" {added50 * 1e3:8.3f} {added99 * 1e3:8.3f} {ratio:6.2f}  {verdict}"
+            line += f" {over_hop * 1e3:9.3f}  {verdict}"
         print(line)
     print(
         f"goals: +p50 < {GOALS['p50'] * 1e3:g} ms, +p99 < {GOALS['p99'] * 1e3:g} ms, "
-        f"ratio >= {GOALS['ratio']:g} (verdicts in that order)"
+        f"ratio >= {GOALS['ratio']:g} (verdicts in that order); +p50 hop: the gateway's p50 "
+        "less the byte relay's, what its own work adds"
     )
+
+
+Row = tuple[float, float, float]
+
+
+def _median_of(rows: list[Row], baseline: list[Row], measure: Callable[[Row, Row], float]) -> float:
+    return statistics.median(measure(r, b) for r, b in zip(rows, baseline, strict=True))
 
 
 def main() -> None:
@@ -203,7 +237,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--pin", action="store_true", help="sim on CPU 0, gateways on CPU 1")
+    parser.add_argument(
+        "--serve-hop", nargs=2, type=int, metavar=("UPSTREAM", "PORT"), help=argparse.SUPPRESS
+    )  # the hop target's own process
     args = parser.parse_args()
+    if args.serve_hop:
+        uvloop.run(serve_hop(*args.serve_hop))
+        return
     sim_cpu, gw_cpu = (
         (0, 1) if args.pin and os.cpu_count() and os.cpu_count() >= 2 else (None, None)
     )
@@ -231,6 +271,10 @@ def main() -> None:
     ]
     targets = {"direct": f"http://127.0.0.1:{sim_port}/v1/chat/completions"}
     try:
+        hop_port = free_port()
+        hop = [sys.executable, __file__, "--serve-hop", str(sim_port), str(hop_port)]
+        procs.append(start(hop, gw_cpu))
+        targets["hop"] = f"http://127.0.0.1:{hop_port}/v1/chat/completions"
         for name, retries in (("resume", {}), ("plain", {"resume_non_streaming": False})):
             port = free_port()
             snap = snapshot_file(sim_port, slots, retries=retries)
