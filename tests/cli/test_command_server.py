@@ -253,10 +253,24 @@ def test_server_refuses_when_its_code_changed_on_disk(tmp_path: Path) -> None:
         assert server.refusal(request) is None
         server.stamps = {**server.stamps, "/nowhere/llmfleet/gone.py": 1}
         assert server.refusal(request) == "stale"
-        assert server.refusal({**request, "executable": "/other/python"}) is not None
+        other = {**request, "interpreter": ["/other/python", sys.prefix]}
+        assert server.refusal(other) is not None
     finally:
         server.close()
     assert not (tmp_path / "cli.sock").exists()
+
+
+def test_python_and_python3_of_one_environment_are_one_interpreter() -> None:
+    """A venv's ``python`` and ``python3`` are links to one binary: a command started
+    with either is served by a server started with the other."""
+    names = [Path(sys.prefix) / "bin" / name for name in ("python", "python3")]
+    assert all(path.exists() for path in names)
+    script = "import sys; from llmfleet.cli import launcher; print(launcher.interpreter())"
+    seen = [
+        subprocess.run([exe, "-c", script], capture_output=True, text=True, check=True).stdout
+        for exe in names
+    ]
+    assert seen[0] == seen[1]
 
 
 def test_spec_argument_finds_the_project(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -396,6 +397,33 @@ def test_only_http_urls_are_targets() -> None:
     assert target.head.startswith(b"POST /v1/chat/completions?a=1 HTTP/1.1\r\nHost: engine:8080")
     with pytest.raises(ValueError, match="https://x"):
         target_of("https://x/v1")
+    probe = target_of("http://engine:8080/health", "GET").head
+    assert probe == b"GET /health HTTP/1.1\r\nHost: engine:8080\r\n"  # no JSON type
+
+
+async def test_fetch_unix_gets_a_whole_answer_from_a_unix_socket(tmp_path) -> None:
+    """The agent's socket: one GET, its status and body; no listener is a ConnectError."""
+    from aiohttp import web
+
+    from llmfleet.gateway.connections import ConnectError
+    from llmfleet.gateway.pool import fetch_unix
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({"query": dict(request.query)}, status=201)
+
+    app = web.Application()
+    app.router.add_get("/v1/environments/{name}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    path = str(tmp_path / "agent.sock")
+    await web.UnixSite(runner, path).start()
+    try:
+        status, body = await fetch_unix(path, "/v1/environments/x?a=1", timeout_s=5)
+        assert (status, json.loads(body)) == (201, {"query": {"a": "1"}})
+    finally:
+        await runner.cleanup()
+    with pytest.raises(ConnectError):
+        await fetch_unix(str(tmp_path / "nobody.sock"), "/", timeout_s=5)
 
 
 async def test_closing_the_pool_closes_idle_connections(upstream) -> None:

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.gateway.health import Failure, HealthTracker, Prober
+from llmfleet.gateway.pool import ConnectionPool
 from tests.gateway.conftest import FAST_CONFIG, SimProcess, replica, service, snapshot, spawn
 
 CHAT = {
@@ -132,8 +133,9 @@ async def test_failing_metrics_do_not_eject_a_healthy_replica(fake_engine, metri
     tracker = HealthTracker(clock=lambda: 0.0)
     prober = Prober(tracker, lambda: [fake_replica(engine, 0)], timeout_s=0.2)
     prober.waiting["chat-0"] = 7
-    async with aiohttp.ClientSession() as session:
-        await prober.probe_all(session)
+    pool = ConnectionPool()
+    await prober.probe_all(pool)
+    pool.close()
     assert not tracker.is_ejected("chat-0")
     assert "chat-0" not in prober.waiting
 
@@ -142,9 +144,36 @@ async def test_working_metrics_record_the_queue(fake_engine) -> None:
     """The same probe against a good ``/metrics`` records the engine's queue length."""
     engine = await fake_engine()
     prober = Prober(HealthTracker(clock=lambda: 0.0), lambda: [fake_replica(engine, 0)])
-    async with aiohttp.ClientSession() as session:
-        await prober.probe_all(session)
+    pool = ConnectionPool()
+    await prober.probe_all(pool)
+    await prober.probe_all(pool)  # again, on the kept-alive connection
+    pool.close()
     assert prober.waiting == {"chat-0": 3}
+
+
+async def test_a_dead_replica_fails_its_probe_and_is_ejected() -> None:
+    """Nothing listening on the replica's port: the probe fails fast and ejects it."""
+    tracker = HealthTracker(clock=lambda: 0.0)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dead = ReplicaStatus(
+        replica_id="chat-0",
+        environment="test",
+        service="chat",
+        slot=0,
+        runtime_hash="h",
+        engine="sim",
+        engine_version="1.2.0",
+        state=ReplicaState.READY,
+        port=port,
+        served_name="chat",
+    )
+    prober = Prober(tracker, lambda: [dead], timeout_s=1.0)
+    pool = ConnectionPool()
+    await prober.probe_all(pool)
+    pool.close()
+    assert tracker.is_ejected("chat-0")
 
 
 @pytest.mark.parametrize("stream_upstream", [True, False])

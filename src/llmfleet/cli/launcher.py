@@ -75,6 +75,12 @@ def run_in_server(argv: Sequence[str]) -> int | None:
     return int(last["exit"])
 
 
+def interpreter() -> list[str]:
+    """Which Python this is: the binary and the environment. ``python`` and ``python3``
+    in one virtual environment are the same one, so the real path, not the name."""
+    return [os.path.realpath(sys.executable), sys.prefix]
+
+
 def server_socket(args: Sequence[str]) -> Path:
     """The command server of the project whose spec ``-f/--file`` names (./fleet.yaml
     by default). Any server with this code could run any command (the command gets
@@ -106,7 +112,7 @@ def request(argv: Sequence[str]) -> dict[str, Any]:
         "cwd": str(Path.cwd()),
         "env": dict(os.environ),
         "umask": umask,
-        "executable": sys.executable,
+        "interpreter": interpreter(),
         "package": str(Path(llmfleet.__file__).parent),
         "streams": [
             [

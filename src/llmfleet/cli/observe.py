@@ -33,7 +33,9 @@ def _agent_get(ws: Workspace, path: str) -> httpx.Response:
     backend = ws.backend
     if not backend.running():
         raise FleetError("the local runtime is not running", hint="`llmfleet apply` starts it")
-    transport = httpx.HTTPTransport(uds=str(backend.socket_path))
+    transport = httpx.HTTPTransport(
+        uds=str(backend.socket_path), verify=False
+    )  # no TLS on a socket
     with httpx.Client(transport=transport, base_url="http://agent", timeout=10) as client:
         response = client.get(path)
     response.raise_for_status()

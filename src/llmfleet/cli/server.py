@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from llmfleet.backends.local.layout import COMMAND_SOCKET_NAME
-from llmfleet.cli.launcher import HEADER, read_message, send_message
+from llmfleet.cli.launcher import HEADER, interpreter, read_message, send_message
 
 # What commands import lazily, imported here once so that no command pays for it.
 PRELOAD = (
@@ -49,6 +49,8 @@ PRELOAD = (
     "sqlalchemy.dialects.sqlite.pysqlite",
     "sqlite3",
     "httpx",
+    "pwd",  # the state's user name
+    "stringprep",  # httpx's IDNA check of a URL (ask)
 )
 PARENT_CHECK_S = 1.0
 
@@ -57,6 +59,13 @@ def preload() -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    from llmfleet.cli.app import click_command
+
+    click_command()
+    import httpx
+
+    # the first transport imports httpcore, h11 and anyio: every command talks to the agent
+    httpx.HTTPTransport(uds=os.devnull, verify=False).close()
 
 
 def fingerprint() -> dict[str, int]:
@@ -136,7 +145,7 @@ class CommandServer:
                 os.close(fd)
 
     def refusal(self, message: dict[str, Any]) -> str | None:
-        if message.get("executable") != sys.executable or message.get("package") != self.package:
+        if message.get("interpreter") != interpreter() or message.get("package") != self.package:
             return "another python or llmfleet"
         if fingerprint() != self.stamps:
             return "stale"

@@ -18,8 +18,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from llmfleet.backends.base import ReplicaStatus
 from llmfleet.gateway import errors
 from llmfleet.gateway.admission import Router
@@ -89,7 +87,7 @@ class Gateway:
         self.metrics.watch_router(self.router)
         self.quotas = Quotas(clock)
         self.synced = asyncio.Event()
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: ConnectionPool | None = None
         self._failover: Failover | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -109,19 +107,12 @@ class Gateway:
             self.synced.set()
 
     async def start(self) -> None:
-        """Open the upstream pool and the prober's session; follow the source, probe."""
-        # the prober's session (requests go through ``upstream``'s own pool); no cookie jar:
-        # engines set no cookies
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=None)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        """Open the upstream connection pool (requests and probes share it); follow the
+        source, probe."""
+        self._pool = ConnectionPool(keepalive_s=30.0)
         self._failover = Failover(
             router=self.router,
-            upstream=UpstreamClient(ConnectionPool(keepalive_s=30.0)),
+            upstream=UpstreamClient(self._pool),
             health=self.health,
             metrics=self.metrics,
             clock=self.clock,
@@ -129,7 +120,7 @@ class Gateway:
         )
         self._tasks = [
             asyncio.create_task(self._follow_source(), name="gateway-source"),
-            asyncio.create_task(self.prober.run(self._session), name="gateway-prober"),
+            asyncio.create_task(self.prober.run(self._pool), name="gateway-prober"),
         ]
 
     async def stop(self) -> None:
@@ -139,10 +130,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self._failover is not None:
-            self._failover.upstream.close()
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            self._pool.close()
 
 
 Route = Callable[[Request], Awaitable[Answer]]

@@ -21,9 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-import aiohttp
-
 from llmfleet.backends.base import ReplicaStatus
+from llmfleet.gateway.pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -140,39 +139,36 @@ class Prober:
         self.timeout_s = timeout_s
         self.waiting: dict[str, int] = {}
 
-    async def run(self, session: aiohttp.ClientSession) -> None:
+    async def run(self, pool: ConnectionPool) -> None:
         while True:
-            await self.probe_all(session)
+            await self.probe_all(pool)
             await asyncio.sleep(self.interval_s)
 
-    async def probe_all(self, session: aiohttp.ClientSession) -> None:
+    async def probe_all(self, pool: ConnectionPool) -> None:
         replicas = self.replicas()
-        await asyncio.gather(*(self.probe(session, r) for r in replicas))
+        await asyncio.gather(*(self.probe(pool, r) for r in replicas))
 
-    async def probe(self, session: aiohttp.ClientSession, replica: ReplicaStatus) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+    async def probe(self, pool: ConnectionPool, replica: ReplicaStatus) -> None:
         try:
-            async with session.get(replica.url + "/health", timeout=timeout) as resp:
-                healthy = resp.status == 200
-                await resp.read()
-        except (aiohttp.ClientError, TimeoutError):
+            status, _ = await pool.fetch(replica.url + "/health", timeout_s=self.timeout_s)
+            healthy = status == 200
+        except (OSError, TimeoutError):  # the pool's errors are ConnectionError or TimeoutError
             healthy = False
         if not healthy:
             self.tracker.report_failure(replica.replica_id, Failure.PROBE)
             return
         if self.tracker.is_ejected(replica.replica_id):
             self.tracker.report_probe_ok(replica.replica_id)
-        await self._read_queue(session, replica)
+        await self._read_queue(pool, replica)
 
-    async def _read_queue(self, session: aiohttp.ClientSession, replica: ReplicaStatus) -> None:
+    async def _read_queue(self, pool: ConnectionPool, replica: ReplicaStatus) -> None:
         """Record the engine's queue length; any failure only forgets the stale one."""
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         waiting = None
         try:
-            async with session.get(replica.url + "/metrics", timeout=timeout) as resp:
-                if resp.status == 200:
-                    waiting = parse_waiting(await resp.read())
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            status, body = await pool.fetch(replica.url + "/metrics", timeout_s=self.timeout_s)
+            if status == 200:
+                waiting = parse_waiting(body)
+        except (OSError, TimeoutError) as exc:
             log.debug("cannot read the metrics of %s: %r", replica.replica_id, exc)
         if waiting is None:
             self.waiting.pop(replica.replica_id, None)

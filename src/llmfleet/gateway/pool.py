@@ -7,6 +7,10 @@ in; the caller reads the body from it and hands it back with ``release`` (or
 for the few bytes after it, nobody else does). A reused connection that the
 server closed while it was idle (its keep-alive timeout raced our request) is
 retried once on a new connection, as nothing of an answer arrived.
+
+``fetch`` is a whole small GET (the prober's ``/health`` and ``/metrics``) on
+the same pooled connections; ``fetch_unix`` one over a Unix socket (the local
+agent). The gateway needs no other HTTP client.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from llmfleet.gateway.connections import (
+    END,
     HEADERS,
     BrokenConnectionError,
     ConnectError,
@@ -33,7 +38,8 @@ class Target:
     host: str
     port: int
     head: bytes
-    """``POST path HTTP/1.1`` with Host and Content-Type; Content-Length follows."""
+    """``METHOD path HTTP/1.1`` with Host (and Content-Type for a POST); Content-Length
+    follows."""
 
     @property
     def origin(self) -> tuple[str, int]:
@@ -41,8 +47,9 @@ class Target:
 
 
 @lru_cache(maxsize=4096)
-def target_of(url: str) -> Target:
-    """The target of an ``http://`` URL; replica URLs are few, so each is parsed once."""
+def target_of(url: str, method: str = "POST") -> Target:
+    """The target of an ``http://`` URL; replica URLs are few, so each is parsed once.
+    A POST carries JSON."""
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"the upstream URL {url!r} is not http://host[:port]/path")
@@ -51,9 +58,8 @@ def target_of(url: str) -> Target:
     if parts.query:
         path += "?" + parts.query
     host = parts.netloc.rpartition("@")[2]  # never credentials in the Host header
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n").encode(
-        "latin-1"
-    )
+    content_type = "Content-Type: application/json\r\n" if method == "POST" else ""
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{content_type}".encode("latin-1")
     return Target(host=parts.hostname, port=port, head=head)
 
 
@@ -115,6 +121,21 @@ class ConnectionPool:
             except BaseException:
                 conn.close()
                 raise
+
+    async def fetch(self, url: str, *, timeout_s: float) -> tuple[int, bytes]:
+        """GET ``url`` whole: its status and body, all within ``timeout_s``.
+
+        Raises what ``send`` raises."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        target = target_of(url, "GET")
+        conn = await self.send(target, b"", deadline=deadline, connect_s=timeout_s, until=END)
+        try:
+            body = await conn.read_to_end(deadline)
+        except BaseException:
+            conn.close()
+            raise
+        self.release(conn)
+        return conn.status, body
 
     def release_when_complete(self, conn: Connection, *, within_s: float) -> None:
         """``release`` once the rest of the answer (a few bytes the caller does not need, such
@@ -181,3 +202,29 @@ class ConnectionPool:
         self._idle.clear()
         for conn in list(self._finishing):
             conn.close()  # which calls ``_finished``: it leaves the set
+
+
+async def fetch_unix(socket_path: str, path: str, *, timeout_s: float) -> tuple[int, bytes]:
+    """GET ``path`` over the Unix socket at ``socket_path`` on a connection of its own:
+    the status and the body, within ``timeout_s``.
+
+    Raises ``ConnectError`` (no such socket, nobody listening), ``BrokenConnectionError``
+    or ``TimeoutError``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    try:
+        async with asyncio.timeout_at(deadline):
+            transport, conn = await loop.create_unix_connection(
+                lambda: Connection(loop), socket_path
+            )
+    except TimeoutError:  # before OSError: TimeoutError is one
+        raise
+    except OSError as exc:
+        raise ConnectError(str(exc) or repr(exc)) from exc
+    conn.transport = transport
+    try:
+        conn.send_request(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n".encode("latin-1"), b"")
+        await conn.wait_answer(deadline, until=END)
+        return conn.status, await conn.read_to_end(deadline)
+    finally:
+        conn.close()

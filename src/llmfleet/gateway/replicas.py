@@ -21,14 +21,15 @@ yielding). ``StaticSource`` is the in-memory source for tests and benches.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-import aiohttp
+from urllib.parse import quote, urlencode
 
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
+from llmfleet.gateway.pool import fetch_unix
 from llmfleet.spec.model import ServiceSpec
 
 log = logging.getLogger(__name__)
@@ -109,27 +110,26 @@ class AgentSource:
         self.retry_s = retry_s
 
     async def watch(self) -> AsyncIterator[Snapshot]:
-        connector = aiohttp.UnixConnector(path=self.socket_path)
-        timeout = aiohttp.ClientTimeout(total=self.poll_timeout_s + 10)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            generation = -1
-            while True:
-                snapshot = await self._poll(session, generation)
-                if snapshot is None:
-                    await asyncio.sleep(self.retry_s)
-                elif snapshot.generation != generation:
-                    generation = snapshot.generation
-                    yield snapshot
+        generation = -1
+        while True:
+            snapshot = await self._poll(generation)
+            if snapshot is None:
+                await asyncio.sleep(self.retry_s)
+            elif snapshot.generation != generation:
+                generation = snapshot.generation
+                yield snapshot
 
-    async def _poll(self, session: aiohttp.ClientSession, generation: int) -> Snapshot | None:
-        url = f"http://agent/v1/environments/{self.environment}"
-        params = {"wait_generation": str(generation), "timeout": str(self.poll_timeout_s)}
+    async def _poll(self, generation: int) -> Snapshot | None:
+        query = urlencode({"wait_generation": generation, "timeout": self.poll_timeout_s})
+        path = f"/v1/environments/{quote(self.environment)}?{query}"
         try:
-            async with session.get(url, params=params) as resp:
-                if resp.status != 200:
-                    log.warning("agent answered %s: %s", resp.status, await resp.text())
-                    return None
-                return snapshot_from_json(await resp.json())
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            status, body = await fetch_unix(
+                self.socket_path, path, timeout_s=self.poll_timeout_s + 10
+            )
+            if status != 200:
+                log.warning("agent answered %s: %s", status, body[:500].decode(errors="replace"))
+                return None
+            return snapshot_from_json(json.loads(body))
+        except (OSError, TimeoutError, ValueError, KeyError, TypeError) as exc:
             log.warning("agent at %s not answering: %s", self.socket_path, exc)
             return None
