@@ -81,7 +81,12 @@ def converged(desired: object) -> ActualEnvironment:
         port=8080,
         config={"host": "127.0.0.1", "port": 8080, "version": __version__},
     )
-    return ActualEnvironment(replicas=replicas, services=configs, gateway=gateway)
+    return ActualEnvironment(
+        replicas=replicas,
+        services=configs,
+        gateway=gateway,
+        observability=desired.observability.model_dump(mode="json"),  # type: ignore[attr-defined]
+    )
 
 
 def measure(path: Path, runs: int) -> dict[str, float]:
