@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmfleet.gateway.balancing import (
+    PrefixHomes,
     ReplicaLoad,
     load_bound,
     pick_replica,
@@ -88,3 +89,57 @@ def test_prefix_key_is_shared_by_turns_of_one_conversation() -> None:
     assert prefix_key_of({"messages": first}, 64) == prefix_key_of({"messages": later}, 64)
     assert prefix_key_of({"prompt": "x" * 100}, 64) == b"x" * 64
     assert prefix_key_of({"prompt": ""}, 64) is None
+
+
+def test_new_prefixes_split_evenly_over_the_replicas() -> None:
+    """Eight tenants over two idle replicas: four homes each, whatever the hashes say,
+    and each tenant's next request goes home."""
+    homes = PrefixHomes()
+    ids = ["chat-0", "chat-1"]
+    idle = {rid: ReplicaLoad(capacity=4) for rid in ids}
+    for tenant in range(8):
+        key = f"system prompt of tenant {tenant}".encode()
+        picked = pick_replica(
+            RoutingStrategy.PREFIX_AFFINITY, ids, idle, prefix_key=key, homed=homes.counts
+        )
+        assert picked is not None
+        homes.place(key, picked)
+    assert homes.counts == {"chat-0": 4, "chat-1": 4}
+    for tenant in range(8):
+        key = f"system prompt of tenant {tenant}".encode()
+        home = homes.home(key)
+        again = pick_replica(
+            RoutingStrategy.PREFIX_AFFINITY,
+            ids,
+            idle,
+            prefix_key=key,
+            home=home,
+            homed=homes.counts,
+        )
+        assert again == home
+
+
+def test_a_remembered_home_wins_over_the_hash_until_its_bound() -> None:
+    """A prefix stays on its home even where it hashes elsewhere; past the load bound it
+    spills, and a home that left is replaced by the least-homed replica."""
+    ids = ["a", "b", "c"]
+    key = b"conversation"
+    home = rank_replicas(ids, key)[-1]  # the last choice by hash
+    idle = {rid: ReplicaLoad(capacity=8) for rid in ids}
+    strategy = RoutingStrategy.PREFIX_AFFINITY
+    assert pick_replica(strategy, ids, idle, prefix_key=key, home=home) == home
+    busy = {**idle, home: ReplicaLoad(in_flight=4, capacity=8)}
+    assert pick_replica(strategy, ids, busy, prefix_key=key, home=home) != home
+    rest = [r for r in ids if r != home]
+    counts = {rest[0]: 5, rest[1]: 1}
+    assert pick_replica(strategy, rest, idle, prefix_key=key, home=home, homed=counts) == rest[1]
+
+
+def test_prefix_homes_forget_the_oldest_and_keep_counts() -> None:
+    homes = PrefixHomes(size=2)
+    homes.place(b"k1", "a")
+    homes.place(b"k2", "b")
+    homes.place(b"k1", "b")  # moved: now the newest
+    homes.place(b"k3", "a")  # k2 is the oldest: forgotten
+    assert (homes.home(b"k1"), homes.home(b"k2"), homes.home(b"k3")) == ("b", None, "a")
+    assert homes.counts == {"a": 1, "b": 1}

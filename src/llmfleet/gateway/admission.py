@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 from llmfleet.backends.base import ReplicaStatus
 from llmfleet.gateway import errors
-from llmfleet.gateway.balancing import ReplicaLoad, pick_replica
+from llmfleet.gateway.balancing import PrefixHomes, ReplicaLoad, pick_replica
 from llmfleet.gateway.replicas import Snapshot
-from llmfleet.spec.model import ServiceSpec
+from llmfleet.spec.model import RoutingStrategy, ServiceSpec
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Lease:
 class _Queue:
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     cursor: int = 0
+    homes: PrefixHomes = field(default_factory=PrefixHomes)
 
 
 class Router:
@@ -136,6 +137,8 @@ class Router:
             )
             for rid in by_id
         }
+        affinity = spec.routing.strategy == RoutingStrategy.PREFIX_AFFINITY and prefix_key
+        home = queue.homes.home(prefix_key) if affinity and prefix_key else None
         picked = pick_replica(
             spec.routing.strategy,
             list(by_id),
@@ -143,8 +146,14 @@ class Router:
             cursor=queue.cursor,
             prefix_key=prefix_key,
             load_factor=spec.routing.load_factor,
+            home=home,
+            homed=queue.homes.counts,
         )
-        return (by_id[picked] if picked else None), True
+        if picked is None:
+            return None, True
+        if affinity and prefix_key and (home is None or home not in by_id):
+            queue.homes.place(prefix_key, picked)  # a new home; a spill leaves the old one
+        return by_id[picked], True
 
     async def _wait(
         self, service: str, spec: ServiceSpec, queue: _Queue, *, start: float, any_routable: bool

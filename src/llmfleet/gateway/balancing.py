@@ -11,12 +11,14 @@ Strategies:
   own waiting queue (which also counts requests from other clients); ties go
   to the replica after the round-robin cursor so equal replicas share work.
 * round-robin: the cursor modulo the replicas that have room.
-* prefix-affinity: rendezvous hashing of the prefix key with bounded loads
-  (Mirrokni et al., "Consistent hashing with bounded loads"): replicas are
-  ranked by ``hash(key, replica)`` and the first whose load stays within
-  ``ceil(c * (total + 1) / n)`` wins, so one hot prefix spills to its second
-  choice instead of swamping a replica. Rendezvous ranking moves only the keys
-  of a replica that leaves, like a ring, without virtual nodes.
+* prefix-affinity: bounded loads (Mirrokni et al., "Consistent hashing with
+  bounded loads") over a remembered placement: a prefix goes to the replica it
+  went to before (its home: the engine's cache holds it) while that one's load
+  stays within ``ceil(c * (total + 1) / n)``, so one hot prefix spills instead
+  of swamping a replica; a new prefix gets the replica that is home to the
+  fewest, so the engines' caches split the prefixes evenly. Rendezvous ranking
+  (``hash(key, replica)``) orders the spills and breaks ties: with nothing
+  remembered (a restarted gateway) every prefix goes where it hashes.
 """
 
 from __future__ import annotations
@@ -61,15 +63,20 @@ def pick_replica(
     cursor: int = 0,
     prefix_key: bytes | None = None,
     load_factor: float = 1.25,
+    home: str | None = None,
+    homed: Mapping[str, int] | None = None,
 ) -> str | None:
-    """The replica for the next request, or None when none has room; pure."""
+    """The replica for the next request, or None when none has room; pure. ``home`` and
+    ``homed``: prefix affinity's memory (``PrefixHomes``)."""
     open_ = [c for c in candidates if loads.get(c, _UNKNOWN).has_room]
     if not open_:
         return None
     if strategy == RoutingStrategy.ROUND_ROBIN:
         return open_[cursor % len(open_)]
     if strategy == RoutingStrategy.PREFIX_AFFINITY and prefix_key is not None:
-        return pick_bounded_affinity(candidates, loads, prefix_key, load_factor=load_factor)
+        return pick_bounded_affinity(
+            candidates, loads, prefix_key, load_factor=load_factor, home=home, homed=homed
+        )
     return pick_least_load(open_, loads, cursor=cursor)
 
 
@@ -102,16 +109,73 @@ def pick_bounded_affinity(
     prefix_key: bytes,
     *,
     load_factor: float,
+    home: str | None = None,
+    homed: Mapping[str, int] | None = None,
 ) -> str | None:
-    """The first replica in rendezvous order within the bound and its capacity; pure."""
+    """The replica for a prefix: its home, else a new home, else a spill; pure.
+
+    ``home`` is where the gateway last placed this prefix (that engine's cache
+    holds it) and ``homed`` how many remembered prefixes each replica is home to.
+    A prefix with a home goes there while the home is within the load bound; past
+    it, to the next replica in rendezvous order within the bound (so a hot prefix
+    spills to the same second cache), else the least loaded. A new prefix, or one
+    whose home left, goes to the replica home to the fewest prefixes (rendezvous
+    order among equals): hashing alone splits 8 prefixes over 2 replicas 4/4 only
+    about one time in four, and the replica with more prefixes than its cache
+    holds misses on every one of them.
+    """
     total = sum(loads.get(c, _UNKNOWN).in_flight for c in candidates)
     bound = load_bound(total, len(candidates), load_factor)
-    for replica in rank_replicas(candidates, prefix_key):
+
+    def fits(replica: str) -> bool:
         load = loads.get(replica, _UNKNOWN)
-        if load.has_room and load.in_flight + 1 <= bound:
+        return load.has_room and load.in_flight + 1 <= bound
+
+    ranked = rank_replicas(candidates, prefix_key)
+    if home is not None and home in candidates:
+        ranked = [home, *(replica for replica in ranked if replica != home)]
+    else:
+        counts = homed or {}
+        ranked.sort(key=lambda replica: counts.get(replica, 0))  # stable: rank breaks ties
+    for replica in ranked:
+        if fits(replica):
             return replica
     open_ = [c for c in candidates if loads.get(c, _UNKNOWN).has_room]
     return pick_least_load(open_, loads) if open_ else None
+
+
+class PrefixHomes:
+    """Where the gateway last placed each recent prefix, per replica counted.
+
+    The one piece of routing memory: ``pick_bounded_affinity`` stays pure and is
+    given ``home(key)`` and ``counts``. The oldest keys are forgotten past
+    ``size`` (an engine's cache has long evicted them too).
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._homes: dict[bytes, str] = {}  # insertion order: oldest first
+        self.counts: dict[str, int] = {}
+
+    def home(self, key: bytes) -> str | None:
+        return self._homes.get(_digest(key))
+
+    def place(self, key: bytes, replica: str) -> None:
+        """Record that ``key`` was sent to ``replica`` (its new home if it had another)."""
+        key = _digest(key)
+        old = self._homes.pop(key, None)
+        if old is not None:
+            self.counts[old] -= 1
+        self._homes[key] = replica  # re-inserted: now the newest
+        self.counts[replica] = self.counts.get(replica, 0) + 1
+        if len(self._homes) > self.size:
+            oldest = next(iter(self._homes))
+            self.counts[self._homes.pop(oldest)] -= 1
+
+
+def _digest(key: bytes) -> bytes:
+    """What ``PrefixHomes`` keeps of a key: 16 bytes instead of up to ``prefix_chars``."""
+    return hashlib.blake2b(key, digest_size=16).digest()
 
 
 def prefix_key_of(body: Mapping[str, object], prefix_chars: int) -> bytes | None:
