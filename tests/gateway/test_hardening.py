@@ -75,6 +75,10 @@ async def fake_engine() -> AsyncIterator[Any]:
 
 
 def fake_replica(engine: FakeEngine, index: int) -> ReplicaStatus:
+    return replica_on(engine.port, index)
+
+
+def replica_on(port: int, index: int) -> ReplicaStatus:
     return ReplicaStatus(
         replica_id=f"chat-{index}",
         environment="test",
@@ -84,7 +88,7 @@ def fake_replica(engine: FakeEngine, index: int) -> ReplicaStatus:
         engine="sim",
         engine_version="1.2.0",
         state=ReplicaState.READY,
-        port=engine.port,
+        port=port,
         served_name="chat",
     )
 
@@ -157,18 +161,7 @@ async def test_a_dead_replica_fails_its_probe_and_is_ejected() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    dead = ReplicaStatus(
-        replica_id="chat-0",
-        environment="test",
-        service="chat",
-        slot=0,
-        runtime_hash="h",
-        engine="sim",
-        engine_version="1.2.0",
-        state=ReplicaState.READY,
-        port=port,
-        served_name="chat",
-    )
+    dead = replica_on(port, 0)
     prober = Prober(tracker, lambda: [dead], timeout_s=1.0)
     pool = ConnectionPool()
     await prober.probe_all(pool)
