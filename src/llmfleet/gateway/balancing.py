@@ -1,9 +1,10 @@
-"""Picking a replica for one request; pure.
+"""Picking a replica for one request; pure, but for ``PrefixHomes``.
 
 ``pick_replica`` sees only plain values: the candidate replica ids, each one's
 load, the service's strategy and (for prefix affinity) a key of the prompt's
-prefix. It never blocks and never mutates; the route table around it counts
-leases and calls it again when a slot frees.
+prefix and where it went before. It never blocks and never mutates; the route
+table around it counts leases, keeps the ``PrefixHomes`` it reads, and calls it
+again when a slot frees.
 
 Strategies:
 
