@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from llmfleet.observe.logs import JsonLinesBuffer
 from llmfleet.observe.requests import RequestObserver
+from llmfleet.observe.span_export import InProcessSink
 from llmfleet.observe.tracing import Tracing
 
 
@@ -53,10 +54,10 @@ def test_nothing_on_means_no_observer() -> None:
 
 def test_a_traced_request_logs_its_trace_id_and_passes_traceparent(logged: io.StringIO) -> None:
     exporter = InMemorySpanExporter()
-    observer = RequestObserver(tracing=Tracing(exporter=exporter, service_name="g", batch=False),
+    observer = RequestObserver(tracing=Tracing(InProcessSink(exporter, service_name="g")),
                                lines=lines_to(logged), log_prompts=False, clock=lambda: 10.5)
     call = FakeCall()
-    call.trace = observer.start({}, call)
+    call.trace = observer.start(call)
     replica = FakeReplica()
     span, call.upstream_headers = call.trace.begin_attempt(
         replica.replica_id, replica.url + call.path, resume=False, waited_s=0.0)

@@ -13,15 +13,24 @@ from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llmfleet.observe.tracing import RequestTrace, Tracing, build_tracing
+from llmfleet.observe.span_export import InProcessSink
+from llmfleet.observe.tracing import (
+    ExporterProcess,
+    RequestTrace,
+    Tracing,
+    build_tracing,
+    parse_traceparent,
+)
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 def traced_request(tracing: Tracing, headers: dict[str, str] | None = None) -> RequestTrace:
     """What the gateway does for a request that fails once, then resumes elsewhere."""
-    request = tracing.request("POST /v1/chat/completions", headers=headers or {},
-                              service="chat", path="/v1/chat/completions")
+    headers = headers or {}
+    request = tracing.request("POST /v1/chat/completions", service="chat",
+                              path="/v1/chat/completions", traceparent=headers.get("traceparent"),
+                              tracestate=headers.get("tracestate"))
     request.routed("r0", waited_s=0.001)
     first = request.attempt("r0", "http://127.0.0.1:1/v1/chat/completions", resume=False)
     request.end_attempt(first, "connection reset after 12 tokens")
@@ -36,7 +45,7 @@ def traced_request(tracing: Tracing, headers: dict[str, str] | None = None) -> R
 def test_spans_of_a_request_with_a_resume() -> None:
     """One trace: request (server) > route, upstream (error), route, resume (client)."""
     exporter = InMemorySpanExporter()
-    tracing = Tracing(exporter=exporter, service_name="llmfleet-gateway", batch=False)
+    tracing = Tracing(InProcessSink(exporter, service_name="llmfleet-gateway"))
     request = traced_request(tracing)
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert set(spans) == {"POST /v1/chat/completions", "route", "upstream", "resume"}
@@ -53,7 +62,7 @@ def test_spans_of_a_request_with_a_resume() -> None:
 
 def test_a_client_traceparent_becomes_the_parent() -> None:
     exporter = InMemorySpanExporter()
-    tracing = Tracing(exporter=exporter, service_name="g", batch=False)
+    tracing = Tracing(InProcessSink(exporter, service_name="g"))
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     traced_request(tracing, {"traceparent": parent})
     root = next(s for s in exporter.get_finished_spans() if s.name.startswith("POST"))
@@ -117,8 +126,8 @@ async def test_spans_arrive_at_a_real_otlp_http_endpoint(
 def test_unsampled_requests_make_no_spans_but_keep_a_trace_id() -> None:
     """Outside the sample: no SDK spans, a traceparent with flag 00 and ids for the log."""
     exporter = InMemorySpanExporter()
-    tracing = Tracing(exporter=exporter, service_name="g", batch=False, sample_ratio=0.0)
-    trace = tracing.request("POST /v1/chat/completions", headers={}, service="chat", path="/")
+    tracing = Tracing(InProcessSink(exporter, service_name="g"), sample_ratio=0.0)
+    trace = tracing.request("POST /v1/chat/completions", service="chat", path="/")
     span, headers = trace.begin_attempt("r0", "http://x", resume=False, waited_s=0.0)
     trace.end_attempt(span)
     trace.end(200)
@@ -128,4 +137,77 @@ def test_unsampled_requests_make_no_spans_but_keep_a_trace_id() -> None:
     sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     traced_request(tracing, {"traceparent": sampled})  # the client's decision is kept
     assert len(exporter.get_finished_spans()) == 5  # request, 2 routes, 2 attempts
+    tracing.shutdown()
+
+
+def test_the_sample_ratio_is_the_share_of_requests_traced() -> None:
+    """A root the gateway chose to sample is recorded: the SDK must not draw a second time
+    (which traced ratio squared: 1% of requests at the default 0.1)."""
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(InProcessSink(exporter, service_name="g"), sample_ratio=0.5)
+    for _ in range(2000):
+        tracing.request("POST /v1/chat/completions", service="chat", path="/").end(200)
+    assert 850 <= len(exporter.get_finished_spans()) <= 1150
+    tracing.shutdown()
+
+
+def test_route_span_covers_the_wait_for_a_replica() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(InProcessSink(exporter, service_name="g"))
+    request = tracing.request("POST /v1/chat/completions", service="chat", path="/")
+    request.routed("r0", waited_s=0.25)
+    route = exporter.get_finished_spans()[0]
+    assert route.end_time is not None and route.start_time is not None
+    assert route.end_time - route.start_time == 250_000_000
+    assert route.attributes["llmfleet.queue_wait_s"] == 0.25
+    tracing.shutdown()
+
+
+def test_a_client_that_did_not_sample_keeps_its_trace_id_and_state() -> None:
+    """Flag 00 from the client: no spans here either, the same trace id and tracestate on."""
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(InProcessSink(exporter, service_name="g"), sample_ratio=1.0)
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    trace = tracing.request("POST /v1/chat/completions", path="/", service="chat",
+                            traceparent=parent, tracestate="vendor=abc")
+    _, headers = trace.begin_attempt("r0", "http://x", resume=False, waited_s=0.0)
+    trace.end(200)
+    assert exporter.get_finished_spans() == ()
+    assert trace.ids[0] == "0af7651916cd43dd8448eb211c80319c"
+    assert headers["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    assert headers["traceparent"].endswith("-00")
+    assert headers["tracestate"] == "vendor=abc"
+    tracing.shutdown()
+
+
+@pytest.mark.parametrize("value", [
+    "", "garbage", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+    "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+    "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+    "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+    "00-0af7651916cd43dd8448eb211c8031zz-b7ad6b7169203331-01",
+])
+def test_an_invalid_traceparent_is_ignored(value: str) -> None:
+    """A bad header starts a trace of our own, as W3C trace context says."""
+    assert parse_traceparent(value) is None
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(InProcessSink(exporter, service_name="g"), sample_ratio=1.0)
+    trace = tracing.request("POST /", service="chat", path="/", traceparent=value)
+    trace.end(200)
+    (root,) = exporter.get_finished_spans()
+    assert root.parent is None
+    tracing.shutdown()
+
+
+def test_a_dead_exporter_process_costs_spans_not_requests() -> None:
+    """The child gone: spans are dropped with one warning; the gateway's calls go on."""
+    sink = ExporterProcess("http://127.0.0.1:9/v1/traces", service_name="g")
+    sink.proc.kill()
+    sink.proc.wait()
+    tracing = Tracing(sink, sample_ratio=1.0)
+    for _ in range(2 * ExporterProcess.BATCH):
+        tracing.request("POST /", service="chat", path="/").end(200)
+    assert sink.dead
+    assert tracing.flush(timeout_s=1) is False
     tracing.shutdown()

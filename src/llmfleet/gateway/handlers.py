@@ -66,7 +66,9 @@ class Handlers:
         call.resumable = is_resumable(chat, body)
         observe = self.gw.observe
         if observe is not None:
-            call.trace = observe.start(request.headers, call)
+            parent = request.header("traceparent")
+            vendor = request.header("tracestate") if parent else None
+            call.trace = observe.start(call, parent, vendor)
         retries = call.spec.retries
         status: str | None = "200"
         usage: dict[str, Any] | None = None

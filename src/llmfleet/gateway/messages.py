@@ -75,6 +75,16 @@ class Request:
             self._headers = CIMultiDictProxy(CIMultiDict(self._raw_headers))
         return self._headers
 
+    def header(self, name: str) -> str | None:
+        """The first value of one header (``name`` in lower case), without building
+        ``headers``: what the hot path uses for the one or two it reads."""
+        if self._headers is not None:
+            return self._headers.get(name)
+        for key, value in self._raw_headers:
+            if key.lower() == name:
+                return value
+        return None
+
 
 class Response:
     """A complete answer."""

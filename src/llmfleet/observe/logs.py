@@ -133,30 +133,31 @@ class JsonLinesBuffer:
         self._clock = clock
         self._second = -1
         self._prefix = ""
-        self._common = {
+        common = {
+            "log.level": "info",
             "ecs.version": ECS_VERSION,
             "service.name": service_name,
             "process.pid": os.getpid(),
             "log.logger": logger,
         }
+        self._common = b'",' + orjson.dumps(common)[1:-1] + b","
+        """the fields every line has, serialised once: a line is the timestamp, these,
+        then its own fields."""
         self._timer: asyncio.TimerHandle | None = None
 
     def _timestamp(self, now: float) -> str:
         second = int(now)
         if second != self._second:
             self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._prefix = time.strftime('{"@timestamp":"%Y-%m-%dT%H:%M:%S', time.gmtime(second))
         return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
 
     def write(self, message: str, fields: dict[str, Any]) -> None:
-        body = {
-            "@timestamp": self._timestamp(self._clock()),
-            "log.level": "info",
-            "message": message,
-            **self._common,
-            **fields,
-        }
-        self._lines.append(orjson.dumps(body, default=str))
+        """One line: ``fields`` (taken over: ``message`` is added to it) after the
+        timestamp and the common fields."""
+        fields["message"] = message
+        own = orjson.dumps(fields, default=str)
+        self._lines.append(self._timestamp(self._clock()).encode() + self._common + own[1:])
         if len(self._lines) >= self._max:
             self.flush()
         elif self._timer is None:

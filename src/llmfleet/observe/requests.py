@@ -63,12 +63,19 @@ class RequestObserver:
             clock=clock,
         )
 
-    def start(self, headers: Mapping[str, str], call: Any) -> RequestTrace | UnsampledTrace | None:
-        """The request's trace (None without tracing)."""
+    def start(
+        self, call: Any, traceparent: str | None = None, tracestate: str | None = None
+    ) -> RequestTrace | UnsampledTrace | None:
+        """The request's trace (None without tracing), child of the client's
+        ``traceparent`` header when it sent one."""
         if self.tracing is None:
             return None
         return self.tracing.request(
-            f"POST {call.path}", headers=headers, service=call.service, path=call.path
+            f"POST {call.path}",
+            service=call.service,
+            path=call.path,
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
 
     def close(self) -> None:
