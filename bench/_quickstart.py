@@ -98,3 +98,62 @@ def load(port: int, workers: int = 2) -> Iterator[dict[str, int]]:
         done.set()
         for t in threads:
             t.join()
+
+
+def wait_ready(port: int, deadline: float) -> None:
+    """Until the engine passes the readiness probes llmfleet itself runs (the adapter's)."""
+    from llmfleet.engines.llamacpp import LlamaCppAdapter
+
+    probes = LlamaCppAdapter().readiness
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(timeout=30) as client:
+        while time.monotonic() < deadline:
+            try:
+                if all(
+                    (client.get(base + probe.path) if probe.body is None
+                     else client.post(base + probe.path, json=dict(probe.body))).status_code
+                    == 200
+                    for probe in probes
+                ):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.02)
+    raise TimeoutError(f"port {port} not ready")
+
+
+def bare_start(replicas: int) -> float:
+    """Start ``replicas`` llama-servers with the argv llmfleet gives the quickstart's
+    service, by hand; seconds until all pass the same readiness probes."""
+    from llmfleet.engines.llamacpp import LlamaCppAdapter
+    from llmfleet.models.store import ModelStore
+    from llmfleet.settings import Settings
+    from llmfleet.spec.loading import load_spec
+
+    spec = load_spec(EXAMPLES / "quickstart.yaml").resolved.environments["production"]
+    service = spec.services["chat"]
+    settings = Settings.from_env()
+    adapter = LlamaCppAdapter()
+    exe = adapter.install(
+        service.engine.version, cache_dir=settings.cache_dir, progress=lambda _: None
+    )
+    model = ModelStore(settings.cache_dir).resolve(service.model, base_dir=EXAMPLES).path
+    command = adapter.local_command(service, executable=exe, model_path=model, served_name="chat")
+    ports = [free_port() for _ in range(replicas)]
+    started = time.monotonic()
+    procs = [
+        subprocess.Popen(
+            [a.replace("{port}", str(p)) for a in command.argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for p in ports
+    ]
+    try:
+        for port in ports:
+            wait_ready(port, started + 120)
+        return time.monotonic() - started
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait()

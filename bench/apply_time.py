@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,69 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from llmfleet.backends.local.client import LocalBackend  # noqa: E402
-from llmfleet.engines.llamacpp import LlamaCppAdapter  # noqa: E402
-from llmfleet.models.store import ModelStore  # noqa: E402
-from llmfleet.settings import Settings  # noqa: E402
-from llmfleet.spec.loading import load_spec  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "quickstart.yaml"
-PROBE = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "temperature": 0}
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(port: int, deadline: float) -> None:
-    with httpx.Client(timeout=5) as client:
-        while time.monotonic() < deadline:
-            try:
-                if client.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    reply = client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=PROBE)
-                    if reply.status_code == 200:
-                        return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.02)
-    raise TimeoutError(f"port {port} not ready")
-
-
-def bare_start(replicas: int) -> float:
-    """Start the same argv llmfleet would, directly; seconds until all are ready."""
-    spec = load_spec(EXAMPLE).resolved.environments["production"].services["chat"]
-    settings = Settings.from_env()
-    adapter = LlamaCppAdapter()
-    exe = adapter.install(
-        spec.engine.version, cache_dir=settings.cache_dir, progress=lambda _: None
-    )
-    model = ModelStore(settings.cache_dir).resolve(spec.model, base_dir=ROOT).path
-    command = adapter.local_command(spec, executable=exe, model_path=model, served_name="chat")
-    ports = [free_port() for _ in range(replicas)]
-    started = time.monotonic()
-    procs = [
-        subprocess.Popen(
-            [a.replace("{port}", str(p)) for a in command.argv],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for p in ports
-    ]
-    try:
-        for port in ports:
-            wait_ready(port, started + 120)
-        return time.monotonic() - started
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait()
+sys.path.insert(0, str(Path(__file__).parent))
+from _quickstart import bare_start, free_port  # noqa: E402
 
 
 def llmfleet(folder: Path, *args: str) -> float:

