@@ -69,7 +69,7 @@ def test_probes_run_a_real_one_token_generation() -> None:
     adapter = LlamaCppAdapter()
     health, chat = adapter.readiness
     assert health.path == "/health" and health.body is None
-    assert chat.path == "/v1/completions"
+    assert chat.path == "/v1/chat/completions"
     assert chat.body is not None and chat.body["max_tokens"] == 1
     assert adapter.liveness.path == "/health"
     assert adapter.metrics_path == "/metrics"

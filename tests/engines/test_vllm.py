@@ -62,7 +62,7 @@ def test_container_uses_the_official_image_and_pod_address() -> None:
 
 def test_probes_and_metrics() -> None:
     adapter = VllmAdapter()
-    assert [p.path for p in adapter.readiness] == ["/health", "/v1/completions"]
+    assert [p.path for p in adapter.readiness] == ["/health", "/v1/chat/completions"]
     assert adapter.readiness[1].body is not None and adapter.readiness[1].body["max_tokens"] == 1
     assert adapter.liveness.path == "/health" and adapter.metrics_path == "/metrics"
     names = adapter.metrics.names

@@ -143,3 +143,18 @@ def test_prefix_homes_forget_the_oldest_and_keep_counts() -> None:
     homes.place(b"k3", "a")  # k2 is the oldest: forgotten
     assert (homes.home(b"k1"), homes.home(b"k2"), homes.home(b"k3")) == ("b", None, "a")
     assert homes.counts == {"a": 1, "b": 1}
+
+
+def test_a_home_keeps_its_prefix_below_spill_after_past_the_load_bound() -> None:
+    """At low load the bound is a request or two; the home keeps its prefix until it has
+    ``spill_after`` in flight (a spill would prefill the whole prefix elsewhere)."""
+    ids = ["a", "b"]
+    key = b"tenant"
+    home = rank_replicas(ids, key)[-1]
+    strategy = RoutingStrategy.PREFIX_AFFINITY
+    loads = {rid: ReplicaLoad(capacity=8) for rid in ids}
+    loads[home] = ReplicaLoad(in_flight=3, capacity=8)  # bound: ceil(1.25 * 4 / 2) = 3
+    assert pick_replica(strategy, ids, loads, prefix_key=key, home=home, spill_after=4) == home
+    assert pick_replica(strategy, ids, loads, prefix_key=key, home=home, spill_after=1) != home
+    full = {**loads, home: ReplicaLoad(in_flight=3, capacity=3)}  # no room: spills anyway
+    assert pick_replica(strategy, ids, full, prefix_key=key, home=home, spill_after=8) != home

@@ -1,4 +1,4 @@
-"""Probes shared by engines that serve the OpenAI API; pure data."""
+"""Probes shared by engines that serve the OpenAI chat API; pure data."""
 
 from __future__ import annotations
 
@@ -7,16 +7,23 @@ from typing import Any
 
 from llmfleet.engines.base import Probe
 
-ONE_TOKEN: Mapping[str, Any] = {"prompt": "hi", "max_tokens": 1, "temperature": 0}
-"""A completion of a one-token prompt: a real generation at its cheapest. A chat
-message would go through the model's template first (SmolLM2's adds a system
-prompt: 31 tokens, 0.4 s of prefill on one thread while the engine warms up)."""
+ONE_TOKEN_CHAT: Mapping[str, Any] = {
+    "messages": [{"role": "user", "content": "hi"}],
+    "max_tokens": 1,
+    "temperature": 0,
+}
 
 HEALTH = Probe("/health")
 
 OPENAI_READINESS: tuple[Probe, ...] = (
     HEALTH,
-    Probe("/v1/completions", body=ONE_TOKEN, timeout_s=30.0),
+    Probe("/v1/chat/completions", body=ONE_TOKEN_CHAT, timeout_s=30.0),
 )
 """``/health`` first (llama-server answers 503 while loading), then a real one-token
-generation: an engine whose HTTP thread answers while its core is dead fails it."""
+generation: an engine whose HTTP thread answers while its core is dead fails it.
+
+A chat message rather than a cheaper one-token completion: it warms the slot's cache
+with the chat template's opening (SmolLM2's adds a system prompt), as every later chat
+request starts. With a one-token completion probe instead, a resumed answer's prefill
+was split differently from the uninterrupted run's and, at temperature 0, the two
+differed (tests/e2e/test_quickstart_fleet.py, the one-replica restart)."""

@@ -146,6 +146,7 @@ class Router:
             cursor=queue.cursor,
             prefix_key=prefix_key,
             load_factor=spec.routing.load_factor,
+            spill_after=spec.routing.spill_after,
             home=home,
             homed=queue.homes.counts,
         )

@@ -15,8 +15,8 @@ Strategies:
 * prefix-affinity: bounded loads (Mirrokni et al., "Consistent hashing with
   bounded loads") over a remembered placement: a prefix goes to the replica it
   went to before (its home: the engine's cache holds it) while that one's load
-  stays within ``ceil(c * (total + 1) / n)``, so one hot prefix spills instead
-  of swamping a replica; a new prefix gets the replica that is home to the
+  stays within ``ceil(c * (total + 1) / n)`` or under ``spill_after``, so one
+  hot prefix spills instead of swamping a replica; a new prefix gets the replica that is home to the
   fewest, so the engines' caches split the prefixes evenly. Rendezvous ranking
   (``hash(key, replica)``) orders the spills and breaks ties: with nothing
   remembered (a restarted gateway) every prefix goes where it hashes.
@@ -64,6 +64,7 @@ def pick_replica(
     cursor: int = 0,
     prefix_key: bytes | None = None,
     load_factor: float = 1.25,
+    spill_after: int = 1,
     home: str | None = None,
     homed: Mapping[str, int] | None = None,
 ) -> str | None:
@@ -76,7 +77,13 @@ def pick_replica(
         return open_[cursor % len(open_)]
     if strategy == RoutingStrategy.PREFIX_AFFINITY and prefix_key is not None:
         return pick_bounded_affinity(
-            candidates, loads, prefix_key, load_factor=load_factor, home=home, homed=homed
+            candidates,
+            loads,
+            prefix_key,
+            load_factor=load_factor,
+            spill_after=spill_after,
+            home=home,
+            homed=homed,
         )
     return pick_least_load(open_, loads, cursor=cursor)
 
@@ -110,6 +117,7 @@ def pick_bounded_affinity(
     prefix_key: bytes,
     *,
     load_factor: float,
+    spill_after: int = 1,
     home: str | None = None,
     homed: Mapping[str, int] | None = None,
 ) -> str | None:
@@ -124,6 +132,12 @@ def pick_bounded_affinity(
     order among equals): hashing alone splits 8 prefixes over 2 replicas 4/4 only
     about one time in four, and the replica with more prefixes than its cache
     holds misses on every one of them.
+
+    The home also keeps its prefix while it holds fewer than ``spill_after``
+    requests, past the bound: at low load the bound is a request or two, and a
+    spill costs a prefill of the whole prefix on another replica (seconds for a
+    long system prompt) and pushes another prefix out of that one's cache, where
+    waiting for a busy home costs a share of its batch.
     """
     total = sum(loads.get(c, _UNKNOWN).in_flight for c in candidates)
     bound = load_bound(total, len(candidates), load_factor)
@@ -138,6 +152,10 @@ def pick_bounded_affinity(
     else:
         counts = homed or {}
         ranked.sort(key=lambda replica: counts.get(replica, 0))  # stable: rank breaks ties
+    if home is not None and home in candidates:
+        load = loads.get(home, _UNKNOWN)
+        if load.has_room and load.in_flight < spill_after:
+            return home
     for replica in ranked:
         if fits(replica):
             return replica

@@ -104,6 +104,13 @@ class Routing(Frozen):
     load_factor: float = Field(
         default=1.25, gt=1.0, description="bounded-load factor of prefix-affinity (c in CH-BL)"
     )
+    spill_after: int = Field(
+        default=4,
+        ge=1,
+        description="prefix-affinity: a prefix's home keeps it, whatever the load bound, "
+        "until it has this many requests in flight (a spill prefills the whole prefix "
+        "again on a cold cache)",
+    )
 
 
 class Admission(Frozen):
