@@ -9,6 +9,13 @@ queues the request until a lease is released or the replica set changes:
 * no slot within ``admission.max_wait_s``: 429 with Retry-After;
 * no routable replica at all within ``retries.wait_for_replica_s``: 503.
 
+Prefix affinity on an engine whose slots keep separate caches (llama-server)
+also holds a request back while another of its prefix is in flight on the
+prefix's home, for up to ``routing.prefix_wait_s``: a second slot there would
+prefill the whole prefix again (20 s for 1,500 tokens on one CPU thread, with
+every request in that replica's batch waiting), where the first request ends in
+a second or so. While any request is held, every release wakes the whole queue.
+
 Picking at the moment a slot frees (late binding) is what lets least-load and
 prefix affinity see the real loads. Leases are released in ``finally`` blocks,
 so the counts cannot leak on errors.
@@ -23,9 +30,21 @@ from dataclasses import dataclass, field
 
 from llmfleet.backends.base import ReplicaStatus
 from llmfleet.gateway import errors
-from llmfleet.gateway.balancing import PrefixHomes, ReplicaLoad, pick_replica
+from llmfleet.gateway.balancing import PrefixHomes, ReplicaLoad, pick_replica, prefix_digest
 from llmfleet.gateway.replicas import Snapshot
-from llmfleet.spec.model import RoutingStrategy, ServiceSpec
+from llmfleet.spec.model import EngineKind, RoutingStrategy, ServiceSpec
+
+SLOT_CACHE_PREFIX_WAIT_S = 10.0
+"""``routing.prefix_wait_s`` when the spec leaves it out and the engine keeps a cache per slot."""
+
+
+def prefix_wait_s(spec: ServiceSpec) -> float:
+    """How long a request may wait for its prefix's home to finish another of its prefix."""
+    if spec.routing.strategy != RoutingStrategy.PREFIX_AFFINITY:
+        return 0.0
+    if spec.routing.prefix_wait_s is not None:
+        return spec.routing.prefix_wait_s
+    return SLOT_CACHE_PREFIX_WAIT_S if spec.engine.kind == EngineKind.LLAMACPP else 0.0
 
 
 @dataclass
@@ -34,12 +53,14 @@ class Lease:
 
     replica: ReplicaStatus
     _router: Router
+    prefix: bytes | None = None
+    """the digest of the request's prefix, when prefix affinity counts it in flight."""
     _released: bool = False
 
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._router.release(self.replica)
+            self._router.release(self.replica, self.prefix)
 
 
 @dataclass
@@ -47,6 +68,10 @@ class _Queue:
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     cursor: int = 0
     homes: PrefixHomes = field(default_factory=PrefixHomes)
+    busy: dict[tuple[str, bytes], int] = field(default_factory=dict)
+    """(replica, prefix digest) -> requests in flight, for ``prefix_wait_s``."""
+    held: int = 0
+    """requests waiting for their prefix's home (every release then wakes the queue)."""
 
 
 class Router:
@@ -92,12 +117,26 @@ class Router:
         if queue is None:  # not setdefault: that would build a queue on every request
             queue = self._queues[service] = _Queue()
         start = self.clock()
+        hold_until = start + prefix_wait_s(spec) if prefix_key is not None else start
         while True:
             spec = self.snapshot.services.get(service, spec)
-            replica, any_routable = self._try_pick(service, spec, prefix_key, avoid)
+            hold = self.clock() < hold_until
+            replica, any_routable, digest = self._try_pick(service, spec, prefix_key, avoid, hold)
             if replica is not None:
-                return self._lease(replica)
-            await self._wait(service, spec, queue, start=start, any_routable=any_routable)
+                return self._lease(queue, replica, digest)
+            held = digest is not None  # a replica had room: held back for its prefix
+            queue.held += held
+            try:
+                await self._wait(
+                    service,
+                    spec,
+                    queue,
+                    start=start,
+                    any_routable=any_routable,
+                    until=hold_until if held else None,
+                )
+            finally:
+                queue.held -= held
 
     def try_acquire(
         self, service: str, *, prefix_key: bytes | None = None, avoid: Collection[str] = ()
@@ -105,29 +144,44 @@ class Router:
         """What ``acquire`` returns when it need not wait, else None (and nothing changes
         but the round-robin cursor); no coroutine, for the common case."""
         spec = self.snapshot.services[service]
-        if service not in self._queues:
-            self._queues[service] = _Queue()
-        replica, _ = self._try_pick(service, spec, prefix_key, avoid)
-        return None if replica is None else self._lease(replica)
+        queue = self._queues.get(service)
+        if queue is None:
+            queue = self._queues[service] = _Queue()
+        hold = prefix_key is not None and prefix_wait_s(spec) > 0
+        replica, _, digest = self._try_pick(service, spec, prefix_key, avoid, hold)
+        return None if replica is None else self._lease(queue, replica, digest)
 
-    def _lease(self, replica: ReplicaStatus) -> Lease:
-        self.in_flight[replica.replica_id] = self.in_flight.get(replica.replica_id, 0) + 1
-        return Lease(replica, self)
+    def _lease(self, queue: _Queue, replica: ReplicaStatus, digest: bytes | None) -> Lease:
+        rid = replica.replica_id
+        self.in_flight[rid] = self.in_flight.get(rid, 0) + 1
+        if digest is not None:
+            queue.busy[(rid, digest)] = queue.busy.get((rid, digest), 0) + 1
+        return Lease(replica, self, digest)
 
     def _try_pick(
-        self, service: str, spec: ServiceSpec, prefix_key: bytes | None, avoid: Collection[str]
-    ) -> tuple[ReplicaStatus | None, bool]:
+        self,
+        service: str,
+        spec: ServiceSpec,
+        prefix_key: bytes | None,
+        avoid: Collection[str],
+        hold: bool = False,
+    ) -> tuple[ReplicaStatus | None, bool, bytes | None]:
+        """(the replica, whether any is routable, the prefix digest to count in flight).
+
+        Prefix affinity counts its requests in flight per home when the service holds
+        requests for their prefix (``hold``: a held request gets no replica and the digest,
+        so its caller knows it was held rather than out of room)."""
         healthy = [r for r in self.routable(service) if not self.is_ejected(r.replica_id)]
         preferred = [r for r in healthy if r.replica_id not in avoid] or healthy
         if not preferred:
-            return None, False
+            return None, False, None
         capacity = spec.admission.max_in_flight_per_replica or spec.slots
         queue = self._queues[service]
         queue.cursor += 1
         if len(preferred) == 1:
             # what every strategy picks from one candidate: it, if it has room
             only = preferred[0]
-            return (only if self.in_flight.get(only.replica_id, 0) < capacity else None), True
+            return (only if self.in_flight.get(only.replica_id, 0) < capacity else None), True, None
         by_id = {r.replica_id: r for r in preferred}
         loads = {
             rid: ReplicaLoad(
@@ -139,6 +193,9 @@ class Router:
         }
         affinity = spec.routing.strategy == RoutingStrategy.PREFIX_AFFINITY and prefix_key
         home = queue.homes.home(prefix_key) if affinity and prefix_key else None
+        digest = prefix_digest(prefix_key) if affinity and prefix_key and hold else None
+        if digest is not None and home in by_id and queue.busy.get((home, digest)):
+            return None, True, digest  # its home is busy with this prefix: wait for it
         picked = pick_replica(
             spec.routing.strategy,
             list(by_id),
@@ -151,13 +208,20 @@ class Router:
             homed=queue.homes.counts,
         )
         if picked is None:
-            return None, True
+            return None, True, None
         if affinity and prefix_key and (home is None or home not in by_id):
             queue.homes.place(prefix_key, picked)  # a new home; a spill leaves the old one
-        return by_id[picked], True
+        return by_id[picked], True, digest
 
     async def _wait(
-        self, service: str, spec: ServiceSpec, queue: _Queue, *, start: float, any_routable: bool
+        self,
+        service: str,
+        spec: ServiceSpec,
+        queue: _Queue,
+        *,
+        start: float,
+        any_routable: bool,
+        until: float | None = None,
     ) -> None:
         if len(queue.waiters) >= spec.admission.queue_size:
             raise errors.queue_full(service, retry_after_s=1)
@@ -170,6 +234,8 @@ class Router:
                     retry_after_s=1,
                 )
             raise errors.no_replica(service, waited_s=self.clock() - start)
+        if until is not None:  # held for its prefix: look again when the hold ends
+            remaining = min(remaining, max(until - self.clock(), 0.0))
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue.waiters.append(waiter)
         try:
@@ -183,13 +249,24 @@ class Router:
             if waiter in queue.waiters:
                 queue.waiters.remove(waiter)
 
-    def release(self, replica: ReplicaStatus) -> None:
+    def release(self, replica: ReplicaStatus, prefix: bytes | None = None) -> None:
         count = self.in_flight.get(replica.replica_id, 0) - 1
         if count > 0:
             self.in_flight[replica.replica_id] = count
         else:
             self.in_flight.pop(replica.replica_id, None)
-        self._wake_one(replica.service)
+        queue = self._queues.get(replica.service)
+        if queue is not None and prefix is not None:
+            key = (replica.replica_id, prefix)
+            left = queue.busy.get(key, 0) - 1
+            if left > 0:
+                queue.busy[key] = left
+            else:
+                queue.busy.pop(key, None)
+        if queue is not None and queue.held:
+            self._wake_queue(queue)  # a held request may be the one this release frees
+        else:
+            self._wake_one(replica.service)
 
     def _wake_one(self, service: str) -> None:
         queue = self._queues.get(service)
@@ -201,7 +278,11 @@ class Router:
 
     def wake_all(self) -> None:
         for queue in self._queues.values():
-            while queue.waiters:
-                waiter = queue.waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
+            self._wake_queue(queue)
+
+    @staticmethod
+    def _wake_queue(queue: _Queue) -> None:
+        while queue.waiters:
+            waiter = queue.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)

@@ -177,11 +177,11 @@ class PrefixHomes:
         self.counts: dict[str, int] = {}
 
     def home(self, key: bytes) -> str | None:
-        return self._homes.get(_digest(key))
+        return self._homes.get(prefix_digest(key))
 
     def place(self, key: bytes, replica: str) -> None:
         """Record that ``key`` was sent to ``replica`` (its new home if it had another)."""
-        key = _digest(key)
+        key = prefix_digest(key)
         old = self._homes.pop(key, None)
         if old is not None:
             self.counts[old] -= 1
@@ -192,7 +192,7 @@ class PrefixHomes:
             self.counts[self._homes.pop(oldest)] -= 1
 
 
-def _digest(key: bytes) -> bytes:
+def prefix_digest(key: bytes) -> bytes:
     """What ``PrefixHomes`` keeps of a key: 16 bytes instead of up to ``prefix_chars``."""
     return hashlib.blake2b(key, digest_size=16).digest()
 

@@ -111,6 +111,14 @@ class Routing(Frozen):
         "until it has this many requests in flight (a spill prefills the whole prefix "
         "again on a cold cache)",
     )
+    prefix_wait_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="prefix-affinity: how long a request waits while another of its prefix is "
+        "in flight on the prefix's home, when the engine keeps a cache per slot (llama-server "
+        "prefills the prefix again in another slot; vLLM shares it); default 10 for llamacpp, "
+        "0 for other engines",
+    )
 
 
 class Admission(Frozen):
