@@ -127,3 +127,16 @@ async def test_a_hot_prefix_grows_into_more_slots() -> None:
     assert table.try_acquire("chat", prefix_key=b"hot") is None  # a third would wait
     again.release()
     first.release()
+
+
+async def test_a_hold_never_outlasts_half_the_admission_wait() -> None:
+    """prefix_wait_s longer than the queue's own wait: the request is placed, not refused."""
+    service = spec(prefix_wait_s=60).model_copy(
+        update={"admission": spec().admission.model_copy(update={"max_wait_s": 0.1})}
+    )
+    table = router(service)
+    first = table.try_acquire("chat", prefix_key=b"tenant")
+    assert first is not None
+    second = await asyncio.wait_for(table.acquire("chat", prefix_key=b"tenant"), 1)
+    second.release()
+    first.release()

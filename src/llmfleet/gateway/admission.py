@@ -124,7 +124,10 @@ class Router:
         if queue is None:  # not setdefault: that would build a queue on every request
             queue = self._queues[service] = _Queue()
         start = self.clock()
-        hold_until = start + prefix_wait_s(spec) if prefix_key is not None else start
+        # a hold takes at most half of the request's admission wait, so a held request is
+        # still placed (not refused with 429) when its home stays busy
+        hold_s = min(prefix_wait_s(spec), spec.admission.max_wait_s / 2)
+        hold_until = start + hold_s if prefix_key is not None else start
         while True:
             spec = self.snapshot.services.get(service, spec)
             hold = self.clock() < hold_until
