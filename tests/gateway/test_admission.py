@@ -114,21 +114,6 @@ async def test_a_release_reaches_a_request_queued_behind_a_held_one() -> None:
     assert table.in_flight == {}
 
 
-async def test_a_hot_prefix_grows_into_more_slots() -> None:
-    """Once a hold ran out and a second slot took the prefix, two of it run at once."""
-    table = router(spec(prefix_wait_s=0.02))
-    first = table.try_acquire("chat", prefix_key=b"hot")
-    assert first is not None
-    second = await asyncio.wait_for(table.acquire("chat", prefix_key=b"hot"), 1)  # held, then
-    assert second.replica.replica_id == first.replica.replica_id  # placed on the home
-    second.release()
-    again = table.try_acquire("chat", prefix_key=b"hot")  # 2 slots hold it: no hold now
-    assert again is not None and again.replica.replica_id == first.replica.replica_id
-    assert table.try_acquire("chat", prefix_key=b"hot") is None  # a third would wait
-    again.release()
-    first.release()
-
-
 async def test_a_hold_never_outlasts_half_the_admission_wait() -> None:
     """prefix_wait_s longer than the queue's own wait: the request is placed, not refused."""
     service = spec(prefix_wait_s=60).model_copy(

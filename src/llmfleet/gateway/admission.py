@@ -10,13 +10,11 @@ queues the request until a lease is released or the replica set changes:
 * no routable replica at all within ``retries.wait_for_replica_s``: 503.
 
 Prefix affinity on an engine whose slots keep separate caches (llama-server)
-also holds a request back while every slot of the prefix's home that has held
-the prefix is busy with it, for up to ``routing.prefix_wait_s``: another slot
-there would prefill the whole prefix again (20 s for 1,500 tokens on one CPU
-thread, with every request in that replica's batch waiting), where a request
-of it ends in a second or so. A hold that runs out places the request as usual,
-which gives a hot prefix one more slot. While any request is held, every
-release wakes the whole queue.
+also holds a request back while another of its prefix is in flight on the
+prefix's home, for up to ``routing.prefix_wait_s``: a second slot there would
+prefill the whole prefix again (20 s for 1,500 tokens on one CPU thread, with
+every request in that replica's batch waiting), where the first request ends in
+a second or so. While any request is held, every release wakes the whole queue.
 
 Picking at the moment a slot frees (late binding) is what lets least-load and
 prefix affinity see the real loads. Leases are released in ``finally`` blocks,
@@ -36,8 +34,6 @@ from llmfleet.gateway.balancing import PrefixHomes, ReplicaLoad, pick_replica, p
 from llmfleet.gateway.replicas import Snapshot
 from llmfleet.spec.model import EngineKind, RoutingStrategy, ServiceSpec
 
-COPIES_KEPT = 4096
-"""(replica, prefix) pairs whose slot copies are remembered."""
 SLOT_CACHE_PREFIX_WAIT_S = 10.0
 """``routing.prefix_wait_s`` when the spec leaves it out and the engine keeps a cache per slot."""
 
@@ -74,9 +70,6 @@ class _Queue:
     homes: PrefixHomes = field(default_factory=PrefixHomes)
     busy: dict[tuple[str, bytes], int] = field(default_factory=dict)
     """(replica, prefix digest) -> requests in flight, for ``prefix_wait_s``."""
-    copies: dict[tuple[str, bytes], int] = field(default_factory=dict)
-    """(replica, prefix digest) -> most requests of it in flight there at once: how many
-    of the engine's slots have held the prefix (a hot prefix spreads over more slots)."""
     held: int = 0
     """requests waiting for their prefix's home (every release then wakes the queue)."""
 
@@ -157,19 +150,15 @@ class Router:
         queue = self._queues.get(service)
         if queue is None:
             queue = self._queues[service] = _Queue()
-        replica, _, digest = self._try_pick(service, spec, prefix_key, avoid, hold=True)
+        hold = prefix_key is not None and prefix_wait_s(spec) > 0
+        replica, _, digest = self._try_pick(service, spec, prefix_key, avoid, hold)
         return None if replica is None else self._lease(queue, replica, digest)
 
     def _lease(self, queue: _Queue, replica: ReplicaStatus, digest: bytes | None) -> Lease:
         rid = replica.replica_id
         self.in_flight[rid] = self.in_flight.get(rid, 0) + 1
         if digest is not None:
-            key = (rid, digest)
-            busy = queue.busy[key] = queue.busy.get(key, 0) + 1
-            if busy > queue.copies.get(key, 0):
-                queue.copies[key] = busy
-                if len(queue.copies) > COPIES_KEPT:
-                    del queue.copies[next(iter(queue.copies))]  # the oldest entry
+            queue.busy[(rid, digest)] = queue.busy.get((rid, digest), 0) + 1
         return Lease(replica, self, digest)
 
     def _try_pick(
@@ -183,9 +172,8 @@ class Router:
         """(the replica, whether any is routable, the prefix digest to count in flight).
 
         Prefix affinity counts its requests in flight per home when the service holds
-        requests for their prefix (``prefix_wait_s``); ``hold``: this one may be held, and
-        then gets no replica but the digest, so its caller knows it was held rather than
-        out of room."""
+        requests for their prefix (``hold``: a held request gets no replica and the digest,
+        so its caller knows it was held rather than out of room)."""
         healthy = [r for r in self.routable(service) if not self.is_ejected(r.replica_id)]
         preferred = [r for r in healthy if r.replica_id not in avoid] or healthy
         if not preferred:
@@ -208,12 +196,9 @@ class Router:
         }
         affinity = spec.routing.strategy == RoutingStrategy.PREFIX_AFFINITY and prefix_key
         home = queue.homes.home(prefix_key) if affinity and prefix_key else None
-        counted = affinity and prefix_key and prefix_wait_s(spec) > 0
-        digest = prefix_digest(prefix_key) if counted and prefix_key else None
-        if hold and digest is not None and home in by_id:
-            busy = queue.busy.get((home, digest), 0)
-            if busy and busy >= queue.copies.get((home, digest), 1):
-                return None, True, digest  # every slot holding it is busy: wait for one
+        digest = prefix_digest(prefix_key) if affinity and prefix_key and hold else None
+        if digest is not None and home in by_id and queue.busy.get((home, digest)):
+            return None, True, digest  # its home is busy with this prefix: wait for it
         picked = pick_replica(
             spec.routing.strategy,
             list(by_id),
