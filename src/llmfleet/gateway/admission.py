@@ -127,7 +127,7 @@ class Router:
             replica, any_routable, digest = self._try_pick(service, spec, prefix_key, avoid, hold)
             if replica is not None:
                 return self._lease(queue, replica, digest)
-            held = digest is not None  # a replica had room: held back for its prefix
+            held = digest is not None  # held back for its prefix, not out of room
             queue.held += held
             try:
                 await self._wait(
