@@ -10,10 +10,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llmfleet.observe.span_export import InProcessSink
+from llmfleet.observe.span_export import FastOTLPSpanExporter, InProcessSink, SpanEncoder
 from llmfleet.observe.tracing import (
     ExporterProcess,
     RequestTrace,
@@ -210,4 +213,57 @@ def test_a_dead_exporter_process_costs_spans_not_requests() -> None:
         tracing.request("POST /", service="chat", path="/").end(200)
     assert sink.dead
     assert tracing.flush(timeout_s=1) is False
+    tracing.shutdown()
+
+
+def test_the_fast_encoder_writes_what_the_sdk_encoder_writes() -> None:
+    """Every span the gateway makes (with a remote parent and tracestate, an error, a
+    resume; str, bool, int and float attributes) encodes to the SDK encoder's message."""
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(InProcessSink(exporter, service_name="llmfleet-gateway"))
+    traced_request(tracing)
+    traced_request(tracing, {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-"
+                                            "b7ad6b7169203331-01", "tracestate": "a=1,b=2"})
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 10
+    assert any(s.parent is not None and s.parent.is_remote for s in spans)
+    assert any(s.context.trace_state for s in spans)
+    assert any(isinstance(v, float) for s in spans for v in s.attributes.values())
+    encoder = SpanEncoder()
+    assert all(encoder.supports(s) for s in spans)
+    expected = encode_spans(spans)
+    assert encoder.request(spans) == expected
+    assert encoder.request(spans) == expected  # again, from its cached attributes
+    tracing.shutdown()
+
+
+def test_spans_the_fast_encoder_does_not_cover_go_through_the_sdk_exporter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A span with an event is exported by the SDK's own encoder; the gateway's by the
+    fast one, through the installed SDK's HTTP client (the fast path is on)."""
+    exporter = FastOTLPSpanExporter(endpoint="http://127.0.0.1:1/v1/traces")
+    assert exporter.fast
+    sent: list[bytes] = []
+    sdk: list[int] = []
+
+    class Client:
+        def export(self, data: bytes) -> object:
+            sent.append(data)
+            return type("Result", (), {"success": True})()
+
+    monkeypatch.setattr(exporter, "_client", Client())
+    monkeypatch.setattr(
+        OTLPSpanExporter, "export", lambda self, spans: sdk.append(len(spans)) or "sdk"
+    )
+    memory = InMemorySpanExporter()
+    tracing = Tracing(InProcessSink(memory, service_name="g"))
+    traced_request(tracing)
+    spans = memory.get_finished_spans()
+    assert exporter.export(spans).name == "SUCCESS"
+    assert ExportTraceServiceRequest.FromString(sent[0]) == encode_spans(spans)
+    with_event = ReadableSpan("x", spans[0].context, events=[Event("e")],
+                              resource=spans[0].resource)
+    assert exporter.export([with_event]) == "sdk"
+    assert sdk == [1] and len(sent) == 1
     tracing.shutdown()
