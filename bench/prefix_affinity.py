@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -42,6 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # blocks the replica's other requests for as long: that measures llama-server's
 # per-slot cache, not routing.)
 ENGINE_ARGS = '["--cache-ram", "160"]'
+# A cold 1,500-token prefill here is one 20 s step of llama-server's batch, and every
+# other stream on that replica waits it out without a chunk: past the default
+# ``timeouts.idle_s`` (15 s, for GPU engines) the gateway would take such a replica for
+# hung, eject it and resume its streams on the other one, with a cold prefill there.
+# On this hardware a stall is only a stall after minutes (hence idle_s below).
 
 WORDS = [
     "river",
@@ -79,7 +85,7 @@ services:
     context: 2560
     routing: {{strategy: {strategy}}}
     admission: {{max_wait_s: 600}}
-    timeouts: {{first_byte_s: 600}}
+    timeouts: {{first_byte_s: 600, idle_s: 600}}
 environments:
   production: {{gateway: {{port: {port}}}}}
   staging: {{gateway: {{port: {staging}}}}}
@@ -182,7 +188,13 @@ def llmfleet(folder: Path, *args: str) -> None:
 
 
 def measure(
-    strategy: str, *, requests: int, concurrency: int, warmup: int, slots: int
+    strategy: str,
+    *,
+    requests: int,
+    concurrency: int,
+    warmup: int,
+    slots: int,
+    logs: Path | None = None,
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         folder, port = Path(tmp), free_port()
@@ -206,6 +218,8 @@ def measure(
                 )
             )
         finally:
+            if logs is not None:  # the replicas' own output, for reading their slot choices
+                shutil.copytree(folder / ".llmfleet" / "logs", logs / strategy, dirs_exist_ok=True)
             llmfleet(folder, "down")
 
 
@@ -222,6 +236,12 @@ def main() -> None:
         default=4,
         help="parallel requests per replica",
     )
+    parser.add_argument(
+        "--strategies",
+        default="round-robin,prefix-affinity",
+        help="comma-separated; the ratio needs both",
+    )
+    parser.add_argument("--logs", type=Path, help="copy the replicas' logs here")
     args = parser.parse_args()
     results = {
         s: measure(
@@ -230,8 +250,9 @@ def main() -> None:
             concurrency=args.concurrency,
             warmup=args.warmup,
             slots=args.slots,
+            logs=args.logs,
         )
-        for s in ("round-robin", "prefix-affinity")
+        for s in args.strategies.split(",")
     }
     print(
         f"load average {os.getloadavg()[0]:.2f}; {args.requests} requests, "
@@ -242,6 +263,8 @@ def main() -> None:
     print(f"{'strategy':<18}{'p50 TTFT s':>12}{'p95 TTFT s':>12}{'req/s':>9}")
     for name, r in results.items():
         print(f"{name:<18}{r['p50']:>12.3f}{r['p95']:>12.3f}{r['rps']:>9.2f}")
+    if len(results) < 2:
+        return
     ratio = results["round-robin"]["p50"] / results["prefix-affinity"]["p50"]
     print(
         f"p50 TTFT round-robin / prefix-affinity = {ratio:.1f}x (goal >= 5x); "
