@@ -186,3 +186,20 @@ def test_empty_sections_mean_their_defaults() -> None:
     resolved = load_spec_text(dedent(text)).resolved
     assert resolved.environment("staging").services["chat"].replicas == 1
     assert resolved.environment("production").gateway.port == 8080
+
+
+def test_llama_server_on_cpus_waits_out_a_prefill_between_chunks() -> None:
+    """Left out, idle_s is first_byte_s for llamacpp without GPUs (another request's
+    prefill pauses every stream there); written, or on a GPU, it is what it says."""
+    text = CHAIN.replace(
+        "      code:\n        extends: small\n",
+        "      code:\n        extends: small\n        timeouts: {first_byte_s: 90, idle_s: 5}\n",
+    ).replace(
+        "        labels: {team: a}\n",
+        "        labels: {team: a}\n      gpu:\n        extends: small\n"
+        "        resources: {gpus: 1}\n",
+    )
+    services = load_spec_text(dedent(text)).resolved.environment("production").services
+    assert services["chat"].timeouts.idle_s == services["chat"].timeouts.first_byte_s == 60
+    assert services["code"].timeouts.idle_s == 5
+    assert services["gpu"].timeouts.idle_s == 15

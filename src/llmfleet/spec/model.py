@@ -137,7 +137,14 @@ class Timeouts(Frozen):
 
     connect_s: float = Field(default=2.0, gt=0)
     first_byte_s: float = Field(default=60.0, gt=0)
-    idle_s: float = Field(default=15.0, gt=0, description="longest pause between stream chunks")
+    idle_s: float = Field(
+        default=15.0,
+        gt=0,
+        description=(
+            "longest pause between stream chunks; left out, first_byte_s for llamacpp "
+            "without GPUs (another request's prefill pauses every stream there)"
+        ),
+    )
     total_s: float = Field(default=600.0, gt=0)
 
 
@@ -186,6 +193,25 @@ class ServiceSpec(Frozen):
     validation: ValidationSpec | None = Field(
         default=None, description="quality and speed suites and the release gate"
     )
+
+    @model_validator(mode="after")
+    def _cpu_idle_timeout(self) -> ServiceSpec:
+        """``timeouts.idle_s``, left out, is ``first_byte_s`` for llama-server on CPUs.
+
+        There one request's prefill pauses every stream of the replica for as long as
+        it takes (a cold 1,500-token prompt: 20 s on a core), and a 15 s idle timeout
+        would eject a busy replica as hung and resume its streams elsewhere, with
+        cold prefills there."""
+        timeouts = self.timeouts
+        if (
+            self.engine.kind == EngineKind.LLAMACPP
+            and self.resources.gpus == 0
+            and "idle_s" not in timeouts.model_fields_set
+            and timeouts.first_byte_s > timeouts.idle_s
+        ):
+            cpu = timeouts.model_copy(update={"idle_s": timeouts.first_byte_s})
+            object.__setattr__(self, "timeouts", cpu)  # frozen: set while validating
+        return self
 
     def runtime_hash(self) -> str:
         """Hash of the fields a running replica depends on; a change means replace.
