@@ -44,10 +44,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # per-slot cache, not routing.)
 ENGINE_ARGS = '["--cache-ram", "160"]'
 # A cold 1,500-token prefill here is one 20 s step of llama-server's batch, and every
-# other stream on that replica waits it out without a chunk: past the default
-# ``timeouts.idle_s`` (15 s, for GPU engines) the gateway would take such a replica for
-# hung, eject it and resume its streams on the other one, with a cold prefill there.
-# On this hardware a stall is only a stall after minutes (hence idle_s below).
+# other stream on that replica waits it out without a chunk: ``timeouts.idle_s`` must be
+# longer, or the gateway takes a busy replica for hung, ejects it and resumes its streams
+# on the other one, with cold prefills there. Left out, it is ``first_byte_s`` for
+# llama-server without GPUs, so the spec below sets only that.
 
 WORDS = [
     "river",
@@ -85,7 +85,7 @@ services:
     context: 2560
     routing: {{strategy: {strategy}}}
     admission: {{max_wait_s: 600}}
-    timeouts: {{first_byte_s: 600, idle_s: 600}}
+    timeouts: {{first_byte_s: 600}}
 environments:
   production: {{gateway: {{port: {port}}}}}
   staging: {{gateway: {{port: {staging}}}}}
