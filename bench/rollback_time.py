@@ -1,6 +1,6 @@
 """Rollback time against a bare engine start, and failed requests during promote and rollback.
 
-    .venv/bin/python bench/rollback_time.py
+    .venv/bin/python bench/rollback_time.py [--repeat 4]
 
 Production runs the quickstart (revision A); a candidate (revision B: another
 context size, so every replica is replaced) is promoted under load (forced: the
@@ -14,6 +14,7 @@ during promote and rollback.
 
 from __future__ import annotations
 
+import argparse
 import threading
 import time
 from pathlib import Path
@@ -54,6 +55,11 @@ def timed_rollback(p: object) -> tuple[float, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--repeat", type=int, default=4, help="timed rollbacks and bare starts (best of)"
+    )
+    repeat = parser.parse_args().repeat
     with project() as p:
         p.write(p.base)
         p.run("apply", "--yes")
@@ -62,7 +68,7 @@ def main() -> None:
         # The gate is not what this bench measures (bench/validate_time.py is): promote is
         # forced, so a noisy speed verdict cannot stop the run.
         bare, first, whole = [], [], []
-        for _ in range(2):
+        for _ in range(repeat):
             p.write(candidate)
             p.run("promote", "--force", "--reason", "rollback bench")
             bare.append(bare_start(1))
@@ -77,10 +83,10 @@ def main() -> None:
             rollback_s = p.run("rollback", "--reason", "bench")
     b, f, w = min(bare), min(first), min(whole)
     print(f"bare llama-server start, same argv, until it passes the same readiness probes "
-          f"(best of 2): {b:.2f} s")
+          f"(best of {repeat}): {b:.2f} s")
     print(
         f"rollback until production serves on the earlier revision (first restored replica "
-        f"ready, best of 2): {f:.2f} s = {f / b:.2f}x bare (goal <= 1.5x)"
+        f"ready, best of {repeat}): {f:.2f} s = {f / b:.2f}x bare (goal <= 1.5x)"
     )
     print(f"whole rollback command (both replicas replaced, rolling): {w:.2f} s = {w / b:.2f}x")
     print(
