@@ -163,6 +163,8 @@ async def _assess_all(
             url_of(staging.gateway),
             url_of(prod_env.gateway) if in_production else None,
             api_key=api_key,
+            candidate_replicas=staging.services[name].replicas,
+            production_replicas=prod_env.services[name].replicas if in_production else 1,
         )
         target = ctx.loaded.resolved.environments[PRODUCTION].services[name]
         reports.append(

@@ -89,6 +89,10 @@ class Sides:
     candidate_url: str
     production_url: str | None
     api_key: str | None = None  # for services that require one; valid on both sides
+    candidate_replicas: int = 1
+    production_replicas: int = 1
+    """Staging often runs fewer replicas than production: production then gets its load
+    times production/candidate replicas, and throughput is compared per replica."""
 
 
 def _judge_replies(
@@ -120,13 +124,24 @@ async def assess_service(
         urls = {"candidate": sides.candidate_url}
         if sides.production_url:
             urls = {"production": sides.production_url, **urls}
+        scale = {"production": sides.production_replicas / sides.candidate_replicas}
         speed.update(
-            await measure_speed(urls, model=service, suite=validation.speed, api_key=sides.api_key)
+            await measure_speed(
+                urls,
+                model=service,
+                suite=validation.speed,
+                api_key=sides.api_key,
+                scale=scale,
+            )
         )
     cand_q, prod_q, agreement = quality
     evidence = Evidence(
-        candidate=SideMetrics(pass_rate(cand_q) if suite else None, speed["candidate"]),
-        production=SideMetrics(pass_rate(prod_q) if prod_q else None, speed["production"]),
+        candidate=SideMetrics(
+            pass_rate(cand_q) if suite else None, speed["candidate"], sides.candidate_replicas
+        ),
+        production=SideMetrics(
+            pass_rate(prod_q) if prod_q else None, speed["production"], sides.production_replicas
+        ),
         agreement=agreement.rate if agreement else None,
     )
     return ServiceReport(
@@ -138,7 +153,22 @@ async def assess_service(
         agreement,
         speed["candidate"],
         speed["production"],
-        tuple(impossible_thresholds(gate)),
+        tuple(impossible_thresholds(gate)) + _replica_note(sides, validation),
+    )
+
+
+def _replica_note(sides: Sides, validation: ValidationSpec) -> tuple[str, ...]:
+    if (
+        validation.speed is None
+        or sides.production_url is None
+        or sides.candidate_replicas == sides.production_replicas
+    ):
+        return ()
+    factor = sides.production_replicas / sides.candidate_replicas
+    return (
+        f"staging runs {sides.candidate_replicas} replica(s), production "
+        f"{sides.production_replicas}: production got {factor:g}x the load at each level "
+        "(the same per replica), and throughput is compared per replica",
     )
 
 

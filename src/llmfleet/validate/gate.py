@@ -23,6 +23,8 @@ class SideMetrics:
 
     quality_pass_rate: float | None = None
     speed: Mapping[str, LoadSummary] = field(default_factory=dict)
+    replicas: int = 1
+    """behind the side's gateway; relative throughput is compared per replica."""
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,12 @@ def check_relative_speed(gate: GateSpec, evidence: Evidence) -> list[Verdict]:
             ),
             ("p95 e2e / production", gate.max_e2e_p95_ratio, mine.e2e.p95, theirs.e2e.p95, True),
             (
-                "throughput / production",
+                "throughput / production"
+                if evidence.candidate.replicas == evidence.production.replicas
+                else "throughput per replica / production",
                 gate.min_throughput_ratio,
-                mine.output_tokens_per_s,
-                theirs.output_tokens_per_s,
+                mine.output_tokens_per_s / evidence.candidate.replicas,
+                theirs.output_tokens_per_s / evidence.production.replicas,
                 False,
             ),
         )

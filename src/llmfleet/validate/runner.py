@@ -53,26 +53,37 @@ def levels(suite: SpeedSuiteSpec) -> list[str]:
 
 
 async def _run_level(
-    target: Target, label: str, seconds: float
+    target: Target, label: str, seconds: float, scale: float = 1.0
 ) -> tuple[list[RequestSample], float]:
+    """One slice of the level ``label``, its load times ``scale``."""
     started = time.monotonic()
     if label.startswith("c"):
-        samples = await closed_loop(target, concurrency=int(label[1:]), duration_s=seconds)
+        concurrency = max(1, round(int(label[1:]) * scale))
+        samples = await closed_loop(target, concurrency=concurrency, duration_s=seconds)
     else:
-        samples = await open_loop(target, rate=float(label[1:]), duration_s=seconds)
+        samples = await open_loop(target, rate=float(label[1:]) * scale, duration_s=seconds)
     return samples, time.monotonic() - started
 
 
 async def measure_speed(
-    sides: Mapping[str, str], *, model: str, suite: SpeedSuiteSpec, api_key: str | None = None
+    sides: Mapping[str, str],
+    *,
+    model: str,
+    suite: SpeedSuiteSpec,
+    api_key: str | None = None,
+    scale: Mapping[str, float] | None = None,
 ) -> dict[str, dict[str, LoadSummary]]:
-    """Per side (name -> gateway URL) and level, the pooled summary of every round."""
+    """Per side (name -> gateway URL) and level, the pooled summary of every round.
+
+    ``scale`` multiplies a side's load (concurrency or rate) at every level: the
+    same load per replica on sides with different replica counts."""
     names = list(sides)
+    scale = scale or {}
     results: dict[str, dict[str, LoadSummary]] = {name: {} for name in names}
     slice_s = suite.duration_s / suite.rounds
-    for url in sides.values():  # a cold replica's first answers are not its speed
+    for name, url in sides.items():  # a cold replica's first answers are not its speed
         target = Target(url, model, suite.prompt, max_tokens=suite.max_tokens, api_key=api_key)
-        await closed_loop(target, concurrency=max(suite.concurrency), duration_s=suite.warmup_s)
+        await _run_level(target, f"c{max(suite.concurrency)}", suite.warmup_s, scale.get(name, 1))
     for label in levels(suite):
         parts: dict[str, list[tuple[list[RequestSample], float]]] = {n: [] for n in names}
         for number in range(suite.rounds):
@@ -81,7 +92,7 @@ async def measure_speed(
                 target = Target(
                     sides[name], model, suite.prompt, max_tokens=suite.max_tokens, api_key=api_key
                 )
-                parts[name].append(await _run_level(target, label, slice_s))
+                parts[name].append(await _run_level(target, label, slice_s, scale.get(name, 1)))
         for name in names:
             results[name][label] = merge_summaries(label, parts[name])
     return results
