@@ -307,3 +307,17 @@ def test_agent_keeps_a_server_and_ctrl_c_reaches_the_command(fleet: Fleet) -> No
     while sock.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not sock.exists()
+
+
+def test_a_server_whose_agent_died_while_it_started_exits(tmp_path: Path) -> None:
+    """The agent passes its pid; a server already reparented (the agent was killed
+    while the server imported) exits at once instead of living on unowned."""
+    not_the_parent = 1
+    done = subprocess.run(
+        [sys.executable, "-m", "llmfleet.cli.server", "--home", str(tmp_path),
+         "--parent", str(not_the_parent)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0
+    assert "command server" not in done.stdout
+    assert not (tmp_path / "cli.sock").exists()

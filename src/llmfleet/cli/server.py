@@ -82,9 +82,9 @@ def fingerprint() -> dict[str, int]:
 
 
 class CommandServer:
-    def __init__(self, socket_path: Path) -> None:
+    def __init__(self, socket_path: Path, parent: int | None = None) -> None:
         self.socket_path = socket_path
-        self.parent = os.getppid()
+        self.parent = os.getppid() if parent is None else parent
         self.package = str(Path(sys.modules["llmfleet"].__file__ or "").parent)
         self.stamps = fingerprint()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -267,12 +267,19 @@ def _exit_code(code: object) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="llmfleet-command-server")
     parser.add_argument("--home", required=True, type=Path)
+    parser.add_argument(
+        "--parent",
+        type=int,
+        help="the agent's pid: gone already (killed while this imported), exit at once",
+    )
     args = parser.parse_args(argv)
     preload()
     if threading.active_count() != 1:  # forking a threaded process is unsafe
         raise SystemExit("command server: a preloaded module started a thread")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server = CommandServer(args.home.resolve() / COMMAND_SOCKET_NAME)
+    if args.parent is not None and os.getppid() != args.parent:
+        return  # reparented: the agent died before this server was up
+    server = CommandServer(args.home.resolve() / COMMAND_SOCKET_NAME, args.parent)
     print(f"llmfleet command server {os.getpid()} on {server.socket_path}", flush=True)
     server.serve()
 

@@ -48,6 +48,8 @@ class CommandServerKeeper:
                     "llmfleet.cli.server",
                     "--home",
                     str(self.home),
+                    "--parent",
+                    str(os.getpid()),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log,
                     stderr=asyncio.subprocess.STDOUT,
