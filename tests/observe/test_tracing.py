@@ -8,17 +8,18 @@ import re
 import socket
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 from aiohttp import web
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llmfleet.observe.span_export import FastOTLPSpanExporter, InProcessSink, SpanEncoder
+from llmfleet.observe.span_export import InProcessSink, RecordEncoder, RecordExporter, SpanBuilder
 from llmfleet.observe.tracing import (
     ExporterProcess,
+    Record,
     RequestTrace,
     Tracing,
     build_tracing,
@@ -216,34 +217,51 @@ def test_a_dead_exporter_process_costs_spans_not_requests() -> None:
     tracing.shutdown()
 
 
-def test_the_fast_encoder_writes_what_the_sdk_encoder_writes() -> None:
+class Records:
+    """A span sink that keeps the records, as the exporter process receives them."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def add(self, record: Record) -> None:
+        self.records.append(orjson.loads(orjson.dumps(record)))  # through the pipe's JSON
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        return True
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        pass
+
+
+def test_the_record_encoder_writes_what_the_sdk_encoder_writes() -> None:
     """Every span the gateway makes (with a remote parent and tracestate, an error, a
     resume; str, bool, int and float attributes) encodes to the SDK encoder's message."""
-    exporter = InMemorySpanExporter()
-    tracing = Tracing(InProcessSink(exporter, service_name="llmfleet-gateway"))
+    sink = Records()
+    tracing = Tracing(sink)
     traced_request(tracing)
     traced_request(tracing, {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-"
                                             "b7ad6b7169203331-01", "tracestate": "a=1,b=2"})
-    spans = exporter.get_finished_spans()
+    builder = SpanBuilder("llmfleet-gateway")
+    spans = [builder.span(record) for record in sink.records]
     assert len(spans) == 10
     assert any(s.parent is not None and s.parent.is_remote for s in spans)
     assert any(s.context.trace_state for s in spans)
     assert any(isinstance(v, float) for s in spans for v in s.attributes.values())
-    encoder = SpanEncoder()
-    assert all(encoder.supports(s) for s in spans)
+    encoder = RecordEncoder(builder)
+    assert all(encoder.supports(record) for record in sink.records)
     expected = encode_spans(spans)
-    assert encoder.request(spans) == expected
-    assert encoder.request(spans) == expected  # again, from its cached attributes
-    tracing.shutdown()
+    assert encoder.request(sink.records) == expected
+    assert encoder.request(sink.records).SerializeToString() == expected.SerializeToString()
+    assert encoder.request(sink.records) == expected  # again, from its cached attributes
 
 
-def test_spans_the_fast_encoder_does_not_cover_go_through_the_sdk_exporter(
+def test_records_the_encoder_does_not_cover_go_through_the_sdk_exporter(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A span with an event is exported by the SDK's own encoder; the gateway's by the
-    fast one, through the installed SDK's HTTP client (the fast path is on)."""
-    exporter = FastOTLPSpanExporter(endpoint="http://127.0.0.1:1/v1/traces")
-    assert exporter.fast
+    """The gateway's records are encoded by ``RecordEncoder`` and sent through the
+    installed SDK's HTTP client (the fast path is on); a batch with an attribute the
+    encoder does not write (a list) goes through the SDK's own ``export``."""
+    exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:1/v1/traces")
     sent: list[bytes] = []
     sdk: list[int] = []
 
@@ -256,14 +274,40 @@ def test_spans_the_fast_encoder_does_not_cover_go_through_the_sdk_exporter(
     monkeypatch.setattr(
         OTLPSpanExporter, "export", lambda self, spans: sdk.append(len(spans)) or "sdk"
     )
-    memory = InMemorySpanExporter()
-    tracing = Tracing(InProcessSink(memory, service_name="g"))
-    traced_request(tracing)
-    spans = memory.get_finished_spans()
-    assert exporter.export(spans).name == "SUCCESS"
+    sink = RecordExporter(exporter, service_name="g")
+    assert sink.fast
+    records = Records()
+    traced_request(Tracing(records))
+    sink.add_all(records.records)
+    assert sink.flush()
+    spans = [sink.builder.span(record) for record in records.records]
     assert ExportTraceServiceRequest.FromString(sent[0]) == encode_spans(spans)
-    with_event = ReadableSpan("x", spans[0].context, events=[Event("e")],
-                              resource=spans[0].resource)
-    assert exporter.export([with_event]) == "sdk"
+    odd = list(records.records[0])
+    odd[8] = {"tags": ["a", "b"]}
+    sink.add_all([odd])
+    assert not sink.flush()  # the SDK's export (stubbed) answered "sdk", not SUCCESS
     assert sdk == [1] and len(sent) == 1
-    tracing.shutdown()
+
+
+def test_records_wait_for_a_batch_or_the_delay() -> None:
+    """Records are exported once ``BATCH`` are pending or the oldest is ``DELAY_S`` old."""
+    now = [100.0]
+    sent: list[int] = []
+
+    class Exporter:
+        _client = type("Client", (), {"export": lambda self, data: sent.append(len(data))
+                                      or type("R", (), {"success": True})()})()
+
+    sink = RecordExporter(Exporter(), service_name="g", clock=lambda: now[0])  # type: ignore[arg-type]
+    records = Records()
+    traced_request(Tracing(records))
+    assert sink.due_in() is None
+    sink.add_all(records.records)
+    sink.export_due()
+    assert not sent and sink.due_in() == pytest.approx(RecordExporter.DELAY_S)
+    now[0] += RecordExporter.DELAY_S
+    sink.export_due()
+    assert len(sent) == 1 and sink.due_in() is None
+    sink.add_all(records.records * (RecordExporter.BATCH // len(records.records) + 1))
+    sink.export_due()
+    assert len(sent) == 3  # one full batch and the rest, at once
