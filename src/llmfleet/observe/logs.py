@@ -132,7 +132,9 @@ class JsonLinesBuffer:
         self._max = max_lines
         self._clock = clock
         self._second = -1
-        self._prefix = ""
+        self._milli = -1
+        self._prefix = b""
+        self._stamp = b""
         common = {
             "log.level": "info",
             "ecs.version": ECS_VERSION,
@@ -145,19 +147,26 @@ class JsonLinesBuffer:
         then its own fields."""
         self._timer: asyncio.TimerHandle | None = None
 
-    def _timestamp(self, now: float) -> str:
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime('{"@timestamp":"%Y-%m-%dT%H:%M:%S', time.gmtime(second))
-        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+    def _head(self, now: float) -> bytes:
+        """The timestamp and the common fields: formatted once a millisecond (lines of
+        the same millisecond share it), the date part once a second."""
+        milli = int(now * 1000)
+        if milli != self._milli:
+            self._milli = milli
+            second, rest = divmod(milli, 1000)
+            if second != self._second:
+                self._second = second
+                self._prefix = time.strftime(
+                    '{"@timestamp":"%Y-%m-%dT%H:%M:%S', time.gmtime(second)
+                ).encode()
+            self._stamp = self._prefix + b".%03dZ" % rest + self._common
+        return self._stamp
 
     def write(self, message: str, fields: dict[str, Any]) -> None:
         """One line: ``fields`` (taken over: ``message`` is added to it) after the
         timestamp and the common fields."""
         fields["message"] = message
-        own = orjson.dumps(fields, default=str)
-        self._lines.append(self._timestamp(self._clock()).encode() + self._common + own[1:])
+        self._lines.append(self._head(self._clock()) + orjson.dumps(fields, default=str)[1:])
         if len(self._lines) >= self._max:
             self.flush()
         elif self._timer is None:
