@@ -104,12 +104,13 @@ async def scrape_every_second(base: str, stop: asyncio.Event) -> None:
 
 
 def cpu_seconds(pid: int, *, children: bool = False) -> float:
-    """User + system CPU time of a process, all its threads included (and with
-    ``children``, of its live child processes: the gateway's span exporter)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    if children:
-        for task in Path(f"/proc/{pid}/task").iterdir():
+    """CPU time of a process, all its threads included (and with ``children``, of its
+    live child processes: the gateway's span exporter). From the scheduler's own
+    count (``schedstat``, nanoseconds), not the sampled clock ticks of ``stat``."""
+    used = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        used += int((task / "schedstat").read_text().split()[0]) / 1e9
+        if children:
             for child in (task / "children").read_text().split():
                 used += cpu_seconds(int(child), children=True)
     return used
