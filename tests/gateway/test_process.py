@@ -181,3 +181,16 @@ async def test_process_serves_and_announces_itself(tmp_path: Path) -> None:
     finally:
         proc.kill()
         await proc.wait()
+
+
+def test_the_garbage_collector_leaves_start_up_objects_and_short_lived_ones_alone() -> None:
+    """What exists at start-up is frozen out of collections, and the youngest
+    generation's threshold is ten times the default (run in a fresh interpreter:
+    it changes the process's collector)."""
+    code = (
+        "import gc; from llmfleet.gateway.__main__ import settle_garbage_collector;"
+        "before = gc.get_threshold(); settle_garbage_collector();"
+        "print(gc.get_freeze_count() > 1000, gc.get_threshold()[0] == before[0] * 10)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]

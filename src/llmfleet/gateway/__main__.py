@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import gc
 import json
 import logging
 import os
@@ -107,12 +108,30 @@ def request_observer(environment: str, clock: Callable[[], float]) -> RequestObs
     return RequestObserver.from_env(os.environ, environment=environment, clock=clock)
 
 
+def settle_garbage_collector() -> None:
+    """Keep the cyclic garbage collector off the hot path.
+
+    What exists after start-up (modules, the spec, the metric registry) lives as
+    long as the process: ``gc.freeze`` takes it out of every later collection.
+    A request allocates a few dozen containers, nearly all freed by reference
+    counting, so the youngest generation's threshold of 700 ran a collection
+    every dozen requests, each scanning the requests in flight: about 6.6 µs of
+    CPU per request at concurrency 32 (``gc.callbacks``, 21,000 requests). Ten
+    times the threshold runs a tenth as many collections of about the same size.
+    """
+    gc.collect()
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0 * 10, gen1, gen2)
+
+
 async def serve(args: argparse.Namespace, sock: socket.socket, source: ReplicaSource) -> None:
     loop = asyncio.get_running_loop()
     app = create_app(source, key_verifier=key_verifier(args), clock=loop.time)
     observer = request_observer(args.environment, loop.time)
     app.gateway.observe = observer
     await app.serve(sock=sock)
+    settle_garbage_collector()
     print(f"llmfleet gateway listening on http://{args.host}:{args.port}", flush=True)
     try:
         await asyncio.Event().wait()
