@@ -17,8 +17,10 @@ Rounds alternate the order of the two; the verdict is the median of the
 per-round throughput ratios on/off (goal: under 5% loss). Each round also
 reads each gateway's CPU time per request from /proc (its span exporter
 process included), which says what the observability costs with less noise
-than the rate. The stand-in collector runs in a process of its own, as a real
-one would: in this one its work would slow the load generator.
+than the rate (from the scheduler's schedstat), and the quartiles of the
+per-round ratios show the spread. ``--on none`` runs two identical gateways: the
+noise floor of this machine. The stand-in collector runs in a process of its
+own, as a real one would: in this one its work would slow the load generator.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def main() -> None:
     parser.add_argument("--sample-ratio", type=float, default=0.1,
                         help="share of requests traced (the spec's default is 0.1)")
     parser.add_argument("--on", default="tracing,logs,scrape",
-                        help="what the 'on' gateway has: tracing, logs, scrape")
+                        help="what the 'on' gateway has: tracing, logs, scrape (none: A/A)")
     parser.add_argument("--collector", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.collector:
@@ -182,12 +184,15 @@ def main() -> None:
         time.sleep(0.5)  # the span exporter, its input closed, sends what it has left
         collector_proc.terminate()
         received, _ = collector_proc.communicate()
-    ratio = statistics.median(a / b for a, b in zip(rps["on"], rps["off"], strict=True))
+    ratios = [a / b for a, b in zip(rps["on"], rps["off"], strict=True)]
+    ratio = statistics.median(ratios)
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratio] * 3
     lines = sum(1 for _ in (logs / "gw-on.log").open()) if (logs / "gw-on.log").exists() else 0
     print(f"\nmedian req/s: off {statistics.median(rps['off']):.0f}, "
           f"on {statistics.median(rps['on']):.0f}; on/off {ratio:.3f} "
           f"(loss {(1 - ratio) * 100:.1f}%, goal < {GOAL_LOSS * 100:.0f}%): "
-          f"{'PASS' if 1 - ratio < GOAL_LOSS else 'FAIL'}")
+          f"{'PASS' if 1 - ratio < GOAL_LOSS else 'FAIL'}; "
+          f"per-round on/off quartiles {quartiles[0]:.3f} to {quartiles[2]:.3f}")
     cpu_ratio = statistics.median(a / b for a, b in zip(cpu["on"], cpu["off"], strict=True))
     print("gateway CPU per request (its span exporter included): "
           f"off {statistics.median(cpu['off']):.0f} µs, "
