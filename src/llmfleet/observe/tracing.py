@@ -41,7 +41,9 @@ INTERNAL, SERVER, CLIENT = 0, 1, 2
 UNSET, ERROR = 0, 2
 """``opentelemetry.trace.StatusCode`` values."""
 _LOW_BITS = 1 << 64 | 1
-"""set in ``Tracing.ids``' draw, so neither id is all zeros (invalid in W3C trace context)."""
+"""set in each draw of a trace id and span id (192 bits: the trace id is the high 128,
+the span id the low 64), so neither is all zeros (invalid in W3C trace context)."""
+_SPAN_BITS = (1 << 64) - 1
 
 FLUSHED = b"flushed\n"
 """The exporter process's answer to a flush frame."""
@@ -185,18 +187,41 @@ class RequestTrace:
 
 class UnsampledTrace:
     """A request left out of the sample: ids and ``traceparent`` (flag 00) only, so the
-    engine and the request log still see a trace id (the client's, when it sent one)."""
+    engine and the request log still see a trace id (the client's, when it sent one).
 
-    def __init__(self, trace_id: str, span_id: str, trace_state: str = "") -> None:
-        self.ids = (trace_id, span_id)
-        self._headers = {"traceparent": f"00-{trace_id}-{span_id}-00"}
-        if trace_state:
-            self._headers["tracestate"] = trace_state
+    Most requests are of this kind, so it holds the one random draw of both ids
+    and formats them only when asked (the header once per request, the ids only
+    for a log line)."""
+
+    __slots__ = ("_bits", "_headers", "_state")
+
+    def __init__(self, bits: int, trace_state: str = "") -> None:
+        self._bits = bits
+        """the trace id (high 128 bits) and the span id (low 64 bits)."""
+        self._state = trace_state
+        self._headers: dict[str, str] | None = None
+
+    @classmethod
+    def of(cls, trace_id: str, span_id: str, trace_state: str = "") -> UnsampledTrace:
+        return cls(int(trace_id, 16) << 64 | int(span_id, 16), trace_state)
+
+    @property
+    def ids(self) -> tuple[str, str]:
+        bits = self._bits
+        return f"{bits >> 64:032x}", f"{bits & _SPAN_BITS:016x}"
 
     def begin_attempt(
         self, replica: str, url: str, *, resume: bool, waited_s: float
     ) -> tuple[None, dict[str, str]]:
-        return None, self._headers
+        headers = self._headers
+        if headers is None:
+            bits = self._bits
+            headers = self._headers = {
+                "traceparent": f"00-{bits >> 64:032x}-{bits & _SPAN_BITS:016x}-00"
+            }
+            if self._state:
+                headers["tracestate"] = self._state
+        return None, headers
 
     def end_attempt(self, span: object, error: str | None = None) -> None:
         pass
@@ -236,11 +261,6 @@ class Tracing:
     def span_id(self) -> str:
         return f"{self._random.getrandbits(64) | 1:016x}"
 
-    def ids(self) -> tuple[str, str]:
-        """A new trace id and span id (one draw: this runs for every request)."""
-        bits = f"{self._random.getrandbits(192) | _LOW_BITS:048x}"
-        return bits[:32], bits[32:]
-
     def request(
         self,
         name: str,
@@ -254,15 +274,17 @@ class Tracing:
         (whose sampling decision is kept); other requests are sampled at ``sample_ratio``."""
         parent = parse_traceparent(traceparent) if traceparent else None
         if parent is None:
-            trace_id, span_id = self.ids()
+            bits = self._random.getrandbits(192) | _LOW_BITS
             if self._random.random() >= self.sample_ratio:
-                return UnsampledTrace(trace_id, span_id)
+                return UnsampledTrace(bits)
+            hexed = f"{bits:048x}"
+            trace_id, span_id = hexed[:32], hexed[32:]
             parent_id, state = "", ""
         else:
             trace_id, parent_id, sampled = parent
             span_id, state = self.span_id(), tracestate or ""
             if not sampled:
-                return UnsampledTrace(trace_id, span_id, state)
+                return UnsampledTrace.of(trace_id, span_id, state)
         attributes = {"llmfleet.service": service, "url.path": path}
         span = OpenSpan(name, span_id, parent_id, SERVER, attributes, time.time_ns())
         return RequestTrace(self, trace_id, span, remote_parent=bool(parent_id), trace_state=state)
