@@ -28,11 +28,15 @@ class FakeNvml:
     NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1
     NVML_VOLATILE_ECC = 0
     nvmlEventTypeXidCriticalError = 8
+    nvmlMemory_v2 = 0x02000028
 
     def __init__(self, gpus: list[FakeGpu]) -> None:
         self.gpus = gpus
         self.xids: list[tuple[int, int]] = []
         self.initialised = False
+        self.old_driver = False
+        self.events_supported = True
+        self.freed: list[str] = []
 
     def nvmlInit(self) -> None:
         self.initialised = True
@@ -61,14 +65,24 @@ class FakeNvml:
     def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
         return 350_000
 
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
-        return SimpleNamespace(used=40 * 2**30, total=141 * 2**30, free=101 * 2**30)
+    def nvmlDeviceGetMemoryInfo(self, handle: int, version: int | None = None) -> Any:
+        if version is None:  # v1 counts the driver's reservation as used
+            return SimpleNamespace(used=41 * 2**30, total=141 * 2**30, free=100 * 2**30)
+        if self.old_driver:
+            raise FakeNvmlError("Function Not Found")
+        return SimpleNamespace(version=version, used=40 * 2**30, reserved=2**30,
+                               total=141 * 2**30, free=100 * 2**30)
 
     def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:
         return SimpleNamespace(gpu=87, memory=40)
 
     def nvmlDeviceGetTotalEccErrors(self, handle: int, kind: int, counter: int) -> int:
         return self.gpus[handle].ecc_uncorrected if kind == 1 else 0
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: int) -> int:
+        if self.old_driver:  # before driver 535 the call does not exist
+            raise FakeNvmlError("Function Not Found")
+        return self.gpus[handle].throttle
 
     def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: int) -> int:
         return self.gpus[handle].throttle
@@ -77,10 +91,11 @@ class FakeNvml:
         return "events"
 
     def nvmlEventSetFree(self, events: str) -> None:
-        pass
+        self.freed.append(events)
 
     def nvmlDeviceRegisterEvents(self, handle: int, kinds: int, events: str) -> None:
-        pass
+        if not self.events_supported:
+            raise FakeNvmlError("Not Supported")
 
     def nvmlEventSetWait_v2(self, events: str, timeout_ms: int) -> Any:
         if not self.xids:

@@ -11,23 +11,55 @@ import pytest
 from llmfleet.backends.base import ReplicaSpec, ReplicaState
 from llmfleet.backends.local.supervisor import Managed
 from llmfleet.engines.base import LaunchCommand, Probe
-from llmfleet.observe.gpu import GpuReport, NvmlReader, judge_gpu, unhealthy_gpus
+from llmfleet.engines.gpus import visible_gpus
+from llmfleet.observe.gpu import (
+    THROTTLE_REASONS,
+    GpuReport,
+    NvmlReader,
+    gpu_samples,
+    judge_gpu,
+    unhealthy_gpus,
+)
 from llmfleet.observe.local import mark_gpu_faults
 from llmfleet.observe.machine import MachineSampler, read_cpu_times, read_meminfo
 from llmfleet.spec.observability import GpuLimits
 from tests.observe.fake_nvml import FakeGpu, FakeNvml
 
 
-def test_real_nvml_without_a_driver_reports_no_gpu() -> None:
-    """The real nvidia-ml-py on a machine without the NVML library: a clear 'no GPU'."""
-    pytest.importorskip("pynvml")
+def test_real_nvml_reports_no_gpu_here_or_real_readings_on_a_gpu() -> None:
+    """The real nvidia-ml-py (a dependency, so never skipped): on a machine without the NVML
+    library a clear 'no GPU'; on a GPU machine, readings that agree with what the driver says."""
     reader = NvmlReader()
     report = reader.read()
     reader.close()
-    if report.available:  # a lent GPU machine: real readings
-        assert report.gpus and report.gpus[0].memory_total_bytes > 0
+    seen = visible_gpus()
+    if not report.available:
+        assert "no GPU" in report.reason and report.gpus == ()
+        assert seen.count == 0 and seen.reason
+        values = {s.name: s.value for s in gpu_samples(report, GpuLimits())}
+        assert values == {"llmfleet_gpus_available": 0.0}
         return
-    assert "no GPU" in report.reason and report.gpus == ()
+    assert len(report.gpus) == seen.count > 0
+    assert report.warning == "" or report.warning.startswith("XID errors are not watched")
+    for index, gpu in enumerate(report.gpus):
+        assert gpu.index == index and gpu.uuid.startswith("GPU-") and gpu.name
+        assert 0 < gpu.temperature_c < 120 and gpu.power_w > 0
+        assert 0 <= gpu.memory_used_bytes < gpu.memory_total_bytes
+        assert 0.0 <= gpu.utilization_ratio <= 1.0
+        assert gpu.ecc_uncorrected >= 0 and gpu.ecc_corrected >= 0
+        assert set(gpu.throttle_reasons) <= set(THROTTLE_REASONS)
+    samples = gpu_samples(report, GpuLimits())
+    names = {s.name for s in samples}
+    assert {"llmfleet_gpu_temperature_celsius", "llmfleet_gpu_healthy",
+            "llmfleet_gpu_xid_errors_total", "llmfleet_gpu_throttled"} <= names
+
+
+def test_an_old_drivers_calls_are_the_fallback() -> None:
+    nvml = FakeNvml([FakeGpu(throttle=0x8)])
+    nvml.old_driver = True
+    gpu = NvmlReader(nvml=nvml).read().gpus[0]
+    assert gpu.throttle_reasons == ("hw_slowdown",)
+    assert gpu.memory_used_bytes == 41 * 2**30  # no v2 memory call: v1's figure
 
 
 def test_missing_package_is_reported() -> None:
@@ -45,6 +77,7 @@ def test_fake_nvml_readings_and_xid_events() -> None:
     assert report.available and len(report.gpus) == 2
     first = report.gpus[0]
     assert (first.uuid, first.power_w, first.utilization_ratio) == ("GPU-0000", 350.0, 0.87)
+    assert first.memory_used_bytes == 40 * 2**30  # v2: without the driver's reservation
     assert report.gpus[1].throttle_reasons == ("sw_power_cap", "hw_thermal")
     assert unhealthy_gpus(report, GpuLimits()) == {}
     nvml.xids.append((1, 79))
@@ -53,6 +86,19 @@ def test_fake_nvml_readings_and_xid_events() -> None:
     assert unhealthy_gpus(later, GpuLimits()) == {"1": "1 XID error(s), last XID 79"}
     reader.close()
     assert not nvml.initialised
+
+
+def test_a_gpu_without_xid_events_is_read_and_says_xids_are_not_watched() -> None:
+    nvml = FakeNvml([FakeGpu()])
+    nvml.events_supported = False
+    reader = NvmlReader(nvml=nvml)
+    report = reader.read()
+    assert report.available and report.gpus[0].xid_errors == 0
+    assert report.warning == (
+        "XID errors are not watched: NVML refused the event set (Not Supported)")
+    assert nvml.freed == ["events"]  # the half-made event set is not leaked
+    reader.close()
+    assert nvml.freed == ["events"] and not nvml.initialised
 
 
 @pytest.mark.parametrize(("gpu", "verdict"), [

@@ -120,6 +120,8 @@ def render_alerts(body: dict[str, Any]) -> None:
     gpu = body.get("gpu", {})
     if not gpu.get("available"):
         console.print(f"[dim]GPUs: {gpu.get('reason', 'unknown')}[/]", highlight=False)
+    elif gpu.get("warning"):
+        console.print(f"[yellow]GPUs: {gpu['warning']}[/]", highlight=False)
     if body.get("metrics"):
         console.print(f"[dim]Prometheus endpoint: {body['metrics']}[/]", highlight=False)
     elif body.get("metrics_error"):

@@ -9,11 +9,14 @@ of routing (a GPU fault can leave an engine's ``/health`` green).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from llmfleet.observe.exposition import Sample
 from llmfleet.spec.observability import GpuLimits
+
+log = logging.getLogger(__name__)
 
 THROTTLE_REASONS = {
     "gpu_idle": 0x1,
@@ -25,6 +28,11 @@ THROTTLE_REASONS = {
     "hw_thermal": 0x40,
     "hw_power_brake": 0x80,
 }
+
+CLOCK_EVENT_CALLS = (
+    "nvmlDeviceGetCurrentClocksEventReasons",
+    "nvmlDeviceGetCurrentClocksThrottleReasons",
+)
 
 
 @dataclass(frozen=True)
@@ -46,9 +54,12 @@ class GpuReading:
 
 @dataclass(frozen=True)
 class GpuReport:
+    """``reason`` says why no GPU is read; ``warning`` what is read only in part."""
+
     available: bool
     reason: str = ""
     gpus: tuple[GpuReading, ...] = field(default=())
+    warning: str = ""
 
 
 def judge_gpu(gpu: GpuReading, limits: GpuLimits) -> str | None:
@@ -85,6 +96,7 @@ class NvmlReader:
         self._ready = False
         self._reason = ""
         self._events: Any = None
+        self._xid_warning = ""
         self._xids: dict[int, list[int]] = {}
 
     def _init(self) -> bool:
@@ -111,8 +123,12 @@ class NvmlReader:
                 nvml.nvmlDeviceRegisterEvents(
                     handle, nvml.nvmlEventTypeXidCriticalError, self._events
                 )
-        except nvml.NVMLError:  # XID events need a supported GPU and root on some drivers
+        except nvml.NVMLError as exc:  # XID events need a supported GPU, root on some drivers
+            if self._events is not None:
+                nvml.nvmlEventSetFree(self._events)
             self._events = None
+            self._xid_warning = f"XID errors are not watched: NVML refused the event set ({exc})"
+            log.warning("%s", self._xid_warning)
 
     def _drain_xids(self) -> None:
         nvml = self._nvml
@@ -137,12 +153,12 @@ class NvmlReader:
             return GpuReport(available=False, reason=f"NVML failed: {exc}")
         if not gpus:
             return GpuReport(available=False, reason="NVML sees no GPU")
-        return GpuReport(available=True, gpus=gpus)
+        return GpuReport(available=True, gpus=gpus, warning=self._xid_warning)
 
     def _read_one(self, index: int) -> GpuReading:
         nvml = self._nvml
         handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+        memory = self._memory(handle)
         xids = self._xids.get(index, [])
         return GpuReading(
             index=index,
@@ -160,6 +176,18 @@ class NvmlReader:
             throttle_reasons=self._throttle(handle),
         )
 
+    def _memory(self, handle: Any) -> Any:
+        """Memory in use, as ``nvidia-smi`` counts it: the v2 call leaves out what the driver
+        reserves (about 600 MiB on an idle H200, which v1 reports as used)."""
+        nvml = self._nvml
+        version = getattr(nvml, "nvmlMemory_v2", None)
+        if version is not None:
+            try:
+                return nvml.nvmlDeviceGetMemoryInfo(handle, version=version)
+            except nvml.NVMLError:  # a driver before 510 has no v2
+                pass
+        return nvml.nvmlDeviceGetMemoryInfo(handle)
+
     def _ecc(self, handle: Any, kind: int) -> int:
         nvml = self._nvml
         try:
@@ -168,12 +196,19 @@ class NvmlReader:
             return 0
 
     def _throttle(self, handle: Any) -> tuple[str, ...]:
+        """Why the clocks are held down; NVML renamed "throttle reasons" to "clocks event
+        reasons" (driver 535) and will drop the old name, so the new one is asked first."""
         nvml = self._nvml
-        try:
-            mask = int(nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle))
-        except nvml.NVMLError:
-            return ()
-        return tuple(name for name, bit in THROTTLE_REASONS.items() if mask & bit)
+        for name in CLOCK_EVENT_CALLS:
+            call = getattr(nvml, name, None)
+            if call is None:
+                continue
+            try:
+                mask = int(call(handle))
+            except nvml.NVMLError:  # an older driver lacks the new call
+                continue
+            return tuple(why for why, bit in THROTTLE_REASONS.items() if mask & bit)
+        return ()
 
     def close(self) -> None:
         if self._ready:

@@ -183,7 +183,11 @@ class Observer:
         return {
             "alerts": [a.to_json() for a in self.evaluator.current()],
             "resolved": [a.to_json() for a in reversed(self.evaluator.resolved)],
-            "gpu": {"available": self.gpu_report.available, "reason": self.gpu_report.reason},
+            "gpu": {
+                "available": self.gpu_report.available,
+                "reason": self.gpu_report.reason,
+                "warning": self.gpu_report.warning,
+            },
             "metrics": self.metrics_url,
             "metrics_error": self.metrics_error,
         }
