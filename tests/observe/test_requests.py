@@ -28,7 +28,7 @@ class FakeCall:
     attempts: list[object] = field(default_factory=list)
     replica: str | None = None
     trace: Any = None
-    upstream_headers: dict[str, str] | None = None
+    upstream_head: bytes = b""
 
 
 @dataclass
@@ -57,21 +57,36 @@ def test_a_traced_request_logs_its_trace_id_and_passes_traceparent(logged: io.St
     observer = RequestObserver(tracing=Tracing(InProcessSink(exporter, service_name="g")),
                                lines=lines_to(logged), log_prompts=False, clock=lambda: 10.5)
     call = FakeCall()
-    call.trace = observer.start(call)
+    observer.start(call)
     replica = FakeReplica()
-    span, call.upstream_headers = call.trace.begin_attempt(
+    span, call.upstream_head = call.trace.begin_attempt(
         replica.replica_id, replica.url + call.path, resume=False, waited_s=0.0)
     call.replica = "r0"
-    assert "traceparent" in call.upstream_headers
+    assert call.upstream_head.startswith(b"traceparent: 00-")
     call.trace.end_attempt(span, None)
     observer.finish(call, "200", {"prompt_tokens": 3, "completion_tokens": 5}, None)
     line = json.loads(logged.getvalue().splitlines()[-1])
     root = next(s for s in exporter.get_finished_spans() if s.name.startswith("POST"))
     assert line["trace.id"] == f"{root.context.trace_id:032x}"
-    assert line["trace.id"] in call.upstream_headers["traceparent"]
+    assert line["trace.id"].encode() in call.upstream_head
     assert line["llmfleet.replica"] == "r0" and line["http.response.status_code"] == 200
     assert line["event.duration"] == 500_000_000 and line["llmfleet.completion_tokens"] == 5
     assert "secret" not in logged.getvalue()
+
+
+def test_an_unsampled_request_logs_the_ids_the_engine_was_sent(logged: io.StringIO) -> None:
+    exporter = InMemorySpanExporter()
+    observer = RequestObserver(
+        tracing=Tracing(InProcessSink(exporter, service_name="g"), sample_ratio=0.0),
+        lines=lines_to(logged), log_prompts=False, clock=lambda: 10.5)
+    call = FakeCall()
+    observer.start(call)
+    assert call.trace is None and call.upstream_head.startswith(b"traceparent: 00-")
+    observer.finish(call, "200", None, None)
+    line = json.loads(logged.getvalue())
+    sent = call.upstream_head.decode().split(": ")[1].split("-")
+    assert (line["trace.id"], line["span.id"]) == (sent[1], sent[2]) and sent[3] == "00\r\n"
+    assert exporter.get_finished_spans() == ()
 
 
 def test_prompts_are_logged_only_when_the_spec_says_so(logged: io.StringIO) -> None:

@@ -23,24 +23,35 @@ from llmfleet.observe.tracing import (
     RequestTrace,
     Tracing,
     build_tracing,
+    head_ids,
     parse_traceparent,
 )
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
+def header(head: bytes, name: str) -> str:
+    """One header's value in header lines for the engine (each ending in CRLF)."""
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[-1] == ""  # every line ends in CRLF
+    values = [line.partition(": ")[2] for line in lines if line.startswith(name + ": ")]
+    assert len(values) == 1, head
+    return values[0]
+
+
 def traced_request(tracing: Tracing, headers: dict[str, str] | None = None) -> RequestTrace:
     """What the gateway does for a request that fails once, then resumes elsewhere."""
     headers = headers or {}
-    request = tracing.request("POST /v1/chat/completions", service="chat",
-                              path="/v1/chat/completions", traceparent=headers.get("traceparent"),
+    request = tracing.request(service="chat", path="/v1/chat/completions",
+                              traceparent=headers.get("traceparent"),
                               tracestate=headers.get("tracestate"))
+    assert isinstance(request, RequestTrace)
     request.routed("r0", waited_s=0.001)
     first = request.attempt("r0", "http://127.0.0.1:1/v1/chat/completions", resume=False)
     request.end_attempt(first, "connection reset after 12 tokens")
     request.routed("r1", waited_s=0.0)
     second = request.attempt("r1", "http://127.0.0.1:2/v1/chat/completions", resume=True)
-    assert TRACEPARENT.match(request.headers(second)["traceparent"])
+    assert TRACEPARENT.match(header(request.head(second), "traceparent"))
     request.end_attempt(second)
     request.end(200, {"prompt_tokens": 5, "completion_tokens": 20})
     return request
@@ -131,13 +142,13 @@ def test_unsampled_requests_make_no_spans_but_keep_a_trace_id() -> None:
     """Outside the sample: no SDK spans, a traceparent with flag 00 and ids for the log."""
     exporter = InMemorySpanExporter()
     tracing = Tracing(InProcessSink(exporter, service_name="g"), sample_ratio=0.0)
-    trace = tracing.request("POST /v1/chat/completions", service="chat", path="/")
-    span, headers = trace.begin_attempt("r0", "http://x", resume=False, waited_s=0.0)
-    trace.end_attempt(span)
-    trace.end(200)
+    heads = [tracing.request(service="chat", path="/v1/chat/completions") for _ in range(100)]
     assert exporter.get_finished_spans() == ()
-    assert headers["traceparent"] == f"00-{trace.ids[0]}-{trace.ids[1]}-00"
-    assert TRACEPARENT.match(headers["traceparent"])
+    assert all(isinstance(head, bytes) for head in heads) and len(set(heads)) == 100
+    trace_id, span_id = head_ids(heads[0])
+    assert heads[0] == f"traceparent: 00-{trace_id}-{span_id}-00\r\n".encode()
+    assert TRACEPARENT.match(header(heads[0], "traceparent"))
+    assert int(trace_id, 16) != 0 and int(span_id, 16) != 0
     sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     traced_request(tracing, {"traceparent": sampled})  # the client's decision is kept
     assert len(exporter.get_finished_spans()) == 5  # request, 2 routes, 2 attempts
@@ -149,16 +160,20 @@ def test_the_sample_ratio_is_the_share_of_requests_traced() -> None:
     (which traced ratio squared: 1% of requests at the default 0.1)."""
     exporter = InMemorySpanExporter()
     tracing = Tracing(InProcessSink(exporter, service_name="g"), sample_ratio=0.5)
-    for _ in range(2000):
-        tracing.request("POST /v1/chat/completions", service="chat", path="/").end(200)
+    traces = [tracing.request(service="chat", path="/v1/chat/completions") for _ in range(2000)]
+    for trace in traces:
+        if isinstance(trace, RequestTrace):
+            trace.end(200)
     assert 850 <= len(exporter.get_finished_spans()) <= 1150
+    assert len(exporter.get_finished_spans()) == sum(
+        isinstance(t, RequestTrace) for t in traces)
     tracing.shutdown()
 
 
 def test_route_span_covers_the_wait_for_a_replica() -> None:
     exporter = InMemorySpanExporter()
     tracing = Tracing(InProcessSink(exporter, service_name="g"))
-    request = tracing.request("POST /v1/chat/completions", service="chat", path="/")
+    request = tracing.request(service="chat", path="/v1/chat/completions")
     request.routed("r0", waited_s=0.25)
     route = exporter.get_finished_spans()[0]
     assert route.end_time is not None and route.start_time is not None
@@ -172,15 +187,18 @@ def test_a_client_that_did_not_sample_keeps_its_trace_id_and_state() -> None:
     exporter = InMemorySpanExporter()
     tracing = Tracing(InProcessSink(exporter, service_name="g"), sample_ratio=1.0)
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
-    trace = tracing.request("POST /v1/chat/completions", path="/", service="chat",
-                            traceparent=parent, tracestate="vendor=abc")
-    _, headers = trace.begin_attempt("r0", "http://x", resume=False, waited_s=0.0)
-    trace.end(200)
+    trace = tracing.request(path="/", service="chat", traceparent=parent,
+                            tracestate="vendor=abc")
+    assert isinstance(trace, bytes)
     assert exporter.get_finished_spans() == ()
-    assert trace.ids[0] == "0af7651916cd43dd8448eb211c80319c"
-    assert headers["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
-    assert headers["traceparent"].endswith("-00")
-    assert headers["tracestate"] == "vendor=abc"
+    assert head_ids(trace)[0] == "0af7651916cd43dd8448eb211c80319c"
+    assert head_ids(trace)[1] != "b7ad6b7169203331"  # a span id of the gateway's own
+    assert header(trace, "traceparent").startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    assert header(trace, "traceparent").endswith("-00")
+    assert header(trace, "tracestate") == "vendor=abc"
+    broken = tracing.request(path="/", service="chat", traceparent=parent,
+                             tracestate="a=1\r\nEvil: 1")
+    assert isinstance(broken, bytes) and b"Evil" not in broken
     tracing.shutdown()
 
 
@@ -197,7 +215,7 @@ def test_an_invalid_traceparent_is_ignored(value: str) -> None:
     assert parse_traceparent(value) is None
     exporter = InMemorySpanExporter()
     tracing = Tracing(InProcessSink(exporter, service_name="g"), sample_ratio=1.0)
-    trace = tracing.request("POST /", service="chat", path="/", traceparent=value)
+    trace = tracing.request(service="chat", path="/", traceparent=value)
     trace.end(200)
     (root,) = exporter.get_finished_spans()
     assert root.parent is None
@@ -211,7 +229,7 @@ def test_a_dead_exporter_process_costs_spans_not_requests() -> None:
     sink.proc.wait()
     tracing = Tracing(sink, sample_ratio=1.0)
     for _ in range(2 * ExporterProcess.BATCH):
-        tracing.request("POST /", service="chat", path="/").end(200)
+        tracing.request(service="chat", path="/").end(200)
     assert sink.dead
     assert tracing.flush(timeout_s=1) is False
     tracing.shutdown()

@@ -101,9 +101,9 @@ class Call:
     replica: str | None = None
     """the replica of the latest attempt, for the request log."""
     trace: Any = None
-    """an ``observe.tracing.RequestTrace`` when tracing is on, else None."""
-    upstream_headers: Mapping[str, str] | None = None
-    """extra headers for the engine: ``traceparent`` of the current attempt."""
+    """an ``observe.tracing.RequestTrace`` when the request is in the trace sample."""
+    upstream_head: bytes = b""
+    """extra header lines for the engine: ``traceparent`` of the current attempt."""
 
     @property
     def continuation(self) -> Mapping[str, Any]:
@@ -189,14 +189,8 @@ class Failover:
             asked = self.clock()
             lease = await self._acquire(call, sink)
             call.replica = lease.replica.replica_id
-            span, failed = None, len(call.attempts)
-            if call.trace is not None:
-                span, call.upstream_headers = call.trace.begin_attempt(
-                    call.replica,
-                    lease.replica.url + call.path,
-                    resume=state.id is not None,
-                    waited_s=self.clock() - asked,
-                )
+            failed = len(call.attempts)
+            span = self._begin_span(call, lease, asked, resume=state.id is not None)
             try:
                 await self._segment(call, state, sink, lease.replica.url, lease.replica.served_name)
                 self.health.report_success(lease.replica.replica_id)
@@ -214,8 +208,27 @@ class Failover:
             finally:
                 lease.release()
                 if span is not None:
-                    error = call.attempts[-1].error if len(call.attempts) > failed else None
-                    call.trace.end_attempt(span, error)
+                    self._end_span(call, span, failed)
+
+    def _begin_span(self, call: Call, lease: Lease, asked: float, *, resume: bool) -> Any:
+        """A sampled request's routing and attempt spans (None otherwise); the attempt's
+        ``traceparent`` goes to the engine."""
+        trace = call.trace
+        if trace is None:
+            return None
+        span, call.upstream_head = trace.begin_attempt(
+            lease.replica.replica_id,
+            lease.replica.url + call.path,
+            resume=resume,
+            waited_s=self.clock() - asked,
+        )
+        return span
+
+    @staticmethod
+    def _end_span(call: Call, span: Any, failed: int) -> None:
+        """End an attempt's span; ``failed`` is how many attempts had failed before it."""
+        error = call.attempts[-1].error if len(call.attempts) > failed else None
+        call.trace.end_attempt(span, error)
 
     async def _segment(
         self, call: Call, state: StreamState, sink: Sink, url: str, served_name: str
@@ -231,7 +244,7 @@ class Failover:
         if len(call.attempts) == 0:
             call.overhead_s += self.clock() - call.started_at
         stream = await self.upstream.open_stream(
-            url + call.path, payload, call.spec.timeouts, call.upstream_headers
+            url + call.path, payload, call.spec.timeouts, call.upstream_head
         )
         timeouts = call.spec.timeouts
         timer = self.metrics.token_timer(call.service)
@@ -293,12 +306,16 @@ class Failover:
     async def _plain(self, call: Call) -> bytes:
         self.budget(call).deposit()
         while True:
+            asked = self.clock()
             lease = await self._acquire(call)
+            call.replica = lease.replica.replica_id
+            failed = len(call.attempts)
+            span = self._begin_span(call, lease, asked, resume=False)
             try:
                 body = upstream_plain_body(call, served_name=lease.replica.served_name)
                 call.overhead_s += self.clock() - call.started_at if not call.attempts else 0.0
                 data = await self.upstream.post_json(
-                    lease.replica.url + call.path, body, call.spec.timeouts
+                    lease.replica.url + call.path, body, call.spec.timeouts, call.upstream_head
                 )
                 self.health.report_success(lease.replica.replica_id)
                 return data
@@ -308,6 +325,8 @@ class Failover:
                     raise final_error(call) from exc
             finally:
                 lease.release()
+                if span is not None:
+                    self._end_span(call, span, failed)
 
 
 def upstream_plain_body(call: Call, *, served_name: str) -> bytes:

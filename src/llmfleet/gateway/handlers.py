@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from llmfleet.gateway.app import Gateway
+    from llmfleet.observe.requests import RequestObserver
 
 
 class Handlers:
@@ -64,11 +65,7 @@ class Handlers:
         body = call.body
         stream = body.get("stream") is True
         call.resumable = is_resumable(chat, body)
-        observe = self.gw.observe
-        if observe is not None:
-            parent = request.header("traceparent")
-            vendor = request.header("tracestate") if parent else None
-            call.trace = observe.start(call, parent, vendor)
+        observe = self._observe(request, call)
         retries = call.spec.retries
         status: str | None = "200"
         usage: dict[str, Any] | None = None
@@ -103,6 +100,7 @@ class Handlers:
 
     async def embeddings(self, request: Request) -> Answer:
         call, key = await self._admit(request, required="input")
+        observe = self._observe(request, call)
         status: str | None = "200"
         usage: dict[str, Any] | None = None
         try:
@@ -117,6 +115,17 @@ class Handlers:
             raise
         finally:
             self._account(call, status, key, usage)
+            if observe is not None:
+                observe.finish(call, status or "500", usage, sys.exc_info()[1])
+
+    def _observe(self, request: Request, call: Call) -> RequestObserver | None:
+        """Start the request's trace (child of the client's ``traceparent``, if any);
+        the gateway's observer, None when tracing and request logs are off."""
+        observe = self.gw.observe
+        if observe is not None and observe.tracing is not None:
+            parent = request.traceparent
+            observe.start(call, parent, request.header("tracestate") if parent else None)
+        return observe
 
     async def _admit(self, request: Request, *, required: str) -> tuple[Call, KeyInfo | None]:
         """Check a request up to the point it may go upstream."""

@@ -35,6 +35,7 @@ class Request:
         "protocol",
         "query",
         "service",
+        "traceparent",
     )
 
     def __init__(
@@ -49,6 +50,7 @@ class Request:
         http10: bool = False,
         oversize: int | None = None,
         protocol: HttpProtocol | None = None,
+        traceparent: str | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -66,6 +68,9 @@ class Request:
         """the connection it came on; None for a request made up in a test."""
         self.service = ""
         """the service the request named, once known (for error metrics)."""
+        self.traceparent = traceparent
+        """the W3C ``traceparent`` header, noted by the server as it parsed the headers
+        (the one header every request is asked for when tracing is on)."""
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:

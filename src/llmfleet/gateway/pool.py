@@ -16,7 +16,6 @@ agent). The gateway needs no other HTTP client.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -63,15 +62,6 @@ def target_of(url: str, method: str = "POST") -> Target:
     return Target(host=parts.hostname, port=port, head=head)
 
 
-def _header_lines(headers: Mapping[str, str]) -> bytes:
-    lines = []
-    for name, value in headers.items():
-        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-            raise ValueError(f"the header {name!r} has a line break")
-        lines.append(f"{name}: {value}\r\n")
-    return "".join(lines).encode("latin-1")
-
-
 class ConnectionPool:
     """Idle keep-alive connections per origin, newest first; unbounded, like the
     engines' own slot counts are the bound on what is in flight."""
@@ -90,17 +80,18 @@ class ConnectionPool:
         *,
         deadline: float,
         connect_s: float,
-        headers: Mapping[str, str] | None = None,
+        head: bytes = b"",
         until: int = HEADERS,
     ) -> Connection:
         """Send ``body`` to ``target`` and return the connection once the answer's
         headers are in (and more: ``until``); the caller reads the body, then
-        ``release``s or ``close``s it.
+        ``release``s or ``close``s it. ``head`` holds extra header lines, each ending
+        in CRLF, made by the gateway itself (never a client's raw bytes).
 
         Raises ``ConnectError``, ``ConnectTimeoutError``, ``BrokenConnectionError`` or
         ``TimeoutError`` (``connect_s`` to open a connection, ``deadline`` for all of it).
         """
-        head = target.head if not headers else target.head + _header_lines(headers)
+        head = target.head + head if head else target.head
         conn = self._take_idle(target.origin)
         may_retry = conn is not None
         if conn is None:

@@ -80,6 +80,7 @@ class HttpProtocol(asyncio.Protocol):
         self._header_bytes = 0
         self._length: int | None = None
         self._expects_continue = False
+        self._traceparent: str | None = None
         self._body: list[bytes] = []
         self._size = 0
         self._draining = False
@@ -142,7 +143,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._url, self._headers, self._header_bytes = b"", [], 0
-        self._length, self._expects_continue = None, False
+        self._length, self._expects_continue, self._traceparent = None, False, None
         self._body, self._size = [], 0
         if self._timer is not None:
             self._timer.cancel()
@@ -161,6 +162,8 @@ class HttpProtocol(asyncio.Protocol):
             self._length = int(value)
         elif len(name) == 6 and name.lower() == b"expect":
             self._expects_continue = value.lower() == b"100-continue"
+        elif len(name) == 11 and name.lower() == b"traceparent":
+            self._traceparent = value.decode("latin-1")
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -213,6 +216,7 @@ class HttpProtocol(asyncio.Protocol):
             http10=self.parser.get_http_version() == "1.0",
             oversize=oversize,
             protocol=self,
+            traceparent=self._traceparent,
         )
 
     def _hand_over_oversize(self, size: int) -> None:

@@ -26,7 +26,6 @@ is cut, which also tells the engine to stop generating.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 
 from llmfleet.errors import PermanentUpstreamError, TemporaryUpstreamError
 from llmfleet.gateway.connections import (
@@ -134,19 +133,21 @@ class UpstreamClient:
         self.pool = pool if pool is not None else ConnectionPool()
 
     async def open_stream(
-        self, url: str, body: bytes, timeouts: Timeouts, headers: Mapping[str, str] | None = None
+        self, url: str, body: bytes, timeouts: Timeouts, head: bytes = b""
     ) -> UpstreamStream:
         """POST ``body`` and return once the response headers say 200.
 
-        ``headers`` are extra request headers (``traceparent`` when tracing is on)."""
+        ``head`` holds extra request header lines (``traceparent`` when tracing is on)."""
         deadline = asyncio.get_running_loop().time() + timeouts.first_byte_s
-        conn = await self._send(url, body, timeouts, deadline=deadline, headers=headers, until=BODY)
+        conn = await self._send(url, body, timeouts, deadline=deadline, head=head, until=BODY)
         if conn.status != 200:
             await self._raise_for_status(conn, url, timeouts)
         return UpstreamStream(conn, self.pool, url)
 
-    async def post_json(self, url: str, body: bytes, timeouts: Timeouts) -> bytes:
-        """POST ``body`` and read the whole answer.
+    async def post_json(
+        self, url: str, body: bytes, timeouts: Timeouts, head: bytes = b""
+    ) -> bytes:
+        """POST ``body`` and read the whole answer (``head``: as for ``open_stream``).
 
         An engine sends a non-streaming answer's headers only when it is done,
         so the headers and body together get ``first_byte_s``, the longest
@@ -154,7 +155,7 @@ class UpstreamClient:
         the request above this.
         """
         deadline = asyncio.get_running_loop().time() + timeouts.first_byte_s
-        conn = await self._send(url, body, timeouts, deadline=deadline, until=END)
+        conn = await self._send(url, body, timeouts, deadline=deadline, head=head, until=END)
         if conn.status != 200:
             await self._raise_for_status(conn, url, timeouts)
         try:
@@ -181,7 +182,7 @@ class UpstreamClient:
         timeouts: Timeouts,
         *,
         deadline: float,
-        headers: Mapping[str, str] | None = None,
+        head: bytes,
         until: int,
     ) -> Connection:
         try:
@@ -190,7 +191,7 @@ class UpstreamClient:
                 body,
                 deadline=deadline,
                 connect_s=timeouts.connect_s,
-                headers=headers,
+                head=head,
                 until=until,
             )
         except ConnectTimeoutError as exc:

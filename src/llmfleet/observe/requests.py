@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from llmfleet.observe.logs import JsonLinesBuffer, request_fields
-from llmfleet.observe.tracing import RequestTrace, Tracing, UnsampledTrace, build_tracing
+from llmfleet.observe.tracing import RequestTrace, Tracing, build_tracing, head_ids
 
 LOGGER = "llmfleet.gateway.requests"
 
@@ -65,18 +65,21 @@ class RequestObserver:
 
     def start(
         self, call: Any, traceparent: str | None = None, tracestate: str | None = None
-    ) -> RequestTrace | UnsampledTrace | None:
-        """The request's trace (None without tracing), child of the client's
-        ``traceparent`` header when it sent one."""
-        if self.tracing is None:
-            return None
-        return self.tracing.request(
-            f"POST {call.path}",
-            service=call.service,
-            path=call.path,
-            traceparent=traceparent,
-            tracestate=tracestate,
+    ) -> None:
+        """Start the request's trace, child of the client's ``traceparent`` header when it
+        sent one: a sampled request's spans (``call.trace``; its header lines for the
+        engine are set per attempt), or for one outside the sample the header lines
+        that carry its ids (``call.upstream_head``), the same for every attempt."""
+        tracing = self.tracing
+        if tracing is None:
+            return
+        trace = tracing.request(
+            service=call.service, path=call.path, traceparent=traceparent, tracestate=tracestate
         )
+        if type(trace) is bytes:
+            call.upstream_head = trace
+        else:
+            call.trace = trace
 
     def close(self) -> None:
         """Write the lines and send the spans still buffered (at process exit)."""
@@ -89,8 +92,10 @@ class RequestObserver:
         self, call: Any, status: str, usage: Mapping[str, Any] | None, error: BaseException | None
     ) -> None:
         """End the trace and write the request's log line."""
+        trace: RequestTrace | None = call.trace
+        if trace is None and self.lines is None:
+            return  # most requests with logs off: no spans to end, no line to write
         code = int(getattr(error, "status", 0) or (500 if error is not None else status))
-        trace: RequestTrace | UnsampledTrace | None = call.trace
         if trace is not None:
             trace.end(code, usage)
         if self.lines is None:
@@ -107,6 +112,8 @@ class RequestObserver:
         fields["llmfleet.failed_attempts"] = len(call.attempts)
         if trace is not None:
             fields["trace.id"], fields["span.id"] = trace.ids
+        elif call.upstream_head:  # outside the sample: the ids the engine was sent
+            fields["trace.id"], fields["span.id"] = head_ids(call.upstream_head)
         self.lines.write(f"{call.service} {call.path} {code}", fields)
 
 

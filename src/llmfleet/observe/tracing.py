@@ -109,11 +109,11 @@ class RequestTrace:
 
     def begin_attempt(
         self, replica: str, url: str, *, resume: bool, waited_s: float
-    ) -> tuple[OpenSpan, dict[str, str]]:
-        """Routing span, then the attempt's span and the headers that carry it upstream."""
+    ) -> tuple[OpenSpan, bytes]:
+        """Routing span, then the attempt's span and the header lines that carry it upstream."""
         self.routed(replica, waited_s=waited_s)
         span = self.attempt(replica, url, resume=resume)
-        return span, self.headers(span)
+        return span, self.head(span)
 
     def routed(self, replica: str, *, waited_s: float) -> None:
         """The routing decision, as a child span that covers the wait for a replica."""
@@ -137,13 +137,10 @@ class RequestTrace:
     def end_attempt(self, span: OpenSpan, error: str | None = None) -> None:
         self._emit(span, time.time_ns(), UNSET if error is None else ERROR, error)
 
-    def headers(self, span: OpenSpan) -> dict[str, str]:
-        """``traceparent`` (and the client's ``tracestate``) for the engine, so its logs
-        and traces join this request."""
-        headers = {"traceparent": f"00-{self.trace_id}-{span.span_id}-01"}
-        if self.trace_state:
-            headers["tracestate"] = self.trace_state
-        return headers
+    def head(self, span: OpenSpan) -> bytes:
+        """The ``traceparent`` (and the client's ``tracestate``) header lines for the
+        engine, so its logs and traces join this request."""
+        return _head(f"00-{self.trace_id}-{span.span_id}-01", self.trace_state)
 
     def end(self, status: int, usage: Mapping[str, Any] | None = None) -> None:
         attributes = self.span.attributes
@@ -185,49 +182,25 @@ class RequestTrace:
         )
 
 
-class UnsampledTrace:
-    """A request left out of the sample: ids and ``traceparent`` (flag 00) only, so the
-    engine and the request log still see a trace id (the client's, when it sent one).
+def unsampled_head(bits: int) -> bytes:
+    """The ``traceparent`` header line (flag 00) of a request outside the sample, from one
+    random draw: trace id the high 128 bits, span id the low 64."""
+    return b"traceparent: 00-%032x-%016x-00\r\n" % (bits >> 64, bits & _SPAN_BITS)
 
-    Most requests are of this kind, so it holds the one random draw of both ids
-    and formats them only when asked (the header once per request, the ids only
-    for a log line)."""
 
-    __slots__ = ("_bits", "_headers", "_state")
+def head_ids(head: bytes) -> tuple[str, str]:
+    """(trace id, span id) of the ``traceparent`` line that header lines for the engine
+    start with: a request log names the ids the engine was sent."""
+    return head[16:48].decode(), head[49:65].decode()
 
-    def __init__(self, bits: int, trace_state: str = "") -> None:
-        self._bits = bits
-        """the trace id (high 128 bits) and the span id (low 64 bits)."""
-        self._state = trace_state
-        self._headers: dict[str, str] | None = None
 
-    @classmethod
-    def of(cls, trace_id: str, span_id: str, trace_state: str = "") -> UnsampledTrace:
-        return cls(int(trace_id, 16) << 64 | int(span_id, 16), trace_state)
-
-    @property
-    def ids(self) -> tuple[str, str]:
-        bits = self._bits
-        return f"{bits >> 64:032x}", f"{bits & _SPAN_BITS:016x}"
-
-    def begin_attempt(
-        self, replica: str, url: str, *, resume: bool, waited_s: float
-    ) -> tuple[None, dict[str, str]]:
-        headers = self._headers
-        if headers is None:
-            bits = self._bits
-            headers = self._headers = {
-                "traceparent": f"00-{bits >> 64:032x}-{bits & _SPAN_BITS:016x}-00"
-            }
-            if self._state:
-                headers["tracestate"] = self._state
-        return None, headers
-
-    def end_attempt(self, span: object, error: str | None = None) -> None:
-        pass
-
-    def end(self, status: int, usage: Mapping[str, Any] | None = None) -> None:
-        pass
+def _head(traceparent: str, trace_state: str) -> bytes:
+    """Header lines; ``trace_state`` is the client's own header value (one line, latin-1,
+    as the server decoded it)."""
+    lines = f"traceparent: {traceparent}\r\n"
+    if trace_state:
+        lines += f"tracestate: {trace_state}\r\n"
+    return lines.encode("latin-1")
 
 
 def parse_traceparent(value: str) -> tuple[str, str, bool] | None:
@@ -250,6 +223,13 @@ def parse_traceparent(value: str) -> tuple[str, str, bool] | None:
     return trace_id.lower(), span_id.lower(), sampled
 
 
+def _trace_state(value: str | None) -> str:
+    """The client's ``tracestate`` to pass on; one that could break a header line is not."""
+    if not value or "\r" in value or "\n" in value:
+        return ""
+    return value
+
+
 class Tracing:
     """Sampling and span ids for one gateway; finished spans go to ``sink``."""
 
@@ -263,30 +243,35 @@ class Tracing:
 
     def request(
         self,
-        name: str,
         *,
         service: str,
         path: str,
+        method: str = "POST",
         traceparent: str | None = None,
         tracestate: str | None = None,
-    ) -> RequestTrace | UnsampledTrace:
-        """The span of one client request, child of the client's ``traceparent`` if any
-        (whose sampling decision is kept); other requests are sampled at ``sample_ratio``."""
+    ) -> RequestTrace | bytes:
+        """The trace of one client request, child of the client's ``traceparent`` if any
+        (whose sampling decision is kept); other requests are sampled at ``sample_ratio``.
+
+        A request outside the sample makes no spans: what it gets is the header lines
+        that carry its ids to the engine with flag 00 (the client's trace id and
+        ``tracestate`` when it sent them), as the SDK propagates an unsampled trace.
+        Most requests take that path, so it comes first and builds no object."""
         parent = parse_traceparent(traceparent) if traceparent else None
         if parent is None:
             bits = self._random.getrandbits(192) | _LOW_BITS
             if self._random.random() >= self.sample_ratio:
-                return UnsampledTrace(bits)
+                return unsampled_head(bits)
             hexed = f"{bits:048x}"
             trace_id, span_id = hexed[:32], hexed[32:]
             parent_id, state = "", ""
         else:
             trace_id, parent_id, sampled = parent
-            span_id, state = self.span_id(), tracestate or ""
+            span_id, state = self.span_id(), _trace_state(tracestate)
             if not sampled:
-                return UnsampledTrace.of(trace_id, span_id, state)
+                return _head(f"00-{trace_id}-{span_id}-00", state)
         attributes = {"llmfleet.service": service, "url.path": path}
-        span = OpenSpan(name, span_id, parent_id, SERVER, attributes, time.time_ns())
+        span = OpenSpan(f"{method} {path}", span_id, parent_id, SERVER, attributes, time.time_ns())
         return RequestTrace(self, trace_id, span, remote_parent=bool(parent_id), trace_state=state)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
