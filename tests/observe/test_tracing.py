@@ -46,12 +46,12 @@ def traced_request(tracing: Tracing, headers: dict[str, str] | None = None) -> R
                               traceparent=headers.get("traceparent"),
                               tracestate=headers.get("tracestate"))
     assert isinstance(request, RequestTrace)
-    request.routed("r0", waited_s=0.001)
-    first = request.attempt("r0", "http://127.0.0.1:1/v1/chat/completions", resume=False)
+    first, _ = request.begin_attempt("r0", "http://127.0.0.1:1/v1/chat/completions",
+                                     resume=False, waited_s=0.001)
     request.end_attempt(first, "connection reset after 12 tokens")
-    request.routed("r1", waited_s=0.0)
-    second = request.attempt("r1", "http://127.0.0.1:2/v1/chat/completions", resume=True)
-    assert TRACEPARENT.match(header(request.head(second), "traceparent"))
+    second, head = request.begin_attempt("r1", "http://127.0.0.1:2/v1/chat/completions",
+                                         resume=True, waited_s=0.0)
+    assert header(head, "traceparent") == f"00-{request.trace_id}-{second[2]}-01"
     request.end_attempt(second)
     request.end(200, {"prompt_tokens": 5, "completion_tokens": 20})
     return request
@@ -174,7 +174,7 @@ def test_route_span_covers_the_wait_for_a_replica() -> None:
     exporter = InMemorySpanExporter()
     tracing = Tracing(InProcessSink(exporter, service_name="g"))
     request = tracing.request(service="chat", path="/v1/chat/completions")
-    request.routed("r0", waited_s=0.25)
+    request.begin_attempt("r0", "http://x", resume=False, waited_s=0.25)
     route = exporter.get_finished_spans()[0]
     assert route.end_time is not None and route.start_time is not None
     assert route.end_time - route.start_time == 250_000_000

@@ -8,14 +8,15 @@ no endpoint is configured the gateway holds ``None`` instead of a ``Tracing``,
 so tracing costs one ``is None`` check per request and creates no spans.
 
 The hot path makes no SDK span. A request's spans all end before the request
-does and nothing in the gateway reads a current span, so each span is written
-once, finished, as a ``Record`` (a flat list: names, hex ids, times, a few
-attributes) and handed to a sink. ``ExporterProcess``, the sink of a running
-gateway, batches records to a child process that turns them into the SDK's
-spans and exports them (``span_export``): the SDK's live span costs about
-50 µs and its encoder about 40 µs per span, which on the gateway's one event
-loop would come straight out of its throughput. Measured with
-``bench/observe_overhead.py``.
+does and nothing in the gateway reads a current span, so each span is a
+``Record`` from its start (a flat list: names, hex ids, times, a few
+attributes; the end time filled in when it ends) and is handed to a sink once
+it ends. ``ExporterProcess``, the sink of a running gateway, batches records to
+a child process that encodes and exports them (``span_export``): the SDK's
+live span costs about 50 µs and its encoder about 40 µs per span, which on the
+gateway's one event loop would come straight out of its throughput. A request
+outside the sample makes no object at all, only its ``traceparent`` line.
+Measured with ``bench/observe_overhead.py``.
 """
 
 from __future__ import annotations
@@ -62,124 +63,89 @@ class SpanSink(Protocol):
     def close(self, timeout_s: float = 10.0) -> None: ...
 
 
-class OpenSpan:
-    """A span that has started and not ended."""
-
-    __slots__ = ("attributes", "kind", "name", "parent", "span_id", "start")
-
-    def __init__(
-        self,
-        name: str,
-        span_id: str,
-        parent: str,
-        kind: int,
-        attributes: dict[str, Any],
-        start: int,
-    ) -> None:
-        self.name = name
-        self.span_id = span_id
-        self.parent = parent
-        self.kind = kind
-        self.attributes = attributes
-        self.start = start
-
-
 class RequestTrace:
-    """The spans of one sampled client request; the gateway calls these few methods."""
+    """The spans of one sampled client request; the gateway calls these few methods.
 
-    def __init__(
-        self,
-        tracing: Tracing,
-        trace_id: str,
-        span: OpenSpan,
-        *,
-        remote_parent: bool,
-        trace_state: str,
-    ) -> None:
-        self._tracing = tracing
-        self.trace_id = trace_id
-        self.span = span
-        self.remote_parent = remote_parent
-        self.trace_state = trace_state
+    A span that has started is its record already, its end time still 0: ending it
+    fills in the end and status and hands the same list to the sink."""
+
+    __slots__ = ("_sink", "_span_id", "record", "trace_id", "trace_state")
+
+    def __init__(self, tracing: Tracing, record: Record) -> None:
+        self._sink = tracing.sink
+        self._span_id = tracing.span_id
+        self.record = record
+        """the request's own span (SERVER)."""
+        self.trace_id: str = record[1]
+        self.trace_state: str = record[11]
 
     @property
     def ids(self) -> tuple[str, str]:
         """(trace id, span id) in hex, as logs write them (ECS trace.id / span.id)."""
-        return self.trace_id, self.span.span_id
+        return self.trace_id, self.record[2]
 
     def begin_attempt(
         self, replica: str, url: str, *, resume: bool, waited_s: float
-    ) -> tuple[OpenSpan, bytes]:
-        """Routing span, then the attempt's span and the header lines that carry it upstream."""
-        self.routed(replica, waited_s=waited_s)
-        span = self.attempt(replica, url, resume=resume)
-        return span, self.head(span)
-
-    def routed(self, replica: str, *, waited_s: float) -> None:
-        """The routing decision, as a child span that covers the wait for a replica."""
-        end = time.time_ns()
-        span = self._child(
-            "route",
-            INTERNAL,
-            {"llmfleet.replica": replica, "llmfleet.queue_wait_s": waited_s},
-            start=end - int(waited_s * 1e9),
-        )
-        self._emit(span, end)
-
-    def attempt(self, replica: str, url: str, *, resume: bool) -> OpenSpan:
-        """A child span for one upstream attempt; end it with ``end_attempt``."""
-        return self._child(
-            "resume" if resume else "upstream",
-            CLIENT,
-            {"llmfleet.replica": replica, "llmfleet.resume": resume, "url.full": url},
-        )
-
-    def end_attempt(self, span: OpenSpan, error: str | None = None) -> None:
-        self._emit(span, time.time_ns(), UNSET if error is None else ERROR, error)
-
-    def head(self, span: OpenSpan) -> bytes:
-        """The ``traceparent`` (and the client's ``tracestate``) header lines for the
-        engine, so its logs and traces join this request."""
-        return _head(f"00-{self.trace_id}-{span.span_id}-01", self.trace_state)
-
-    def end(self, status: int, usage: Mapping[str, Any] | None = None) -> None:
-        attributes = self.span.attributes
-        attributes["http.response.status_code"] = status
-        for key in ("prompt_tokens", "completion_tokens"):
-            if usage and isinstance(usage.get(key), int):
-                attributes[f"gen_ai.usage.{key}"] = usage[key]
-        self._emit(self.span, time.time_ns(), ERROR if status >= 500 else UNSET)
-
-    def _child(
-        self, name: str, kind: int, attributes: dict[str, Any], start: int | None = None
-    ) -> OpenSpan:
-        return OpenSpan(
-            name,
-            self._tracing.span_id(),
-            self.span.span_id,
-            kind,
-            attributes,
-            start or time.time_ns(),
-        )
-
-    def _emit(self, span: OpenSpan, end: int, code: int = UNSET, error: str | None = None) -> None:
-        remote = span is self.span and self.remote_parent
-        self._tracing.sink.add(
+    ) -> tuple[Record, bytes]:
+        """The routing decision (a span that covers the wait for a replica, ended here),
+        then the attempt's span (end it with ``end_attempt``; a resume is named so) and
+        the header lines that carry it to the engine, so the engine's logs and traces
+        join this request: ``traceparent`` and the client's ``tracestate``."""
+        now = time.time_ns()
+        trace_id, parent, state = self.trace_id, self.record[2], self.trace_state
+        self._sink.add(
             [
-                span.name,
-                self.trace_id,
-                span.span_id,
-                span.parent,
-                remote,
-                span.kind,
-                span.start,
-                end,
-                span.attributes,
-                code,
-                error,
-                self.trace_state,
+                "route",
+                trace_id,
+                self._span_id(),
+                parent,
+                False,
+                INTERNAL,
+                now - int(waited_s * 1e9),
+                now,
+                {"llmfleet.replica": replica, "llmfleet.queue_wait_s": waited_s},
+                UNSET,
+                None,
+                state,
             ]
         )
+        span_id = self._span_id()
+        attributes = {"llmfleet.replica": replica, "llmfleet.resume": resume, "url.full": url}
+        name = "resume" if resume else "upstream"
+        span = [
+            name,
+            trace_id,
+            span_id,
+            parent,
+            False,
+            CLIENT,
+            now,
+            0,
+            attributes,
+            UNSET,
+            None,
+            state,
+        ]
+        return span, _head(f"00-{trace_id}-{span_id}-01", state)
+
+    def end_attempt(self, span: Record, error: str | None = None) -> None:
+        span[7] = time.time_ns()
+        if error is not None:
+            span[9], span[10] = ERROR, error
+        self._sink.add(span)
+
+    def end(self, status: int, usage: Mapping[str, Any] | None = None) -> None:
+        record = self.record
+        record[7] = time.time_ns()
+        attributes = record[8]
+        attributes["http.response.status_code"] = status
+        if usage:
+            for key in ("prompt_tokens", "completion_tokens"):
+                if isinstance(usage.get(key), int):
+                    attributes[f"gen_ai.usage.{key}"] = usage[key]
+        if status >= 500:
+            record[9] = ERROR
+        self._sink.add(record)
 
 
 def unsampled_head(bits: int) -> bytes:
@@ -271,8 +237,21 @@ class Tracing:
             if not sampled:
                 return _head(f"00-{trace_id}-{span_id}-00", state)
         attributes = {"llmfleet.service": service, "url.path": path}
-        span = OpenSpan(f"{method} {path}", span_id, parent_id, SERVER, attributes, time.time_ns())
-        return RequestTrace(self, trace_id, span, remote_parent=bool(parent_id), trace_state=state)
+        record = [
+            f"{method} {path}",
+            trace_id,
+            span_id,
+            parent_id,
+            bool(parent_id),
+            SERVER,
+            time.time_ns(),
+            0,
+            attributes,
+            UNSET,
+            None,
+            state,
+        ]
+        return RequestTrace(self, record)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         return self.sink.flush(timeout_s)
