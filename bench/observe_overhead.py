@@ -1,6 +1,7 @@
 """Cost of observability on the gateway's hot path: on against off, in one run.
 
-    .venv/bin/python bench/observe_overhead.py [--rounds 20] [--seconds 1.5] [--concurrency 32]
+    .venv/bin/python bench/observe_overhead.py [--rounds 150] [--seconds 0.2] [--concurrency 32]
+        [--on tracing,logs,scrape] [--sample-ratio 0.1]
 
 Starts one sim process (answers at once) and two gateway processes in front of
 it from the same static snapshot:
@@ -13,14 +14,19 @@ it from the same static snapshot:
   request-log line per request,
   and ``/metrics`` scraped every second as Prometheus would.
 
-Rounds alternate the order of the two; the verdict is the median of the
-per-round throughput ratios on/off (goal: under 5% loss). Each round also
-reads each gateway's CPU time per request from /proc (its span exporter
-process included), which says what the observability costs with less noise
-than the rate (from the scheduler's schedstat), and the quartiles of the
-per-round ratios show the spread. ``--on none`` runs two identical gateways: the
-noise floor of this machine. The stand-in collector runs in a process of its
-own, as a real one would: in this one its work would slow the load generator.
+A round is two short slices (``--seconds``, 0.2 s), one per gateway, in ABBA
+order, over connections kept open the whole run: this 2-vCPU VM's speed drifts
+by about 10% over seconds, and slices this short see nearly the same machine.
+The verdict is the ratio of the two gateways' request rates over all rounds
+(goal: under 5% loss), with a bootstrap 95% interval over rounds: a verdict is
+firm only when that interval is on one side of the goal. The gateways' CPU
+time per request (their span exporter included, from the scheduler's
+schedstat) says what the observability costs with less noise than the rate;
+the span exporter's share is printed apart. ``--on none`` runs two identical
+gateways: the noise floor of this machine. ``--on tracing,scrape`` is the
+issue's "metrics and tracing".
+The stand-in collector runs in a process of its own, as a real one would: in
+this one its work would slow the load generator.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import signal
-import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -40,7 +48,7 @@ import aiohttp
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gateway_overhead import free_port, snapshot_file, start, throughput
+from gateway_overhead import free_port, one, snapshot_file, start
 
 GOAL_LOSS = 0.05
 
@@ -118,41 +126,105 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
     return used
 
 
-async def measure(
-    targets: dict[str, str], pids: dict[str, int], args: argparse.Namespace
-) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
-    """Per round and gateway: requests/s, the gateway's CPU µs per request, and the part
-    of it spent in its span exporter process."""
-    rps: dict[str, list[float]] = {name: [] for name in targets}
-    cpu: dict[str, list[float]] = {name: [] for name in targets}
-    child: dict[str, list[float]] = {name: [] for name in targets}
+async def slice_rate(session: aiohttp.ClientSession, url: str, concurrency: int,
+                     seconds: float) -> tuple[int, float]:
+    """``concurrency`` clients, each sending its next request as the last one is answered,
+    for ``seconds``: (requests answered, seconds until the last of them)."""
+    done = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def client() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await one(session, url)
+            done += 1
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return done, time.perf_counter() - start
+
+
+@dataclass
+class Slices:
+    """One gateway's slices (requests answered, seconds) and, over whole blocks, its CPU
+    seconds (its span exporter included) and those of its span exporter alone."""
+
+    done: list[int] = field(default_factory=list)
+    took: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+    child_s: float = 0.0
+
+    def rate(self, rounds: Sequence[int] | None = None) -> float:
+        """Requests per second over ``rounds`` (all by default)."""
+        picked = range(len(self.done)) if rounds is None else rounds
+        return sum(self.done[i] for i in picked) / sum(self.took[i] for i in picked)
+
+    def cpu_us(self, seconds: float | None = None) -> float:
+        """CPU µs per request (of ``seconds`` of CPU; all of it by default)."""
+        return (self.cpu_s if seconds is None else seconds) / sum(self.done) * 1e6
+
+
+async def measure(targets: dict[str, str], pids: dict[str, int], rounds: int,
+                  args: argparse.Namespace, out: dict[str, Slices]) -> None:
+    """``rounds`` more rounds of the two gateways into ``out``.
+
+    A round is two short slices, one per gateway, in ABBA order, over connections
+    kept open the whole block: the machine's speed drifts over seconds, and
+    slices this short see nearly the same machine. CPU is counted over the whole
+    block, so work a gateway defers past its slice (a batch of spans, a flush of
+    log lines) is counted too."""
     stop = asyncio.Event()
     scraper = asyncio.create_task(scrape_every_second(targets["on"], stop)
                                   if "scrape" in args.on else stop.wait())
-    for index in range(args.rounds):
-        order = list(targets) if index % 2 == 0 else list(reversed(targets))
-        for name in order:
-            url = targets[name] + "/v1/chat/completions"
-            before = cpu_seconds(pids[name], children=True)
-            own = cpu_seconds(pids[name])
-            rps[name].append(await throughput(url, args.concurrency, args.seconds))
-            used = cpu_seconds(pids[name], children=True) - before
-            done = rps[name][-1] * args.seconds
-            cpu[name].append(used / done * 1e6)
-            child[name].append((used - (cpu_seconds(pids[name]) - own)) / done * 1e6)
-        print(f"  round {index + 1}: " + ", ".join(
-            f"{n} {rps[n][-1]:.0f} req/s {cpu[n][-1]:.0f} µs CPU/req"
-            f" ({child[n][-1]:.0f} in the span exporter)" for n in targets),
-            flush=True)
-    stop.set()
-    await scraper
-    return rps, cpu, child
+    sessions = {name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+        limit=args.concurrency)) for name in targets}
+    try:
+        for name, url in targets.items():  # open the connections, warm both gateways up
+            await slice_rate(sessions[name], url + "/v1/chat/completions",
+                             args.concurrency, 1.0)
+        cpu = {name: cpu_seconds(pid, children=True) for name, pid in pids.items()}
+        own = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        for index in range(rounds):
+            order = list(targets) if index % 4 in (0, 3) else list(reversed(targets))
+            for name in order:
+                url = targets[name] + "/v1/chat/completions"
+                done, took = await slice_rate(sessions[name], url, args.concurrency,
+                                              args.seconds)
+                out[name].done.append(done)
+                out[name].took.append(took)
+        await asyncio.sleep(1.0)  # what the gateways deferred (spans, log lines) is done
+        for name, pid in pids.items():
+            used = cpu_seconds(pid, children=True) - cpu[name]
+            out[name].cpu_s += used
+            out[name].child_s += used - (cpu_seconds(pid) - own[name])
+    finally:
+        for session in sessions.values():
+            await session.close()
+        stop.set()
+        await scraper
+
+
+def ratio_interval(on: Slices, off: Slices, draws: int = 2000) -> tuple[float, float]:
+    """A 95% bootstrap interval of the on/off rate ratio, resampling whole rounds (with a
+    fixed seed): how far this run's ratio could be from the machine's, given its noise."""
+    pick = random.Random(1)
+    rounds = len(on.done)
+    ratios = []
+    for _ in range(draws):
+        sample = pick.choices(range(rounds), k=rounds)
+        ratios.append(on.rate(sample) / off.rate(sample))
+    ratios.sort()
+    return ratios[int(draws * 0.025)], ratios[int(draws * 0.975) - 1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--rounds", type=int, default=150)
+    parser.add_argument("--seconds", type=float, default=0.2,
+                        help="length of one gateway's slice of a round")
+    parser.add_argument("--blocks", type=int, default=3,
+                        help="the rounds are split into blocks, each with fresh gateway "
+                        "processes (two identical processes can differ by a percent or two)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--sample-ratio", type=float, default=0.1,
                         help="share of requests traced (the spec's default is 0.1)")
@@ -170,19 +242,31 @@ def main() -> None:
                     "--model-name", "chat", "--ttft", "0", "--tps", "0", "--slots", str(slots)],
                    None)]
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
+    parts = set(args.on.split(","))
+    on_env = {"LLMFLEET_REQUEST_LOGS": "1" if "logs" in parts else "0"}
+    if "tracing" in parts:
+        on_env["LLMFLEET_OTLP_ENDPOINT"] = f"http://127.0.0.1:{collector_port}"
+        on_env["LLMFLEET_TRACE_SAMPLE_RATIO"] = str(args.sample_ratio)
+    slices = {"off": Slices(), "on": Slices()}
+    lines = 0
     try:
-        off, proc = gateway(sim_port, slots, {"LLMFLEET_REQUEST_LOGS": "0"}, logs / "gw-off.log")
-        procs.append(proc)
-        parts = set(args.on.split(","))
-        on_env = {"LLMFLEET_REQUEST_LOGS": "1" if "logs" in parts else "0"}
-        if "tracing" in parts:
-            on_env["LLMFLEET_OTLP_ENDPOINT"] = f"http://127.0.0.1:{collector_port}"
-            on_env["LLMFLEET_TRACE_SAMPLE_RATIO"] = str(args.sample_ratio)
-        on, proc = gateway(sim_port, slots, on_env, logs / "gw-on.log")
-        procs.append(proc)
-        time.sleep(0.3)
-        rps, cpu, child = uvloop.run(measure({"off": off, "on": on},
-                                      {"off": procs[1].pid, "on": procs[2].pid}, args))
+        for block in range(args.blocks):
+            rounds = args.rounds // args.blocks + (block < args.rounds % args.blocks)
+            off, off_proc = gateway(sim_port, slots, {"LLMFLEET_REQUEST_LOGS": "0"},
+                                    logs / "gw-off.log")
+            procs.append(off_proc)
+            on, on_proc = gateway(sim_port, slots, on_env, logs / "gw-on.log")
+            procs.append(on_proc)
+            time.sleep(0.3)
+            uvloop.run(measure({"off": off, "on": on}, {"off": off_proc.pid, "on": on_proc.pid},
+                               rounds, args, slices))
+            for proc in (on_proc, off_proc):
+                proc.terminate()
+                proc.wait()
+                procs.remove(proc)
+            lines += sum(1 for _ in (logs / "gw-on.log").open())
+            print(f"  block {block + 1} of {args.blocks} ({rounds} rounds, fresh gateways): "
+                  f"on/off {slices['on'].rate() / slices['off'].rate():.3f} so far", flush=True)
     finally:
         for p in reversed(procs):
             p.kill()
@@ -190,21 +274,17 @@ def main() -> None:
         time.sleep(0.5)  # the span exporter, its input closed, sends what it has left
         collector_proc.terminate()
         received, _ = collector_proc.communicate()
-    ratios = [a / b for a, b in zip(rps["on"], rps["off"], strict=True)]
-    ratio = statistics.median(ratios)
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratio] * 3
-    lines = sum(1 for _ in (logs / "gw-on.log").open()) if (logs / "gw-on.log").exists() else 0
-    print(f"\nmedian req/s: off {statistics.median(rps['off']):.0f}, "
-          f"on {statistics.median(rps['on']):.0f}; on/off {ratio:.3f} "
-          f"(loss {(1 - ratio) * 100:.1f}%, goal < {GOAL_LOSS * 100:.0f}%): "
-          f"{'PASS' if 1 - ratio < GOAL_LOSS else 'FAIL'}; "
-          f"per-round on/off quartiles {quartiles[0]:.3f} to {quartiles[2]:.3f}")
-    cpu_ratio = statistics.median(a / b for a, b in zip(cpu["on"], cpu["off"], strict=True))
+    on_, off_ = slices["on"], slices["off"]
+    ratio = on_.rate() / off_.rate()
+    low, high = ratio_interval(on_, off_)
+    print(f"\nreq/s over {args.rounds} rounds: off {off_.rate():.0f}, on {on_.rate():.0f}; "
+          f"on/off {ratio:.3f} (loss {(1 - ratio) * 100:.1f}%, goal < {GOAL_LOSS * 100:.0f}%): "
+          f"{'PASS' if 1 - ratio < GOAL_LOSS else 'FAIL'}; 95% interval of the loss "
+          f"{(1 - high) * 100:.1f}% to {(1 - low) * 100:.1f}%")
     print("gateway CPU per request (its span exporter included): "
-          f"off {statistics.median(cpu['off']):.0f} µs, "
-          f"on {statistics.median(cpu['on']):.0f} µs "
-          f"({statistics.median(child['on']):.0f} µs in its span exporter); on/off {cpu_ratio:.3f} "
-          "(the cost itself, less noisy than the rate)")
+          f"off {off_.cpu_us():.0f} µs, on {on_.cpu_us():.0f} µs "
+          f"({on_.cpu_us(on_.child_s):.0f} µs in its span exporter); "
+          f"on/off {on_.cpu_us() / off_.cpu_us():.3f} (the cost itself, less noisy than the rate)")
     print(f"OTLP bytes received {received.strip()}; request-log lines {lines}")
 
 
