@@ -8,7 +8,10 @@ replicas, several entries share a process: a conservative set-up, each process
 then answers several scrapes at once). It serves the agent's real
 ``FleetScraper`` on an HTTP port, caching off, and times ``GET /metrics`` from a
 client: every round reads all replicas' /metrics concurrently, normalises and
-renders them. Prints p50/p95/max and the body size.
+renders them. Prints p50/p95/max and the body size, and beside it the baseline
+measured in the same run, rounds interleaved: the same replicas' own /metrics
+read concurrently and nothing more, as a Prometheus server scraping each
+replica itself would.
 """
 
 from __future__ import annotations
@@ -95,16 +98,32 @@ async def measure(session: aiohttp.ClientSession, fleet: list[Target], rounds: i
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    times, size = [], 0
+    async def fetch(url: str) -> bytes:
+        async with session.get(url) as response:
+            return await response.read()
+
+    async def fetch_all() -> None:
+        """The baseline: every replica's own /metrics read once, concurrently, as a
+        Prometheus server scraping each of them would, with nothing parsed or merged."""
+        await asyncio.gather(*(fetch(f"http://127.0.0.1:{t.status.port}/metrics")
+                               for t in fleet))
+
+    times, raw, size = [], [], 0
     async with aiohttp.ClientSession() as client:
-        for _ in range(rounds + 2):
-            begun = loop.time()
-            async with client.get(f"http://127.0.0.1:{port}/metrics") as response:
-                body = await response.read()
-            times.append(loop.time() - begun)
-            size = len(body)
+        for index in range(rounds + 2):
+            for step in ("ours", "raw") if index % 2 == 0 else ("raw", "ours"):
+                begun = loop.time()
+                if step == "raw":
+                    await fetch_all()
+                    raw.append(loop.time() - begun)
+                    continue
+                async with client.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    body = await response.read()
+                times.append(loop.time() - begun)
+                size = len(body)
     await runner.cleanup()
     times = sorted(times[2:])  # two warm-up rounds
+    raw = sorted(raw[2:])
     text = body.decode()
     up = sum(1 for line in text.splitlines()
              if line.startswith("llmfleet_target_up{") and line.endswith(" 1"))
@@ -113,6 +132,11 @@ async def measure(session: aiohttp.ClientSession, fleet: list[Target], rounds: i
           f"targets up {up}")
     print(f"scrape p50 {statistics.median(times) * 1000:.0f} ms, "
           f"p95 {times[int(len(times) * 0.95) - 1] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms")
+    print(f"baseline, the {len(fleet)} replicas' own /metrics read concurrently: "
+          f"p50 {statistics.median(raw) * 1000:.0f} ms, "
+          f"p95 {raw[int(len(raw) * 0.95) - 1] * 1000:.0f} ms; "
+          f"the fleet endpoint takes {statistics.median(times) / statistics.median(raw):.1f}x "
+          "(normalising, merging and rendering on top)")
 
 
 if __name__ == "__main__":
