@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -195,3 +196,18 @@ async def test_outside_the_sample_the_engine_gets_the_trace_id_and_flag_00(
         assert parse_traceparent(traceparent) is not None
     assert clients[1] is not None and clients[1].startswith("00-0af7651916cd43dd8448eb211c80319c-")
     assert clients[2] == "vendor=1"
+
+
+async def test_two_traceparent_headers_are_invalid_and_start_a_trace_of_our_own(
+    traced: Callable[..., Awaitable[Traced]],
+) -> None:
+    gut, engine, exporter = await traced()
+    other = "00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    headers = CIMultiDict([("traceparent", CLIENT_PARENT), ("traceparent", other)])
+    status, _, _ = await gut.post("/v1/chat/completions", {"model": "chat", "messages": MESSAGES},
+                                  headers=headers)
+    assert status == 200
+    (root,) = spans_by_name(exporter)["POST /v1/chat/completions"]
+    assert root.parent is None
+    assert f"{root.context.trace_id:032x}" not in (CLIENT_PARENT[3:35], other[3:35])
+    assert attempt_parent(engine.seen[0][1])[0] == f"{root.context.trace_id:032x}"

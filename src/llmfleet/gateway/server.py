@@ -163,7 +163,8 @@ class HttpProtocol(asyncio.Protocol):
         elif len(name) == 6 and name.lower() == b"expect":
             self._expects_continue = value.lower() == b"100-continue"
         elif len(name) == 11 and name.lower() == b"traceparent":
-            self._traceparent = value.decode("latin-1")
+            # two are invalid (W3C trace context): "" starts a trace of our own
+            self._traceparent = value.decode("latin-1") if self._traceparent is None else ""
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
