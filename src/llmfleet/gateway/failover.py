@@ -190,7 +190,9 @@ class Failover:
             lease = await self._acquire(call, sink)
             call.replica = lease.replica.replica_id
             failed = len(call.attempts)
-            span = self._begin_span(call, lease, asked, resume=state.id is not None)
+            span = None
+            if call.trace is not None:  # sampled
+                span = self._begin_span(call, lease, asked, resume=state.id is not None)
             try:
                 await self._segment(call, state, sink, lease.replica.url, lease.replica.served_name)
                 self.health.report_success(lease.replica.replica_id)
@@ -211,12 +213,9 @@ class Failover:
                     self._end_span(call, span, failed)
 
     def _begin_span(self, call: Call, lease: Lease, asked: float, *, resume: bool) -> Any:
-        """A sampled request's routing and attempt spans (None otherwise); the attempt's
-        ``traceparent`` goes to the engine."""
-        trace = call.trace
-        if trace is None:
-            return None
-        span, call.upstream_head = trace.begin_attempt(
+        """A sampled request's routing and attempt spans; the attempt's ``traceparent``
+        goes to the engine."""
+        span, call.upstream_head = call.trace.begin_attempt(
             lease.replica.replica_id,
             lease.replica.url + call.path,
             resume=resume,
@@ -310,7 +309,9 @@ class Failover:
             lease = await self._acquire(call)
             call.replica = lease.replica.replica_id
             failed = len(call.attempts)
-            span = self._begin_span(call, lease, asked, resume=False)
+            span = None
+            if call.trace is not None:  # sampled
+                span = self._begin_span(call, lease, asked, resume=False)
             try:
                 body = upstream_plain_body(call, served_name=lease.replica.served_name)
                 call.overhead_s += self.clock() - call.started_at if not call.attempts else 0.0
