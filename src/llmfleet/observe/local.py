@@ -3,7 +3,7 @@
 Kept here, not in the agent, so the agent's own code gains only a few lines.
 A GPU fault marks every replica that uses GPUs UNHEALTHY (the gateway routes
 only READY replicas) and keeps it so until the fault clears; which replica sits
-on which GPU is read from ``CUDA_VISIBLE_DEVICES`` when the replica sets it.
+on which GPU is read from its ``CUDA_VISIBLE_DEVICES``, which the agent sets.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from llmfleet.backends.base import ReplicaState
+from llmfleet.backends.local.gpus import held_gpus, wanted_gpus
 from llmfleet.observe.fleet import Target
 from llmfleet.observe.runtime import Observer
 from llmfleet.spec.observability import Observability
@@ -25,12 +26,11 @@ if TYPE_CHECKING:
 
 
 def replica_gpus(managed: Managed) -> set[str] | None:
-    """The GPU indexes a replica uses (None: some, unknown which; empty: none)."""
-    resources = managed.spec.config.get("resources") or {}
-    if not resources.get("gpus"):
+    """The GPU indexes a replica uses (None: some, unknown which; empty: none). The
+    agent gives each GPU replica its own (``backends.local.gpus``)."""
+    if not wanted_gpus(managed.spec):
         return set()
-    visible = managed.spec.launch.env.get("CUDA_VISIBLE_DEVICES")
-    return set(visible.split(",")) if visible else None
+    return held_gpus(managed.spec) or None
 
 
 def mark_gpu_faults(agent: Agent, faults: dict[str, str]) -> None:

@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -37,10 +38,15 @@ from aiohttp import web
 from llmfleet.backends.base import ReplicaSpec
 from llmfleet.backends.local import ports
 from llmfleet.backends.local.gateways import gateway_spec
+from llmfleet.backends.local.gpus import assign_gpus, wanted_gpus
 from llmfleet.backends.local.layout import SOCKET_NAME, STATE_NAME
 from llmfleet.backends.local.supervisor import Managed, Supervisor
 from llmfleet.backends.local.wire import spec_from_json, spec_to_json
+from llmfleet.engines.gpus import visible_gpus
+from llmfleet.errors import EngineUnavailableError
 from llmfleet.observe.local import attach_observer, gateway_env
+
+log = logging.getLogger(__name__)
 
 
 class Agent:
@@ -57,6 +63,7 @@ class Agent:
         self._next_port = self._range[0]
         self.stopped = asyncio.Event()
         self.observer = attach_observer(self, session)
+        self._gpus: int | None = None
 
     def changed(self) -> None:
         """Bump the generation, wake long-polls and persist the table."""
@@ -77,8 +84,13 @@ class Agent:
         return {m.port for m in procs.values()}
 
     def start_replica(self, spec: ReplicaSpec, *, adopt_pid: int | None = None) -> Managed:
+        """Supervise a replica (GPUs of its own when its service asks for some; raises
+        ``EngineUnavailableError`` when too few are free)."""
         if spec.replica_id in self.replicas.processes:
             return self.replicas.processes[spec.replica_id]
+        if wanted_gpus(spec):
+            others = (m.spec for m in self.replicas.processes.values())
+            spec = assign_gpus(spec, others, count=self._gpu_count())
         port = spec.port or ports.allocate_port(
             self._taken_ports(), start=self._next_port, port_range=self._range
         )
@@ -86,6 +98,12 @@ class Agent:
         managed = self._managed(spec, port=port, folder=spec.environment, adopt_pid=adopt_pid)
         self.replicas.start(managed)
         return managed
+
+    def _gpu_count(self) -> int:
+        """The GPUs this machine has (asked once, when a replica first wants one)."""
+        if self._gpus is None:
+            self._gpus = visible_gpus().count
+        return self._gpus
 
     def _managed(
         self, spec: ReplicaSpec, *, port: int, folder: str, adopt_pid: int | None
@@ -137,7 +155,10 @@ class Agent:
         for item in body.get("replicas", []):
             spec = spec_from_json(item["spec"])
             pid = _adoptable(item)
-            self.start_replica(_with_port(spec, item["port"]), adopt_pid=pid)
+            try:
+                self.start_replica(_with_port(spec, item["port"]), adopt_pid=pid)
+            except EngineUnavailableError as exc:  # a table saved before GPUs were assigned
+                log.error("cannot restore replica %s: %s", spec.replica_id, exc)
         for item in body.get("gateways", []):
             spec = spec_from_json(item["spec"])
             managed = self._managed(

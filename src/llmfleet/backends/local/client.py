@@ -19,7 +19,13 @@ import httpx
 from llmfleet.backends.base import ReplicaSpec, ReplicaState, ReplicaStatus
 from llmfleet.backends.local.layout import SOCKET_NAME
 from llmfleet.backends.local.wire import spec_to_json
-from llmfleet.errors import AgentUnreachableError, BackendError, PortInUseError, ReplicaFailedError
+from llmfleet.errors import (
+    AgentUnreachableError,
+    BackendError,
+    EngineUnavailableError,
+    PortInUseError,
+    ReplicaFailedError,
+)
 
 AGENT_START_TIMEOUT_S = 15.0
 FAILED_STATES = frozenset({ReplicaState.CRASH_LOOP})
@@ -79,6 +85,9 @@ class LocalBackend:
             ) from exc
         if response.status_code == 409:
             raise PortInUseError(response.json().get("error", "port in use"))
+        if response.status_code == 422:  # the agent cannot run it here (too few free GPUs)
+            body = response.json()
+            raise EngineUnavailableError(body["error"], hint=body.get("hint"))
         if response.status_code >= 400:
             raise BackendError(f"the local agent refused {method} {path}: {response.text}")
         return response.json()
