@@ -10,10 +10,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from llmfleet.backends.base import ReplicaSpec, ReplicaState
 from llmfleet.backends.local.agent import Agent
+from llmfleet.backends.local.agent_http import build_app
+from llmfleet.backends.local.client import LocalBackend
 from llmfleet.backends.local.gpus import assign_gpus, held_gpus
+from llmfleet.backends.local.layout import SOCKET_NAME
 from llmfleet.engines.base import LaunchCommand, Probe
 from llmfleet.errors import EngineUnavailableError
 from llmfleet.observe.local import mark_gpu_faults
@@ -67,6 +71,23 @@ def environ_of(pid: int) -> dict[str, str]:
     return {k.decode(): v.decode() for k, _, v in pairs}
 
 
+async def refused_through_the_cli_client(agent: Agent, home: Path) -> None:
+    """The agent's HTTP API says why (422), and the CLI's client raises the same error."""
+    runner = web.AppRunner(build_app(agent))
+    await runner.setup()
+    await web.UnixSite(runner, str(home / SOCKET_NAME)).start()
+    backend = LocalBackend(home)
+    try:
+        with pytest.raises(EngineUnavailableError) as caught:
+            await asyncio.to_thread(backend.start_replica, spec("c", gpus=1))
+        assert caught.value.message == (
+            "replica c needs 1 GPU(s); this machine has 2, 0 free (held: GPU 0: a, GPU 1: b)")
+        assert caught.value.hint is not None and "resources.gpus" in caught.value.hint
+    finally:
+        backend.close()
+        await runner.cleanup()
+
+
 async def test_the_agent_gives_real_processes_their_gpus_keeps_them_and_fences_a_fault(
     tmp_path: Path,
 ) -> None:
@@ -79,6 +100,7 @@ async def test_the_agent_gives_real_processes_their_gpus_keeps_them_and_fences_a
             cpu = agent.start_replica(spec("cpu", gpus=0))
             with pytest.raises(EngineUnavailableError, match="1 GPU"):
                 agent.start_replica(spec("c", gpus=1))
+            await refused_through_the_cli_client(agent, tmp_path)
             for _ in range(200):
                 if all(m.state is ReplicaState.READY for m in (a, b, cpu)):
                     break
