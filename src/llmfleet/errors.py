@@ -129,6 +129,10 @@ class EngineUnavailableError(EngineError):
     """The engine cannot run on this machine (e.g. vLLM without a GPU)."""
 
 
+class GpuShortageError(EngineUnavailableError):
+    """The machine has the GPUs, but too few are free right now (other replicas hold them)."""
+
+
 class EngineVersionError(EngineError):
     """The engine version pinned in the spec does not exist."""
 

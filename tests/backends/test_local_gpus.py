@@ -19,7 +19,7 @@ from llmfleet.backends.local.client import LocalBackend
 from llmfleet.backends.local.gpus import assign_gpus, held_gpus
 from llmfleet.backends.local.layout import SOCKET_NAME
 from llmfleet.engines.base import LaunchCommand, Probe
-from llmfleet.errors import EngineUnavailableError
+from llmfleet.errors import GpuShortageError
 from llmfleet.observe.local import mark_gpu_faults
 
 
@@ -44,7 +44,7 @@ def test_each_replica_gets_gpus_no_other_replica_holds() -> None:
 
 def test_too_few_free_gpus_is_refused_naming_who_holds_them() -> None:
     first = assign_gpus(spec("a", gpus=1), [], count=2)
-    with pytest.raises(EngineUnavailableError) as caught:
+    with pytest.raises(GpuShortageError) as caught:
         assign_gpus(spec("b", gpus=2), [first], count=2)
     assert caught.value.message == (
         "replica b needs 2 GPU(s); this machine has 2, 1 free (held: GPU 0: a)")
@@ -78,7 +78,7 @@ async def refused_through_the_cli_client(agent: Agent, home: Path) -> None:
     await web.UnixSite(runner, str(home / SOCKET_NAME)).start()
     backend = LocalBackend(home)
     try:
-        with pytest.raises(EngineUnavailableError) as caught:
+        with pytest.raises(GpuShortageError) as caught:
             await asyncio.to_thread(backend.start_replica, spec("c", gpus=1))
         assert caught.value.message == (
             "replica c needs 1 GPU(s); this machine has 2, 0 free (held: GPU 0: a, GPU 1: b)")
@@ -98,7 +98,7 @@ async def test_the_agent_gives_real_processes_their_gpus_keeps_them_and_fences_a
             a = agent.start_replica(spec("a", gpus=1))
             b = agent.start_replica(spec("b", gpus=1))
             cpu = agent.start_replica(spec("cpu", gpus=0))
-            with pytest.raises(EngineUnavailableError, match="1 GPU"):
+            with pytest.raises(GpuShortageError, match="1 GPU"):
                 agent.start_replica(spec("c", gpus=1))
             await refused_through_the_cli_client(agent, tmp_path)
             for _ in range(200):

@@ -19,7 +19,7 @@ from llmfleet.apply.prepare import Prepared, prepare_service, replica_spec
 from llmfleet.backends.local.client import LocalBackend
 from llmfleet.engines.base import Progress
 from llmfleet.engines.registry import get_adapter
-from llmfleet.errors import ApplyError, FleetError, StalePlanError
+from llmfleet.errors import ApplyError, FleetError, GpuShortageError, StalePlanError
 from llmfleet.plan.model import Action, Op, Plan, Target
 from llmfleet.settings import Settings
 from llmfleet.spec.model import ResolvedEnvironment
@@ -202,20 +202,40 @@ def _stop_unready(ctx: ApplyContext, replica_ids: list[str]) -> None:
 
 
 def _replace_replicas(plan: Plan, prepared: dict[str, Prepared], ctx: ApplyContext) -> None:
-    """Rolling, one replica at a time: new one ready, then the old one drained."""
+    """Rolling, one replica at a time: new one ready, then the old one drained.
+
+    When the machine has no free GPUs for the new replica beside the old one, the
+    old one is drained first and the new one takes its GPUs (one replica less
+    while it starts), rather than the update being refused."""
     for action in _actions(plan, Op.REPLACE, Target.REPLICA):
         assert action.service is not None and action.slot is not None and action.replica_id
         spec = replica_spec(plan.environment, action.slot, prepared[action.service])
         ctx.progress(f"-/+ {action.address}: starting {spec.replica_id}")
-        ctx.backend.start_replica(spec)
+        in_place = False
+        try:
+            ctx.backend.start_replica(spec)
+        except GpuShortageError:
+            ctx.progress(
+                f"-/+ {action.address}: no free GPU beside {action.replica_id}: "
+                "draining it first, the new replica takes its GPUs"
+            )
+            ctx.backend.stop_replica(action.replica_id, drain_timeout_s=DRAIN_TIMEOUT_S)
+            in_place = True
+            ctx.backend.start_replica(spec)
         try:
             ctx.backend.wait_ready([spec.replica_id], timeout_s=READY_TIMEOUT_S)
         except FleetError as exc:
             ctx.backend.stop_replica(spec.replica_id, drain_timeout_s=0)
-            exc.message += f"\n  {action.replica_id} was kept serving; nothing else was replaced"
+            exc.message += (
+                f"\n  {action.replica_id} was stopped to free its GPUs; nothing else was "
+                "replaced (`llmfleet rollback` brings back the last revision)"
+                if in_place
+                else f"\n  {action.replica_id} was kept serving; nothing else was replaced"
+            )
             raise
-        ctx.progress(f"-/+ {action.address}: draining {action.replica_id}")
-        ctx.backend.stop_replica(action.replica_id, drain_timeout_s=DRAIN_TIMEOUT_S)
+        if not in_place:
+            ctx.progress(f"-/+ {action.address}: draining {action.replica_id}")
+            ctx.backend.stop_replica(action.replica_id, drain_timeout_s=DRAIN_TIMEOUT_S)
         ctx.done.append(f"-/+ {action.address}")
 
 

@@ -85,7 +85,7 @@ class Agent:
 
     def start_replica(self, spec: ReplicaSpec, *, adopt_pid: int | None = None) -> Managed:
         """Supervise a replica (GPUs of its own when its service asks for some; raises
-        ``EngineUnavailableError`` when too few are free)."""
+        ``GpuShortageError`` when too few are free)."""
         if spec.replica_id in self.replicas.processes:
             return self.replicas.processes[spec.replica_id]
         if wanted_gpus(spec):

@@ -16,7 +16,7 @@ from llmfleet.backends.local.agent import Agent
 from llmfleet.backends.local.commands import CommandServerKeeper
 from llmfleet.backends.local.process import tail_lines
 from llmfleet.backends.local.wire import spec_from_json
-from llmfleet.errors import EngineUnavailableError
+from llmfleet.errors import GpuShortageError
 from llmfleet.observe.local import add_observe_routes
 
 AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent", Agent)
@@ -58,7 +58,7 @@ async def start_replica(request: web.Request) -> web.Response:
         raise _bad_request(f"malformed replica spec: {exc}") from exc
     try:
         managed = _agent(request).start_replica(spec)
-    except EngineUnavailableError as exc:  # too few free GPUs
+    except GpuShortageError as exc:
         return web.json_response({"error": exc.message, "hint": exc.hint}, status=422)
     return web.json_response(managed.status().to_json(), status=201)
 

@@ -22,7 +22,7 @@ from llmfleet.backends.local.wire import spec_to_json
 from llmfleet.errors import (
     AgentUnreachableError,
     BackendError,
-    EngineUnavailableError,
+    GpuShortageError,
     PortInUseError,
     ReplicaFailedError,
 )
@@ -85,9 +85,9 @@ class LocalBackend:
             ) from exc
         if response.status_code == 409:
             raise PortInUseError(response.json().get("error", "port in use"))
-        if response.status_code == 422:  # the agent cannot run it here (too few free GPUs)
+        if response.status_code == 422:  # too few free GPUs for it now
             body = response.json()
-            raise EngineUnavailableError(body["error"], hint=body.get("hint"))
+            raise GpuShortageError(body["error"], hint=body.get("hint"))
         if response.status_code >= 400:
             raise BackendError(f"the local agent refused {method} {path}: {response.text}")
         return response.json()

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from llmfleet.backends.base import ReplicaSpec
-from llmfleet.errors import EngineUnavailableError
+from llmfleet.errors import GpuShortageError
 
 VISIBLE = "CUDA_VISIBLE_DEVICES"
 
@@ -34,7 +34,7 @@ def held_gpus(spec: ReplicaSpec) -> set[str]:
 
 def assign_gpus(spec: ReplicaSpec, others: Iterable[ReplicaSpec], *, count: int) -> ReplicaSpec:
     """``spec`` with GPUs of its own among ``count`` on this machine; ``others`` are the
-    replicas already running. Raises ``EngineUnavailableError`` when too few are free.
+    replicas already running. Raises ``GpuShortageError`` when too few are free.
 
     On a machine without GPUs nothing is assigned: an engine that needs one has
     refused the service already (``check_runnable``), and the sim ignores them."""
@@ -48,7 +48,7 @@ def assign_gpus(spec: ReplicaSpec, others: Iterable[ReplicaSpec], *, count: int)
     free = [str(index) for index in range(count) if str(index) not in holders]
     if len(free) < wanted:
         held = ", ".join(f"GPU {d}: {r}" for d, r in sorted(holders.items())) or "none"
-        raise EngineUnavailableError(
+        raise GpuShortageError(
             f"replica {spec.replica_id} needs {wanted} GPU(s); this machine has {count}, "
             f"{len(free)} free (held: {held})",
             hint="lower replicas or resources.gpus, or stop another service first",
