@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 import orjson
@@ -86,7 +86,7 @@ def request_fields(
     status: int,
     duration_s: float,
     ttft_s: float | None = None,
-    usage: dict[str, Any] | None,
+    usage: Mapping[str, Any] | None,
     prompt: Any = None,
 ) -> dict[str, Any]:
     """The ECS fields of one request-log line; a prompt only when the caller passes one
@@ -178,6 +178,13 @@ class JsonLinesBuffer:
             self._timer.cancel()
             self._timer = None
         if self._lines:
-            self._stream.write(b"\n".join(self._lines).decode() + "\n")
-            self._stream.flush()
+            data = b"\n".join(self._lines) + b"\n"
             self._lines.clear()
+            raw = getattr(self._stream, "buffer", None)
+            if raw is None:  # a text stream only (a test's StringIO)
+                self._stream.write(data.decode())
+                self._stream.flush()
+                return
+            self._stream.flush()  # what logging wrote through the text layer goes first
+            raw.write(data)
+            raw.flush()

@@ -95,7 +95,7 @@ class RequestObserver:
         trace: RequestTrace | None = call.trace
         if trace is None and self.lines is None:
             return  # most requests with logs off: no spans to end, no line to write
-        code = int(getattr(error, "status", 0) or (500 if error is not None else status))
+        code = int(status) if error is None else int(getattr(error, "status", 0) or 500)
         if trace is not None:
             trace.end(code, usage)
         if self.lines is None:
@@ -105,8 +105,7 @@ class RequestObserver:
             replica=call.replica,
             status=code,
             duration_s=self.clock() - call.started_at,
-            ttft_s=None,
-            usage=dict(usage) if usage else None,
+            usage=usage,
             prompt=_prompt(call.body) if self.log_prompts else None,
         )
         fields["llmfleet.failed_attempts"] = len(call.attempts)
