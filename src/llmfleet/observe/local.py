@@ -1,9 +1,10 @@
 """The glue between the local agent and its ``Observer``: targets and GPU faults.
 
 Kept here, not in the agent, so the agent's own code gains only a few lines.
-A GPU fault marks every replica that uses GPUs UNHEALTHY (the gateway routes
-only READY replicas) and keeps it so until the fault clears; which replica sits
-on which GPU is read from its ``CUDA_VISIBLE_DEVICES``, which the agent sets.
+A GPU fault marks the replicas on that GPU UNHEALTHY (the gateway routes only
+READY replicas) and keeps them so until the fault clears; which replica sits on
+which GPU is read from its ``CUDA_VISIBLE_DEVICES``, which the agent sets (a
+GPU replica whose devices are unknown is marked on any GPU's fault).
 """
 
 from __future__ import annotations

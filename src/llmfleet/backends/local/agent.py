@@ -43,7 +43,7 @@ from llmfleet.backends.local.layout import SOCKET_NAME, STATE_NAME
 from llmfleet.backends.local.supervisor import Managed, Supervisor
 from llmfleet.backends.local.wire import spec_from_json, spec_to_json
 from llmfleet.engines.gpus import visible_gpus
-from llmfleet.errors import EngineUnavailableError
+from llmfleet.errors import GpuShortageError
 from llmfleet.observe.local import attach_observer, gateway_env
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class Agent:
             pid = _adoptable(item)
             try:
                 self.start_replica(_with_port(spec, item["port"]), adopt_pid=pid)
-            except EngineUnavailableError as exc:  # a table saved before GPUs were assigned
+            except GpuShortageError as exc:  # a table saved before GPUs were assigned
                 log.error("cannot restore replica %s: %s", spec.replica_id, exc)
         for item in body.get("gateways", []):
             spec = spec_from_json(item["spec"])
