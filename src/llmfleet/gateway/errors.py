@@ -24,6 +24,7 @@ class ApiError(Exception):
         type_: str,
         code: str,
         retry_after_s: float | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -31,9 +32,11 @@ class ApiError(Exception):
         self.type = type_
         self.code = code
         self.retry_after_s = retry_after_s
+        self.param = param
+        """the request field at fault (``messages[1].content``), as OpenAI names it."""
 
     def body(self) -> bytes:
-        error = {"message": self.message, "type": self.type, "code": self.code, "param": None}
+        error = {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
         return json.dumps({"error": error}).encode()
 
     def headers(self) -> dict[str, str]:
@@ -45,8 +48,10 @@ class ApiError(Exception):
         return Response(self.body(), status=self.status, headers=self.headers() or None)
 
 
-def bad_request(message: str, *, code: str = "invalid_request") -> ApiError:
-    return ApiError(400, message, type_="invalid_request_error", code=code)
+def bad_request(
+    message: str, *, code: str = "invalid_request", param: str | None = None
+) -> ApiError:
+    return ApiError(400, message, type_="invalid_request_error", code=code, param=param)
 
 
 def unauthorized(message: str) -> ApiError:

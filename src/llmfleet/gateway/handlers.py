@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from llmfleet.errors import PermanentUpstreamError
 from llmfleet.gateway import errors
 from llmfleet.gateway.balancing import prefix_key_of
+from llmfleet.gateway.bodies import BodyKind, check_body, service_of
 from llmfleet.gateway.failover import Call, permanent_response
 from llmfleet.gateway.keys import KeyInfo, authorize
 from llmfleet.gateway.messages import Answer, Request, Response, json_response
@@ -60,7 +61,7 @@ class Handlers:
         return await self._generate(request, chat=False)
 
     async def _generate(self, request: Request, *, chat: bool) -> Answer:
-        call, key = await self._admit(request, required="messages" if chat else "prompt")
+        call, key = await self._admit(request, BodyKind.CHAT if chat else BodyKind.COMPLETION)
         call.chat = chat
         body = call.body
         stream = body.get("stream") is True
@@ -99,7 +100,7 @@ class Handlers:
                 observe.finish(call, status or "500", usage, sys.exc_info()[1])
 
     async def embeddings(self, request: Request) -> Answer:
-        call, key = await self._admit(request, required="input")
+        call, key = await self._admit(request, BodyKind.EMBEDDING)
         observe = self._observe(request, call)
         status: str | None = "200"
         usage: dict[str, Any] | None = None
@@ -127,12 +128,12 @@ class Handlers:
             observe.start(call, parent, request.header("tracestate") if parent else None)
         return observe
 
-    async def _admit(self, request: Request, *, required: str) -> tuple[Call, KeyInfo | None]:
+    async def _admit(self, request: Request, kind: BodyKind) -> tuple[Call, KeyInfo | None]:
         """Check a request up to the point it may go upstream."""
         started = self.gw.clock()
         raw = self._body(request)
-        body = _parse_body(raw, required)
-        name = body["model"]
+        body = _parse_body(raw)
+        name = service_of(body)
         spec = self.gw.router.service(name)
         if spec is None:
             raise errors.unknown_model(name, list(self.gw.router.snapshot.services))
@@ -144,6 +145,7 @@ class Handlers:
             key = await authorize(self.gw.key_verifier, request.headers, name, required=True)
             if key is not None:
                 self.gw.quotas.admit(key)
+        check_body(kind, body)
         routing = spec.routing
         call = Call(
             service=name,
@@ -205,23 +207,12 @@ class Handlers:
         return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 
-def _parse_body(raw: bytes, required: str) -> dict[str, Any]:
-    """The JSON object of a request with a string ``model`` and the ``required`` field."""
+def _parse_body(raw: bytes) -> Any:
+    """The request's JSON value (400 if it is not JSON)."""
     try:
-        body = orjson.loads(raw)
+        return orjson.loads(raw)
     except ValueError as exc:
         raise errors.bad_request(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise errors.bad_request("the body must be a JSON object")
-    if not isinstance(body.get("model"), str):
-        raise errors.bad_request("'model' is required and must be a string (a service name)")
-    if required == "messages" and (
-        not isinstance(body.get("messages"), list) or not body["messages"]
-    ):
-        raise errors.bad_request("'messages' must be a non-empty list")
-    if required not in body:
-        raise errors.bad_request(f"'{required}' is required")
-    return body
 
 
 def _usage_of(data: bytes) -> dict[str, Any] | None:
