@@ -14,13 +14,15 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from llmfleet.engines.environment import engine_environment
+
 
 async def spawn(
     argv: list[str], *, env: dict[str, str], log_path: Path
 ) -> asyncio.subprocess.Process:
     """Start ``argv`` detached from our terminal, appending its output to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, **env}
+    full_env = engine_environment(env)
     with log_path.open("ab") as log:
         return await asyncio.create_subprocess_exec(
             *argv,
