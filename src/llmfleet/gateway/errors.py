@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 
+import orjson
+
 from llmfleet.gateway.messages import Response
 
 
@@ -148,4 +150,56 @@ def method_not_allowed(method: str, path: str) -> ApiError:
 def internal_error() -> ApiError:
     return ApiError(
         500, "the gateway failed on this request", type_="server_error", code="internal_error"
+    )
+
+
+NOT_SUPPORTED = 501
+"""An engine's "not implemented": this engine, as configured, does not do what the
+request asks (llama-server's embeddings without ``--embeddings``): the client's
+request is wrong for this service, the replica is fine."""
+
+
+def engine_words(body: bytes, *, limit: int = 300) -> str:
+    """What an engine said in an error body, as one clean line of text.
+
+    The ``message`` of an OpenAI error (llama-server, vLLM, the sim), a ``detail``
+    (FastAPI), or else the body's text; control characters become spaces and the
+    result is cut at ``limit`` characters, so no raw bytes reach a client or a log.
+    """
+    try:
+        data = orjson.loads(body)
+    except ValueError:
+        data = body.decode("utf-8", "replace")
+    if isinstance(data, dict):
+        error = data.get("error")
+        found = error.get("message") if isinstance(error, dict) else error
+        data = found or data.get("message") or data.get("detail") or data
+    text = data if isinstance(data, str) else orjson.dumps(data).decode()
+    words = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return words if len(words) <= limit else words[: limit - 1] + "…"
+
+
+def engine_refused(service: str, status: int, body: bytes) -> ApiError:
+    """The client's error for an engine's 4xx (or 501): the engine's words, in OpenAI
+    form. A 501 becomes 400: the request asks this service for what it does not do."""
+    words = engine_words(body) or "no reason given"
+    if status == NOT_SUPPORTED:
+        message = f"the service '{service}' does not support this request: {words}"
+        return ApiError(400, message, type_="invalid_request_error", code="not_supported")
+    return ApiError(
+        status,
+        f"the engine of the service '{service}' rejected the request ({status}): {words}",
+        type_="invalid_request_error",
+        code="engine_rejected",
+    )
+
+
+def no_embeddings(service: str, reason: str, serving: list[str]) -> ApiError:
+    """400: embeddings asked of a service whose engine is not set up to serve them."""
+    others = ", ".join(serving) or "none"
+    return bad_request(
+        f"the service '{service}' does not serve embeddings ({reason}); "
+        f"services that serve embeddings: {others}",
+        code="embeddings_not_served",
+        param="model",
     )

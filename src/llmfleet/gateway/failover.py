@@ -32,7 +32,7 @@ from llmfleet.gateway import errors
 from llmfleet.gateway.admission import Lease, Router
 from llmfleet.gateway.deadline import within
 from llmfleet.gateway.health import Failure, HealthTracker
-from llmfleet.gateway.messages import Answer, Response
+from llmfleet.gateway.messages import Answer
 from llmfleet.gateway.metrics import GatewayMetrics
 from llmfleet.gateway.resume import DEFAULT_CONTINUATION, continuation_body, upstream_body
 from llmfleet.gateway.sinks import Sink
@@ -204,8 +204,9 @@ class Failover:
                 ):
                     return await self._give_up(call, sink)
             except PermanentUpstreamError as exc:
-                if sink.started:
-                    return await sink.fail(exc.body or final_error(call).body())
+                if sink.started:  # a resumed segment refused: end the stream with why
+                    refusal = errors.engine_refused(call.service, exc.status, exc.body)
+                    return await sink.fail(refusal.body())
                 raise
             finally:
                 lease.release()
@@ -371,8 +372,3 @@ def final_error(call: Call) -> errors.ApiError:
             f"every replica of the service '{call.service}' is busy: {history}", retry_after_s=1
         )
     return errors.upstream_failed(call.service, history)
-
-
-def permanent_response(exc: PermanentUpstreamError) -> Response:
-    """An engine's own 4xx answer, passed on (it is the client's request that is wrong)."""
-    return Response(exc.body, status=exc.status)

@@ -21,7 +21,8 @@ from llmfleet.errors import PermanentUpstreamError
 from llmfleet.gateway import errors
 from llmfleet.gateway.balancing import prefix_key_of
 from llmfleet.gateway.bodies import BodyKind, check_body, service_of
-from llmfleet.gateway.failover import Call, permanent_response
+from llmfleet.gateway.capabilities import why_no_embeddings
+from llmfleet.gateway.failover import Call
 from llmfleet.gateway.keys import KeyInfo, authorize
 from llmfleet.gateway.messages import Answer, Request, Response, json_response
 from llmfleet.gateway.resume import is_resumable
@@ -89,8 +90,9 @@ class Handlers:
             finally:
                 usage = state.client_usage()
         except PermanentUpstreamError as exc:
-            status = str(exc.status)
-            return permanent_response(exc)
+            refusal = errors.engine_refused(call.service, exc.status, exc.body)
+            status = str(refusal.status)
+            return refusal.response()
         except errors.ApiError:
             status = None  # counted by the error middleware, which renders it
             raise
@@ -101,6 +103,7 @@ class Handlers:
 
     async def embeddings(self, request: Request) -> Answer:
         call, key = await self._admit(request, BodyKind.EMBEDDING)
+        self._check_serves_embeddings(call)
         observe = self._observe(request, call)
         status: str | None = "200"
         usage: dict[str, Any] | None = None
@@ -109,8 +112,9 @@ class Handlers:
             usage = _usage_of(data)
             return Response(data)
         except PermanentUpstreamError as exc:
-            status = str(exc.status)
-            return permanent_response(exc)
+            refusal = errors.engine_refused(call.service, exc.status, exc.body)
+            status = str(refusal.status)
+            return refusal.response()
         except errors.ApiError:
             status = None  # counted by the error middleware, which renders it
             raise
@@ -118,6 +122,15 @@ class Handlers:
             self._account(call, status, key, usage)
             if observe is not None:
                 observe.finish(call, status or "500", usage, sys.exc_info()[1])
+
+    def _check_serves_embeddings(self, call: Call) -> None:
+        """400 before any replica is asked when the service's engine, as the spec
+        starts it, serves no embeddings."""
+        reason = why_no_embeddings(call.spec)
+        if reason is not None:
+            services = self.gw.router.snapshot.services
+            serving = sorted(n for n, s in services.items() if why_no_embeddings(s) is None)
+            raise errors.no_embeddings(call.service, reason, serving)
 
     def _observe(self, request: Request, call: Call) -> RequestObserver | None:
         """Start the request's trace (child of the client's ``traceparent``, if any);

@@ -36,6 +36,7 @@ from llmfleet.gateway.connections import (
     Connection,
     ConnectTimeoutError,
 )
+from llmfleet.gateway.errors import NOT_SUPPORTED, engine_words
 from llmfleet.gateway.health import Failure
 from llmfleet.gateway.pool import ConnectionPool, target_of
 from llmfleet.spec.model import Timeouts
@@ -221,10 +222,10 @@ class UpstreamClient:
             raise
         self.pool.release(conn)  # closed instead unless the answer was read to its end
         if status == 429:
-            raise AttemptError(f"{url} is busy (429): {data[:200]!r}", failure=Failure.BUSY)
-        if status >= 500:
+            raise AttemptError(f"{url} is busy (429): {engine_words(data)}", failure=Failure.BUSY)
+        if status >= 500 and status != NOT_SUPPORTED:  # 501: the request, not the replica
             raise AttemptError(
-                f"{url} answered {status}: {data[:200]!r}", failure=Failure.SERVER_ERROR
+                f"{url} answered {status}: {engine_words(data)}", failure=Failure.SERVER_ERROR
             )
         raise PermanentUpstreamError(
             f"{url} rejected the request ({status})", status=status, body=data
