@@ -88,7 +88,7 @@ class Handlers:
             try:
                 return await self.gw.failover.stream(call, state, sink)
             finally:
-                usage = state.client_usage()
+                usage = state.produced_usage()
         except PermanentUpstreamError as exc:
             refusal = errors.engine_refused(call.service, exc.status, exc.body)
             status = str(refusal.status)

@@ -189,6 +189,15 @@ class StreamState:
     def client_usage(self) -> dict[str, Any] | None:
         return merge_usage(self.usage, earlier_tokens=self.earlier_tokens, segments=self.segments)
 
+    def produced_usage(self) -> dict[str, Any] | None:
+        """The usage to charge and count: the engine's when it came, else the tokens
+        received so far (a client that hung up, a stream cut short: the engine sends
+        usage last, but did the work). Prompt tokens are then unknown, so not counted."""
+        usage = self.client_usage()
+        if usage is not None or not self.tokens:
+            return usage
+        return {"completion_tokens": self.tokens, "total_tokens": self.tokens}
+
     def usage_chunk(self) -> bytes:
         """The final usage chunk for a client that asked ``stream_options.include_usage``."""
         body: dict[str, Any] = {
