@@ -108,3 +108,47 @@ def test_saved_plan_applies_when_nothing_changed(fleet: Fleet) -> None:
     fleet.run("plan", "--out", str(plan_file))
     fleet.run("apply", str(plan_file))
     assert len(fleet.ready()) == 1
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_check_and_plan_warn_of_engine_env_that_changes_what_code_runs(fleet: Fleet) -> None:
+    """LD_PRELOAD and PATH are warned at their line by check and plan; exit codes stay."""
+    fleet.write(GOOD.replace('"1.2.0"}', '"1.2.0", env: {LD_PRELOAD: /x.so, PATH: /tmp}}'))
+    expected = [
+        f"warning: {fleet.spec}:5:49: services.chat.engine.env.LD_PRELOAD: the dynamic linker "
+        "reads LD_PRELOAD: it can load other code into the engine; set it only if you mean to",
+        f"warning: {fleet.spec}:5:68: services.chat.engine.env.PATH: PATH decides which "
+        "programs the engine runs; set it only if you mean to",
+    ]
+    check = fleet.run("check")
+    plan = fleet.run("plan")
+    for result in (check, plan):
+        assert all(_flat(line) in _flat(result.stderr) for line in expected), result.stderr
+    assert "Plan: 2 to create" in plan.stdout
+    assert fleet.run("plan", "--detailed-exitcode", check=False).returncode == 2
+
+
+def test_open_gateway_without_keys_is_refused_unless_allowed(fleet: Fleet) -> None:
+    """0.0.0.0 and no API keys: check refuses; allow_unauthenticated turns it into a warning."""
+    fleet.write(GOOD.replace("{port: GATEWAY_PORT}", "{host: 0.0.0.0, port: GATEWAY_PORT}"))
+    refused = fleet.run("plan", check=False)
+    assert_clean_failure(refused, code=2, says="environments.production.gateway.host")
+    assert _flat(
+        f"{fleet.spec}:8:26: environments.production.gateway.host: 0.0.0.0 accepts connections "
+        "from other machines, but service chat needs no API key"
+    ) in _flat(refused.stderr)
+    fleet.write(
+        GOOD.replace(
+            "{port: GATEWAY_PORT}",
+            "{host: 0.0.0.0, allow_unauthenticated: true, port: GATEWAY_PORT}",
+        )
+    )
+    warned = fleet.run("plan")
+    assert _flat(
+        f"warning: {fleet.spec}:8:26: environments.production.gateway.host: 0.0.0.0 accepts "
+        "connections from other machines and service chat needs no API key "
+        "(allow_unauthenticated: true)"
+    ) in _flat(warned.stderr)

@@ -333,7 +333,7 @@ def test_unreadable_tag_and_self_referring_alias() -> None:
           chat: !foo bar
         """
     assert problems_of(text) == [
-        "fleet.yaml:1:9: x-loop[0]: a YAML alias refers to itself",
+        "fleet.yaml:1:13: x-loop[0]: a YAML alias refers to itself",
         "fleet.yaml:3:3: services.chat: cannot read this value: "
         "could not determine a constructor for the tag '!foo'",
         "fleet.yaml:3:3: services.chat: must be a mapping, got null",
@@ -351,8 +351,11 @@ def test_missing_file_hints_at_init(tmp_path: Path) -> None:
 def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "fleet.yaml"
     path.write_bytes(b"services: {\xff}\n")
-    with pytest.raises(SpecError, match="cannot read the file"):
+    with pytest.raises(SpecError) as caught:
         load_spec(path)
+    assert [p.render() for p in caught.value.problems] == [
+        f"{path}:1:12: the file is not UTF-8 text (byte 0xff: invalid start byte)"
+    ]
 
 
 def test_error_message_lists_every_problem() -> None:

@@ -67,6 +67,7 @@ def check(spec_file: SpecFile = DEFAULT_SPEC) -> None:
     """Validate a spec: resolve templates and environments, report every problem."""
     with workspace(spec_file, "production") as ws:
         resolved = ws.loaded.resolved
+        render.render_spec_warnings(errors, ws.loaded.warnings)
     for name, env in sorted(resolved.environments.items()):
         replicas = sum(s.replicas for s in env.services.values())
         console.print(
@@ -96,6 +97,7 @@ def plan(
     from llmfleet.cli.applying import current_plan
 
     with workspace(spec_file, env) as ws:
+        render.render_spec_warnings(errors, ws.loaded.warnings)
         the_plan = current_plan(ws)
         render.render_plan(console, the_plan)
         if out is not None:

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from llmfleet.apply.executor import ApplyContext, apply_plan
 from llmfleet.cli import render
+from llmfleet.cli.output import errors
 from llmfleet.cli.workspace import Workspace
 from llmfleet.errors import FleetError, StalePlanError
 from llmfleet.plan.diff import plan_changes, plan_destroy
@@ -80,6 +81,7 @@ def run_apply(
     progress: Callable[[str], None],
 ) -> None:
     started = time.monotonic()
+    render.render_spec_warnings(errors, ws.loaded.warnings)
     plan = _saved_plan(ws, plan_file) if plan_file else current_plan(ws)
     render.render_plan(console, plan)
     if _unchanged(ws, plan):

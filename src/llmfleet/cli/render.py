@@ -14,6 +14,7 @@ from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.plan.model import SYMBOLS, Op, Plan
 
 if TYPE_CHECKING:
+    from llmfleet.errors import SpecProblem
     from llmfleet.state.records import Revision
 
 OP_STYLE = {Op.CREATE: "green", Op.UPDATE: "yellow", Op.REPLACE: "magenta", Op.DELETE: "red"}
@@ -120,3 +121,9 @@ def render_history(console: Console, revisions: Sequence[Revision]) -> None:
             rev.message or (rev.error or "")[:60],
         )
     console.print(table)
+
+
+def render_spec_warnings(console: Console, warnings: Sequence[SpecProblem]) -> None:
+    """Allowed but risky settings (``spec.risks``), each at its file:line:col, in yellow."""
+    for warning in warnings:
+        console.print(Text("warning: ", style="bold yellow") + Text(warning.render()))

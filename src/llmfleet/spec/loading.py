@@ -4,6 +4,10 @@
 parse with locations, validate the top level, resolve templates and environments.
 Every problem found on the way is collected and raised at once as one
 ``SpecError``, each problem placed at its line and column.
+
+A spec larger than ``MAX_SPEC_BYTES`` is refused before it is parsed: PyYAML in
+pure Python reads about a megabyte a second, and no fleet needs more.
+Settings that are allowed but risky come back as ``warnings``, placed the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from llmfleet.spec.model import EXTENSION_PREFIX, FleetSpec, ResolvedFleet
 from llmfleet.spec.parsing import parse_document
 from llmfleet.spec.problems import Finding, Key, rewrite_errors
 from llmfleet.spec.resolve import collect_resolution
+from llmfleet.spec.risks import spec_warnings
+
+MAX_SPEC_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -30,26 +37,60 @@ class LoadedSpec:
     spec: FleetSpec
     resolved: ResolvedFleet
     locations: Locations
+    warnings: tuple[SpecProblem, ...] = ()
+    """Allowed, but worth a word from ``check`` and ``plan`` (``spec.risks``)."""
 
 
 def load_spec(path: Path) -> LoadedSpec:
     """Read, check and resolve the spec at ``path``; raise ``SpecError`` with every problem."""
+    filename = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = _read_bounded(path)
     except FileNotFoundError as exc:
-        error = SpecError([SpecProblem(str(path), None, None, "", "no such file")])
+        error = SpecError([SpecProblem(filename, None, None, "", "no such file")])
         error.hint = "run `llmfleet init` to write a commented example fleet.yaml"
         raise error from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        problem = SpecProblem(str(path), None, None, "", f"cannot read the file: {reason}")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        problem = SpecProblem(filename, None, None, "", f"cannot read the file: {reason}")
         raise SpecError([problem]) from exc
-    return _load(text, path=path, filename=str(path))
+    if data is None:
+        raise _too_large(filename, size=path.stat().st_size)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([_undecodable(exc, data, filename)]) from exc
+    return _load(text, path=path, filename=filename)
 
 
 def load_spec_text(text: str, *, filename: str = "fleet.yaml") -> LoadedSpec:
     """Like ``load_spec`` for text already in memory; ``filename`` is used in messages."""
+    size = len(text.encode())  # microseconds a megabyte, next to a second to parse it
+    if size > MAX_SPEC_BYTES:
+        raise _too_large(filename, size=size)
     return _load(text, path=Path(filename), filename=filename)
+
+
+def _read_bounded(path: Path) -> bytes | None:
+    """The file's bytes, or None if it holds more than ``MAX_SPEC_BYTES`` (never read whole:
+    a FIFO or a device may never end)."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_SPEC_BYTES + 1)
+    return data if len(data) <= MAX_SPEC_BYTES else None
+
+
+def _too_large(filename: str, *, size: int) -> SpecError:
+    """``size`` is 0 for what has no size of its own (a FIFO, a device)."""
+    shown = f"{size / (1 << 20):.1f} MiB" if size > MAX_SPEC_BYTES else "more than 1 MiB"
+    message = f"the file is {shown}; a spec may be at most {MAX_SPEC_BYTES >> 20} MiB"
+    return SpecError([SpecProblem(filename, None, None, "", message)])
+
+
+def _undecodable(exc: UnicodeDecodeError, data: bytes, filename: str) -> SpecProblem:
+    line = data.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+    message = f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x}: {exc.reason})"
+    return SpecProblem(filename, line, column, "", message)
 
 
 def _load(text: str, *, path: Path, filename: str) -> LoadedSpec:
@@ -64,7 +105,14 @@ def _load(text: str, *, path: Path, filename: str) -> LoadedSpec:
         resolved = resolution.fleet
     if findings or spec is None or resolved is None:
         raise SpecError(place_findings(findings, document.locations, filename=filename))
-    return LoadedSpec(path=path, spec=spec, resolved=resolved, locations=document.locations)
+    warnings = place_findings(spec_warnings(spec, resolved), document.locations, filename=filename)
+    return LoadedSpec(
+        path=path,
+        spec=spec,
+        resolved=resolved,
+        locations=document.locations,
+        warnings=tuple(warnings),
+    )
 
 
 def validate_top_level(data: dict[str, Any]) -> tuple[FleetSpec | None, list[Finding]]:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llmfleet.spec.hosts import check_host
 from llmfleet.spec.observability import AlertRule, Observability, Slo
+from llmfleet.spec.sources import SourceSyntaxError, parse_source
 from llmfleet.spec.validation import ValidationSpec
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -24,11 +26,32 @@ MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
 SOURCE_PATTERN = r"^(pypi|file|hf|sim):.+"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 STATE_PATTERN = r"^(sqlite|postgresql)(\+\w+)?://"
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
+"""An engine version becomes a folder name in the cache: a plain token, never a path."""
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+NO_NUL_PATTERN = r"^[^\x00]*$"
+"""A NUL cannot be passed to a program (argv, environment); refused here, not at apply."""
+MAX_REPLICAS = 1000
+MAX_SLOTS = 4096
+MAX_CONTEXT = 1 << 24
+MAX_CPUS = 1024
+MAX_GPUS = 64
+MAX_MEMORY = "64Ti"
+_MEMORY_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_MEMORY_UNITS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 EXTENSION_PREFIX = "x-"
 """Top-level keys starting with this are ignored (a home for YAML anchors), as in Compose."""
 DEFAULT_STATE_URL = "sqlite:///.llmfleet/state.db"
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="DNS label: a-z, 0-9 and '-'")]
+EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
+ProgramText = Annotated[str, Field(pattern=NO_NUL_PATTERN)]
+
+
+def memory_bytes(text: str) -> int:
+    """``"4Gi"`` -> 4294967296; pure. The pattern is checked by the spec already."""
+    number = text.rstrip("KMGTi")
+    return int(Decimal(number) * _MEMORY_UNITS[text[len(number) :]])
 
 
 class Frozen(BaseModel):
@@ -53,9 +76,19 @@ class EngineSpec(Frozen):
     """Which inference engine runs the model, pinned to a version."""
 
     kind: EngineKind = Field(description="llamacpp (CPU, llama-server), vllm (GPU) or sim")
-    version: str = Field(min_length=1, description="engine release, e.g. 11434.0.0 for llamacpp")
-    args: tuple[str, ...] = Field(default=(), description="extra command-line arguments, verbatim")
-    env: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
+    version: str = Field(
+        min_length=1,
+        pattern=VERSION_PATTERN,
+        description="engine release, e.g. 11434.0.0 for llamacpp",
+    )
+    args: tuple[ProgramText, ...] = Field(
+        default=(), description="extra command-line arguments, verbatim"
+    )
+    env: dict[EnvName, ProgramText] = Field(
+        default_factory=dict,
+        description="extra environment variables; check and plan warn of those that change "
+        "which code runs (LD_*, PATH, PYTHONPATH, ...)",
+    )
 
 
 class ModelSpec(Frozen):
@@ -80,6 +113,16 @@ class ModelSpec(Frozen):
             )
         return value
 
+    @field_validator("source")
+    @classmethod
+    def _source_parses(cls, value: str) -> str:
+        """What ``fetch`` would refuse is refused here, so ``check`` and ``plan`` refuse it."""
+        try:
+            parse_source(value)
+        except SourceSyntaxError as exc:
+            raise ValueError(exc.reason) from None
+        return value
+
     @property
     def scheme(self) -> str:
         return self.source.split(":", 1)[0]
@@ -88,10 +131,17 @@ class ModelSpec(Frozen):
 class Resources(Frozen):
     """What one replica needs; the local backend checks GPUs, Kubernetes uses all of it."""
 
-    cpus: float = Field(default=1.0, gt=0)
-    memory: str = Field(default="1Gi", pattern=MEMORY_PATTERN)
-    gpus: int = Field(default=0, ge=0)
+    cpus: float = Field(default=1.0, gt=0, le=MAX_CPUS)
+    memory: str = Field(default="1Gi", pattern=MEMORY_PATTERN, description=f"at most {MAX_MEMORY}")
+    gpus: int = Field(default=0, ge=0, le=MAX_GPUS)
     gpu_type: str | None = Field(default=None, description="e.g. nvidia-h100; None means any")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_is_sane(cls, value: str) -> str:
+        if memory_bytes(value) > memory_bytes(MAX_MEMORY):
+            raise ValueError(f"must be at most {MAX_MEMORY}, got {value!r}")
+        return value
 
 
 class Routing(Frozen):
@@ -178,9 +228,11 @@ class ServiceSpec(Frozen):
 
     model: ModelSpec
     engine: EngineSpec
-    replicas: int = Field(default=1, ge=1)
-    slots: int = Field(default=4, ge=1, description="parallel sequences per replica")
-    context: int = Field(default=2048, ge=64, description="context size in tokens per replica")
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    slots: int = Field(default=4, ge=1, le=MAX_SLOTS, description="parallel sequences per replica")
+    context: int = Field(
+        default=2048, ge=64, le=MAX_CONTEXT, description="context size in tokens per replica"
+    )
     resources: Resources = Field(default_factory=Resources)
     labels: dict[str, str] = Field(default_factory=dict)
     routing: Routing = Field(default_factory=Routing)
@@ -229,15 +281,22 @@ IN_PLACE_FIELDS = frozenset(ServiceSpec.model_fields) - REPLACE_FIELDS - {"repli
 class GatewaySpec(Frozen):
     """Where an environment's gateway listens."""
 
-    host: str = Field(default="127.0.0.1", description="0.0.0.0 only if you mean it")
+    host: str = Field(
+        default="127.0.0.1",
+        description="an IP address or host name; one other machines can reach (0.0.0.0, ::) "
+        "needs auth.required on every service of the environment, or allow_unauthenticated",
+    )
     port: int = Field(default=8080, ge=1, le=65535)
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description="let a gateway that other machines can reach serve services that need no "
+        "API key (anyone who reaches the port may use them); check and plan warn of it",
+    )
 
     @field_validator("host")
     @classmethod
     def _host_is_address(cls, value: str) -> str:
-        if not re.fullmatch(r"[0-9a-fA-F.:]+|localhost", value):
-            raise ValueError(f"must be an IP address or 'localhost', got {value!r}")
-        return value
+        return check_host(value)
 
 
 def _drop_nulls(value: Any, *, fill: tuple[str, ...]) -> Any:

@@ -14,6 +14,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from llmfleet.spec.hosts import check_host
+
 DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -124,3 +126,8 @@ class Observability(_Frozen):
         if value is not None and not re.match(r"^https?://", value):
             raise ValueError(f"must be an http(s):// URL, got {value!r}")
         return value
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _host_is_address(cls, value: str) -> str:
+        return check_host(value)

@@ -5,10 +5,18 @@ nodes ourselves (instead of ``safe_load``) gives the location index, catches
 duplicate keys (which ``safe_load`` silently lets the last one win), and keeps
 mapping keys as the text the user typed (``on:`` stays ``"on"``, not ``True``).
 YAML merge keys (``<<: *anchor``) are honoured; explicit keys win over merged ones.
+
+A spec is input like any other, so the parser is bounded: nesting deeper than
+``MAX_DEPTH`` is refused while composing (PyYAML's composer recurses and a few
+thousand ``[`` would end in ``RecursionError``), and aliases may expand to at most
+``MAX_ALIAS_COPIES`` nodes in all (nine levels of nine aliases, the "billion
+laughs", would otherwise build 387 million strings). Both are refused at the line
+where they happen, like any other problem.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +24,16 @@ import yaml
 
 from llmfleet.errors import SpecError, SpecProblem
 from llmfleet.spec.locations import Location, Locations
-from llmfleet.spec.problems import DocPath, Finding, describe
+from llmfleet.spec.problems import DocPath, Finding, describe, dotted
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_INT_TAG = "tag:yaml.org,2002:int"
 _INIT_HINT = "run `llmfleet init` for a commented example"
+MAX_DEPTH = 64
+"""Mappings and lists nested in one another; the deepest real spec needs about 8."""
+MAX_ALIAS_COPIES = 25_000
+"""Nodes that aliases may add by expanding (a shared template used by every service adds
+a few dozen per service); enough for any real spec, built in a fraction of a second."""
 
 
 @dataclass(frozen=True)
@@ -37,19 +51,75 @@ def parse_document(text: str, *, filename: str) -> ParsedDocument:
     That is: a YAML syntax error, an empty document, or a top level that is not
     a mapping. Lesser problems (duplicate keys, unknown tags) come back as findings.
     """
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = _BoundedLoader(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML text cannot hold, e.g. NUL
+        raise SpecError([_reader_problem(exc, text, filename)]) from exc
+    builder = _Builder(loader)
     try:
         root = loader.get_single_node()
-        builder = _Builder(loader)
         data = builder.build(root, ()) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         raise SpecError([_syntax_problem(exc, filename)]) from exc
-    except yaml.YAMLError as exc:  # e.g. a byte that cannot appear in YAML text
+    except yaml.YAMLError as exc:
         raise SpecError([SpecProblem(filename, None, None, "", f"invalid YAML: {exc}")]) from exc
+    except _RefusedError as exc:
+        raise SpecError([exc.problem(filename, builder.index)]) from exc
     finally:
         loader.dispose()
     mapping = _require_mapping(data, root, filename=filename)
     return ParsedDocument(mapping, Locations(builder.index), tuple(builder.findings))
+
+
+class _RefusedError(Exception):
+    """A document too deep or too expanded to read on; placed at a mark or a document path."""
+
+    def __init__(self, message: str, *, mark: yaml.Mark | None = None, path: DocPath = ()) -> None:
+        super().__init__(message)
+        self.message, self.mark, self.path = message, mark, path
+
+    def problem(self, filename: str, index: dict[DocPath, Location]) -> SpecProblem:
+        if self.mark is not None:
+            where: Location | None = _mark_location(self.mark)
+        else:
+            where = index.get(self.path)
+        line, column = (where.line, where.column) if where else (None, None)
+        return SpecProblem(filename, line, column, dotted(self.path), self.message)
+
+
+class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no types
+    """PyYAML's safe loader, refusing deep nesting and remembering where each alias was.
+
+    An alias composes into the very node it names, whose marks are the anchor's;
+    ``alias_marks`` keeps the alias's own place for items of a list, keyed by
+    (list node id, index), so problems inside it are reported where it was written.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.depth = 0
+        self.alias_marks: dict[tuple[int, int], yaml.Mark] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            if parent is not None and isinstance(index, int):
+                self.alias_marks[(id(parent), index)] = self.peek_event().start_mark
+            return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                message = f"nesting deeper than {MAX_DEPTH} levels; a spec needs far fewer"
+                raise _RefusedError(message, mark=self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _reader_problem(exc: yaml.reader.ReaderError, text: str, filename: str) -> SpecProblem:
+    line = text.count("\n", 0, exc.position) + 1
+    column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+    message = f"invalid YAML: character #x{exc.character:04x} is not allowed in YAML text"
+    return SpecProblem(filename, line, column, "", message)
 
 
 def _require_mapping(data: Any, root: yaml.Node | None, *, filename: str) -> dict[str, Any]:
@@ -61,6 +131,13 @@ def _require_mapping(data: Any, root: yaml.Node | None, *, filename: str) -> dic
         message = f"the top level must be a mapping (services:, ...), got {describe(data)}"
         raise SpecError([SpecProblem(filename, line, column, "", message)])
     return data
+
+
+def _unreadable(node: yaml.Node, exc: Exception) -> str:
+    if node.tag == _INT_TAG and "integer string conversion" in str(exc):
+        digits = sum(c.isdigit() for c in str(node.value))
+        return f"an integer of {digits} digits (at most {sys.get_int_max_str_digits()})"
+    return str(exc)
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, filename: str) -> SpecProblem:
@@ -77,15 +154,22 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, filename: str) -> SpecProblem:
 
 
 def _location(node: yaml.Node) -> Location:
-    return Location(node.start_mark.line + 1, node.start_mark.column + 1)
+    return _mark_location(node.start_mark)
+
+
+def _mark_location(mark: yaml.Mark) -> Location:
+    return Location(mark.line + 1, mark.column + 1)
 
 
 class _Builder:
     """Walks composed nodes into plain data, recording locations and findings."""
 
-    def __init__(self, loader: yaml.SafeLoader) -> None:
+    def __init__(self, loader: _BoundedLoader) -> None:
         self._loader = loader
         self._active: set[int] = set()  # nodes being built: guards recursive aliases
+        self._built: set[int] = set()  # nodes built once: building one again is an alias copy
+        self._copies = 0
+        self._copy_root: DocPath | None = None  # where the alias being expanded was written
         self.index: dict[DocPath, Location] = {}
         self.findings: list[Finding] = []
 
@@ -95,20 +179,45 @@ class _Builder:
         if id(node) in self._active:
             self.findings.append(Finding(path, "a YAML alias refers to itself"))
             return None
+        if len(path) > MAX_DEPTH:  # aliases nest too: each may add MAX_DEPTH levels
+            message = f"nesting deeper than {MAX_DEPTH} levels through aliases"
+            raise _RefusedError(message, path=self._copy_root or path[:MAX_DEPTH])
+        outermost_copy = id(node) in self._built and self._copy_root is None
+        if outermost_copy:
+            self._copy_root = path
+        self._count_copy(node)
         self._active.add(id(node))
         try:
-            if isinstance(node, yaml.MappingNode):
-                return self._mapping(node, path)
-            if isinstance(node, yaml.SequenceNode):
-                return self._sequence(node, path)
-            return self._scalar(node, path)
+            return self._build_node(node, path)
         finally:
             self._active.discard(id(node))
+            if outermost_copy:
+                self._copy_root = None
+
+    def _count_copy(self, node: yaml.Node) -> None:
+        if id(node) not in self._built:
+            self._built.add(id(node))
+            return
+        self._copies += 1
+        if self._copies > MAX_ALIAS_COPIES:
+            message = (
+                f"too many aliases (billion laughs?): they expand to more than "
+                f"{MAX_ALIAS_COPIES} nodes; write the values out or nest fewer aliases"
+            )
+            raise _RefusedError(message, path=self._copy_root or ())
+
+    def _build_node(self, node: yaml.Node, path: DocPath) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return self._sequence(node, path)
+        return self._scalar(node, path)
 
     def _sequence(self, node: yaml.SequenceNode, path: DocPath) -> list[Any]:
         items = []
         for number, item in enumerate(node.value):
-            self.index[(*path, number)] = _location(item)
+            alias = self._loader.alias_marks.get((id(node), number))
+            self.index[(*path, number)] = _mark_location(alias) if alias else _location(item)
             items.append(self.build(item, (*path, number)))
         return items
 
@@ -117,7 +226,9 @@ class _Builder:
             return self._loader.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:
             self.findings.append(Finding(path, f"cannot read this value: {exc.problem}"))
-            return None
+        except (ValueError, OverflowError) as exc:  # a date that does not exist, a huge int
+            self.findings.append(Finding(path, f"cannot read this value: {_unreadable(node, exc)}"))
+        return None
 
     def _mapping(self, node: yaml.MappingNode, path: DocPath) -> dict[str, Any]:
         result: dict[str, Any] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,11 @@ _PATTERNS = {
     m.SOURCE_PATTERN: "must start with pypi:, file:, hf: or sim:",
     m.SHA256_PATTERN: "must be 64 lowercase hex digits",
     m.STATE_PATTERN: "must be a sqlite:///PATH or postgresql://... URL",
+    m.VERSION_PATTERN: "must be a version such as 1.2.0 or 11434.0.0 "
+    "(letters, digits, '.', '_', '+' and '-')",
+    m.ENV_NAME_PATTERN: "must be an environment variable name "
+    "(letters, digits and '_', not starting with a digit)",
+    m.NO_NUL_PATTERN: "must not contain a NUL character (no program can be given one)",
 }
 _TYPE_WORDS = {
     "int_type": "an integer",
@@ -104,7 +110,22 @@ def describe(value: Any) -> str:
         return "a list"
     if isinstance(value, str):
         return repr(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, int) and 0 < sys.get_int_max_str_digits() < decimal_digits(value):
+        return f"an integer of {decimal_digits(value)} digits"  # str() refuses it
     return str(value)
+
+
+def decimal_digits(value: int) -> int:
+    """How many decimal digits ``value`` has, without ``str()`` (limited to 4300 digits)."""
+    magnitude = abs(value)
+    digits = int((magnitude.bit_length() - 1) * 0.30102999566398120) + 1 if magnitude else 1
+    return digits + 1 if magnitude >= 10**digits else digits
+
+
+def error_loc(error: ErrorDetails) -> tuple[Key, ...]:
+    """The error's place in the document: a bad mapping key is placed at the key itself."""
+    loc = tuple(error["loc"])
+    return loc[:-1] if loc and loc[-1] == "[key]" else loc
 
 
 def rewrite_errors(
@@ -116,7 +137,7 @@ def rewrite_errors(
     (``extends``), offered as "did you mean" candidates.
     """
     return [
-        (tuple(err["loc"]), rewrite_error(err, model=model, extra_names=extra_names))
+        (error_loc(err), rewrite_error(err, model=model, extra_names=extra_names))
         for err in exc.errors(include_url=False)
     ]
 
@@ -135,6 +156,10 @@ def rewrite_error(
     if kind in _BOUNDS:
         operator, bound = _BOUNDS[kind]
         return f"must be {operator} {describe(_plain_number(ctx[bound]))}, got {describe(value)}"
+    if kind == "int_parsing_size":  # a number beyond 64 bits, e.g. 1.0e+20
+        limit = _upper_bound(model, tuple(error["loc"]))
+        wanted = f"must be <= {limit}" if limit is not None else "is far too large"
+        return f"{wanted}, got {describe(value)}"
     if kind in ("enum", "literal_error"):
         return _unknown_choice(tuple(error["loc"]), value, str(ctx.get("expected", "")))
     if kind == "string_pattern_mismatch":
@@ -180,13 +205,28 @@ def _unknown_field(loc: tuple[Key, ...], model: type[BaseModel], extra: Sequence
 
 def fields_at(model: type[BaseModel], loc: Sequence[Key]) -> list[str]:
     """The field names valid at ``loc`` inside ``model`` ([] where keys are free)."""
-    current: Any = model
-    for part in loc:
-        current = _child_type(current, part)
-    current = _unwrap(current)
+    current = _unwrap(_walk(model, loc))
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []
+
+
+def _upper_bound(model: type[BaseModel], loc: Sequence[Key]) -> Any:
+    """The ``le`` bound of the field at ``loc`` inside ``model``, if it has one."""
+    parent = _unwrap(_walk(model, loc[:-1]))
+    if not (loc and isinstance(parent, type) and issubclass(parent, BaseModel)):
+        return None
+    info = parent.model_fields.get(str(loc[-1]))
+    # pydantic keeps Field(le=...) as an annotated_types.Le in the metadata
+    bounds = [item.le for item in (info.metadata if info else ()) if hasattr(item, "le")]
+    return bounds[0] if bounds else None
+
+
+def _walk(model: type[BaseModel], loc: Sequence[Key]) -> Any:
+    current: Any = model
+    for part in loc:
+        current = _child_type(current, part)
+    return current
 
 
 def _child_type(annotation: Any, part: Key) -> Any:

@@ -12,7 +12,9 @@ and each problem once, however many services and environments share it.
 
 Each environment is a separate set of replicas behind its own gateway: its
 gateway is the top-level one with the environment's keys (usually ``port``)
-over it, and no two environments may share a port.
+over it, and no two environments (nor the metrics endpoint) may share a port.
+A gateway that other machines reach needs API keys on its services, or an
+explicit ``allow_unauthenticated`` (``spec.exposure``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from llmfleet.errors import SpecError
+from llmfleet.spec.exposure import open_gateways
 from llmfleet.spec.locations import Locations, place_findings
 from llmfleet.spec.merging import Layer, Merged, merge_layer, merge_layers
 from llmfleet.spec.model import (
@@ -36,7 +39,7 @@ from llmfleet.spec.model import (
     ResolvedFleet,
     ServiceSpec,
 )
-from llmfleet.spec.problems import DocPath, Finding, rewrite_error, unknown_name
+from llmfleet.spec.problems import DocPath, Finding, error_loc, rewrite_error, unknown_name
 from llmfleet.spec.templates import Chains, parent_of, template_chains
 
 _DNS_LABEL = "a DNS label: a-z, 0-9 and '-', at most 63 characters, no '-' at either end"
@@ -83,6 +86,9 @@ def collect_resolution(spec: FleetSpec, *, check_ports: bool = True) -> Resoluti
     }
     if check_ports:
         findings += _port_clashes(spec)
+    gateways = {name: gateway_of(spec, env) for name, env in spec.environments.items()}
+    exposures = open_gateways(spec, gateways=gateways, services=services)
+    findings += [Finding(e.path, e.refusal()) for e in exposures if not e.allowed]
     if findings:
         return Resolution(None, tuple(dict.fromkeys(findings)))
     return Resolution(_build_fleet(spec, services), ())
@@ -226,13 +232,41 @@ def _validate_service(
         for error in exc.errors(include_url=False):
             if complete or error["type"] != "missing":
                 message = rewrite_error(error, model=ServiceSpec, extra_names=("extends",))
-                findings.append(Finding(merged.origin_of(tuple(error["loc"])), message))
+                findings.append(Finding(merged.origin_of(error_loc(error)), message))
         return None
 
 
 def _port_clashes(spec: FleetSpec) -> list[Finding]:
     findings = []
     owners: dict[int, str] = {}
+    findings += _gateway_port_clashes(spec, owners)
+    metrics = spec.observability.metrics_port
+    if metrics is not None and metrics in owners:
+        findings.append(_metrics_clash(spec, metrics, owners[metrics]))
+    return findings
+
+
+def _metrics_clash(spec: FleetSpec, port: int, environment: str) -> Finding:
+    """Placed where the user wrote the port that collides: the metrics port, or the gateway's."""
+    if "metrics_port" in spec.observability.model_fields_set:
+        message = (
+            f"port {port} is also the gateway port of environment '{environment}'; "
+            "the metrics endpoint needs a port of its own"
+        )
+        return Finding(("observability", "metrics_port"), message)
+    override = spec.environments[environment].gateway
+    written = override is not None and "port" in override.model_fields_set
+    at = ("environments", environment, "gateway", "port") if written else ("gateway", "port")
+    message = (
+        f"port {port} is also the default port of the metrics endpoint; choose another, "
+        "or set observability.metrics_port"
+    )
+    return Finding(at, message)
+
+
+def _gateway_port_clashes(spec: FleetSpec, owners: dict[int, str]) -> list[Finding]:
+    """Two environments on one port; ``owners`` is filled with each port's environment."""
+    findings = []
     for name, env in spec.environments.items():
         port = gateway_of(spec, env).port
         if port not in owners:
