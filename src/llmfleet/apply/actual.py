@@ -17,4 +17,5 @@ def actual_environment(backend: LocalBackend, environment: str) -> ActualEnviron
         services=config.get("services", {}),
         gateway=gateways[0] if gateways else None,
         observability=config.get("observability"),
+        costs=config.get("costs"),
     )

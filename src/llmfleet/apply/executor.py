@@ -160,9 +160,11 @@ def _push_service_config(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyCon
         services=services,
         continuation=continuation,
         observability=desired.observability.model_dump(mode="json"),
+        costs=desired.costs.model_dump(mode="json"),
     )
     ctx.done.extend(f"~ {a.address}" for a in _actions(plan, Op.UPDATE, Target.SERVICE))
     ctx.done.extend(f"~ {a.address}" for a in _actions(plan, Op.UPDATE, Target.OBSERVABILITY))
+    ctx.done.extend(f"~ {a.address}" for a in _actions(plan, Op.UPDATE, Target.COSTS))
 
 
 def _start_new_replicas(

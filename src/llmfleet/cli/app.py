@@ -95,11 +95,13 @@ def plan(
 ) -> None:
     """Show what apply would change: + create, ~ update, -/+ replace, - delete."""
     from llmfleet.cli.applying import current_plan
+    from llmfleet.cli.costs import render_plan_costs
 
     with workspace(spec_file, env) as ws:
         render.render_spec_warnings(errors, ws.loaded.warnings)
         the_plan = current_plan(ws)
         render.render_plan(console, the_plan)
+        render_plan_costs(console, ws, the_plan, ws.actual())
         if out is not None:
             out.write_text(json.dumps(the_plan.to_json(), indent=2))
             console.print(f"saved to {out}; run [bold]llmfleet apply {out}[/]")
@@ -292,6 +294,10 @@ register_observe(app)
 from llmfleet.cli.releases import register as register_releases  # noqa: E402
 
 register_releases(app)
+
+from llmfleet.cli.costs import costs  # noqa: E402 - same reason
+
+app.command()(costs)
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from llmfleet.errors import FleetError
 
 if TYPE_CHECKING:  # the release machinery (numpy, aiohttp) loads only when a command runs
     from llmfleet.releases.context import ReleaseContext
+    from llmfleet.spec.model import ResolvedEnvironment
     from llmfleet.state.records import Event
     from llmfleet.validate.assess import ServiceReport
     from llmfleet.validate.stats import LoadSummary
@@ -190,8 +191,39 @@ def bench(
         if environment is None or service not in environment.services:
             raise FleetError(f"no service {service!r} in environment {env}")
         url = f"http://{environment.gateway.host}:{environment.gateway.port}"
-    results = asyncio.run(measure_speed({env: url}, model=service, suite=suite))
-    render_speed(console, {env: results[env]})
+        results = asyncio.run(measure_speed({env: url}, model=service, suite=suite))
+        render_speed(console, {env: results[env]})
+        _record_bench(ctx, environment, service, results[env])
+
+
+def _record_bench(
+    ctx: ReleaseContext,
+    environment: ResolvedEnvironment,
+    service: str,
+    levels: dict[str, LoadSummary],
+) -> None:
+    """Keep the bench in the state: `llmfleet costs` prices tokens with it."""
+    from llmfleet.costs.gather import record_speed, running_services
+
+    running = running_services(ctx.store, environment)
+    if service not in running.services or running.serial is None:
+        console.print(f"[yellow]not recorded[/]: {service} is not applied in {environment.name}")
+        return
+    rows = record_speed(
+        ctx.store,
+        levels,
+        environment=environment.name,
+        service=service,
+        spec=running.services[service],
+        serial=running.serial,
+        source="bench",
+        user=ctx.user,
+    )
+    ids = ", ".join(str(m.id) for m in rows)
+    console.print(
+        f"recorded as measurement(s) {ids} of revision {running.serial}; "
+        f"`llmfleet costs -e {environment.name}` prices {service}'s tokens with them"
+    )
 
 
 def render_speed(out: Console, sides: dict[str, dict[str, LoadSummary]]) -> None:

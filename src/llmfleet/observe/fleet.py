@@ -20,6 +20,8 @@ from llmfleet.observe.exposition import Sample, parse_text, render_samples
 from llmfleet.observe.normalise import normalise_metrics
 
 SampleSource = Callable[[], list[Sample]]
+DerivedSource = Callable[[list[Sample]], list[Sample]]
+"""Series computed from a scrape's own samples (costs from the token counters)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class FleetScraper:
         cache_s: float = 1.0,
         timeout_s: float = 2.0,
         extra: Sequence[SampleSource] = (),
+        derived: Sequence[DerivedSource] = (),
     ) -> None:
         self._session = session
         self._targets = targets
@@ -114,6 +117,7 @@ class FleetScraper:
         self.cache_s = cache_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.extra = list(extra)
+        self.derived = list(derived)
         self._cached: tuple[float, list[Sample]] | None = None
         self._inflight: asyncio.Future[list[Sample]] | None = None
 
@@ -143,6 +147,8 @@ class FleetScraper:
         out = [s for part in parts for s in part]
         for source in self.extra:
             out.extend(source())
+        for derive in self.derived:
+            out.extend(derive(list(out)))
         out.append(
             Sample(
                 "llmfleet_scrape_duration_seconds",

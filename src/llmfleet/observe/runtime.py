@@ -22,6 +22,7 @@ from aiohttp import web
 
 from llmfleet.observe import signals
 from llmfleet.observe.alerts import Alert, AlertEvaluator, ServiceRules, active_conditions
+from llmfleet.observe.costs import EnvironmentPrices, cost_samples, environment_prices
 from llmfleet.observe.exposition import Sample
 from llmfleet.observe.fleet import FleetScraper, Target
 from llmfleet.observe.gpu import GpuReport, NvmlReader, gpu_samples, unhealthy_gpus
@@ -69,6 +70,7 @@ class Observer:
     ) -> None:
         self.settings = Observability(metrics_port=None)
         self.rules: dict[str, list[ServiceRules]] = {}
+        self.prices: dict[str, EnvironmentPrices] = {}
         self._targets = targets
         self._clock = clock
         self._wall = wall_clock
@@ -84,6 +86,7 @@ class Observer:
             clock=clock,
             wall_clock=wall_clock,
             extra=[self._own_samples],
+            derived=[lambda samples: cost_samples(samples, self.prices)],
         )
         self._history: collections.deque[tuple[float, list[Sample]]] = collections.deque()
         self._poked = asyncio.Event()
@@ -94,17 +97,27 @@ class Observer:
         self._last_gpu_read = -1e9
 
     async def configure(
-        self, environment: str, services: dict[str, Any], observability: dict[str, Any] | None
+        self,
+        environment: str,
+        services: dict[str, Any],
+        observability: dict[str, Any] | None,
+        costs: dict[str, Any] | None = None,
     ) -> None:
         """New settings from an apply; (re)binds the metrics listener if its address moved."""
         if observability is not None:
             self.settings = Observability.model_validate(observability)
         self.rules[environment] = service_rules(environment, services)
+        prices = environment_prices(costs, services)
+        if prices is None:
+            self.prices.pop(environment, None)
+        else:
+            self.prices[environment] = prices
         self.scraper.cache_s = self.settings.scrape_cache_s
         await self._bind()
 
     def forget(self, environment: str) -> None:
         self.rules.pop(environment, None)
+        self.prices.pop(environment, None)
 
     def poke(self) -> None:
         """A replica changed state: evaluate soon."""
@@ -113,7 +126,9 @@ class Observer:
     async def start(self, environments: dict[str, dict[str, Any]]) -> None:
         """Configure from the environments a restarted agent restored, then run the loop."""
         for name, config in environments.items():
-            await self.configure(name, config.get("services", {}), config.get("observability"))
+            await self.configure(
+                name, config.get("services", {}), config.get("observability"), config.get("costs")
+            )
         self._task = asyncio.create_task(self._loop(), name="llmfleet-observe")
 
     async def stop(self) -> None:

@@ -36,6 +36,7 @@ class ActualEnvironment:
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     gateway: ReplicaStatus | None = None
     observability: Mapping[str, Any] | None = None  # alerts, tracing, logs, as last pushed
+    costs: Mapping[str, Any] | None = None  # prices, as last pushed (None: an older agent)
 
 
 def runtime_config(service: ServiceSpec) -> dict[str, Any]:
@@ -100,6 +101,7 @@ def plan_changes(
         )
     actions += _gateway_actions(desired, actual.gateway, notes)
     actions += _observability_actions(desired, actual, bool(actions))
+    actions += _costs_actions(desired, actual, bool(actions))
     return Plan(desired.name, serial, spec_hash, tuple(actions), tuple(notes))
 
 
@@ -119,6 +121,17 @@ def _observability_actions(
     if not changes:
         return []
     return [Action(Op.UPDATE, Target.OBSERVABILITY, reasons=tuple(changes))]
+
+
+def _costs_actions(
+    desired: ResolvedEnvironment, actual: ActualEnvironment, other_changes: bool
+) -> list[Action]:
+    """An in-place update when only the prices changed, so the cost series follow them;
+    nothing when the runtime never said which prices it has (an agent from before costs)."""
+    if other_changes or actual.costs is None:
+        return []
+    changes = field_changes(actual.costs, desired.costs.model_dump(mode="json"))
+    return [Action(Op.UPDATE, Target.COSTS, reasons=tuple(changes))] if changes else []
 
 
 def _ordered(replicas: Iterable[ReplicaStatus]) -> list[ReplicaStatus]:

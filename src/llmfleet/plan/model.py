@@ -22,6 +22,7 @@ class Target(StrEnum):
     SERVICE = "service"  # in-place settings the gateway reads (routing, limits, labels)
     GATEWAY = "gateway"
     OBSERVABILITY = "observability"  # in-place: alerts, tracing and log settings
+    COSTS = "costs"  # in-place: the prices the metrics endpoint's cost series use
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,8 @@ class Action:
     def address(self) -> str:
         if self.target is Target.GATEWAY:
             return "gateway"
-        if self.target is Target.OBSERVABILITY:
-            return "observability"
+        if self.target in (Target.OBSERVABILITY, Target.COSTS):
+            return str(self.target)
         if self.target is Target.SERVICE:
             return f"service {self.service}"
         return f"{self.service}[{self.slot}]"

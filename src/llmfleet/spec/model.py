@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llmfleet.spec.hosts import check_host
+from llmfleet.spec.costs import CostsSpec
 from llmfleet.spec.observability import AlertRule, Observability, Slo
 from llmfleet.spec.sources import SourceSyntaxError, parse_source
 from llmfleet.spec.validation import ValidationSpec
@@ -329,6 +330,9 @@ class EnvironmentSpec(Frozen):
     services: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="partial services merged into the named services"
     )
+    costs: dict[str, Any] = Field(
+        default_factory=dict, description="partial costs section merged over the top-level one"
+    )
 
 
 class FleetSpec(Frozen):
@@ -362,6 +366,9 @@ class FleetSpec(Frozen):
         }
     )
     observability: Observability = Field(default_factory=Observability)
+    costs: CostsSpec = Field(
+        default_factory=CostsSpec, description="prices of what the fleet runs on (`llmfleet costs`)"
+    )
 
 
 class ResolvedEnvironment(Frozen):
@@ -371,6 +378,7 @@ class ResolvedEnvironment(Frozen):
     gateway: GatewaySpec
     services: dict[str, ServiceSpec]
     observability: Observability = Field(default_factory=Observability)
+    costs: CostsSpec = Field(default_factory=CostsSpec)
 
 
 class ResolvedFleet(Frozen):

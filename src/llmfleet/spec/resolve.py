@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from llmfleet.errors import SpecError
+from llmfleet.spec.costs import CostsSpec, merge_costs
 from llmfleet.spec.exposure import open_gateways
 from llmfleet.spec.locations import Locations, place_findings
 from llmfleet.spec.merging import Layer, Merged, merge_layer, merge_layers
@@ -89,18 +90,39 @@ def collect_resolution(spec: FleetSpec, *, check_ports: bool = True) -> Resoluti
     gateways = {name: gateway_of(spec, env) for name, env in spec.environments.items()}
     exposures = open_gateways(spec, gateways=gateways, services=services)
     findings += [Finding(e.path, e.refusal()) for e in exposures if not e.allowed]
+    costs = {name: _resolve_costs(spec, name, e, findings) for name, e in spec.environments.items()}
     if findings:
         return Resolution(None, tuple(dict.fromkeys(findings)))
-    return Resolution(_build_fleet(spec, services), ())
+    return Resolution(_build_fleet(spec, services, costs), ())
 
 
-def _build_fleet(spec: FleetSpec, services: Mapping[str, dict[str, ServiceSpec]]) -> ResolvedFleet:
+def _resolve_costs(
+    spec: FleetSpec, name: str, env: EnvironmentSpec, findings: list[Finding]
+) -> CostsSpec:
+    """The top-level ``costs:`` with the environment's merged over it (``spec.costs``)."""
+    if not env.costs:
+        return spec.costs
+    try:
+        return CostsSpec.model_validate(merge_costs(spec.costs, env.costs))
+    except PydanticValidationError as exc:
+        for error in exc.errors(include_url=False):
+            message = rewrite_error(error, model=CostsSpec)
+            findings.append(Finding(("environments", name, "costs", *error["loc"]), message))
+        return spec.costs
+
+
+def _build_fleet(
+    spec: FleetSpec,
+    services: Mapping[str, dict[str, ServiceSpec]],
+    costs: Mapping[str, CostsSpec],
+) -> ResolvedFleet:
     environments = {
         name: ResolvedEnvironment(
             name=name,
             gateway=gateway_of(spec, env),
             services=services[name],
             observability=spec.observability,
+            costs=costs[name],
         )
         for name, env in spec.environments.items()
     }

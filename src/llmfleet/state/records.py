@@ -111,3 +111,31 @@ class ApiKey:
     def allows(self, service: str) -> bool:
         """Whether this key may call ``service`` (an empty scope allows all)."""
         return self.active and (not self.services or service in self.services)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Throughput of one service at one load level, measured through its gateway.
+
+    ``serial`` is the environment's revision when it was measured and ``runtime_hash``
+    what the replicas ran (model, engine, slots, context, resources), so a figure is
+    only ever used for what was measured. ``concurrency`` is None for an open-loop
+    (rate) level. ``source`` is ``bench`` or ``validation``.
+    """
+
+    id: int
+    environment: str
+    service: str
+    serial: int | None
+    runtime_hash: str
+    replicas: int
+    source: str
+    level: str
+    concurrency: int | None
+    duration_s: float
+    requests: int
+    errors: int
+    input_tokens_per_s: float
+    output_tokens_per_s: float
+    user: str
+    created_at: datetime

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from llmfleet.state import journal, keys, locking, revisions
+from llmfleet.state import journal, keys, locking, measurements, revisions
 from llmfleet.state.connection import (
     Target,
     create_state_engine,
@@ -36,6 +36,7 @@ from llmfleet.state.records import (
     Artifact,
     Event,
     LockInfo,
+    Measurement,
     Outcome,
     Revision,
     RevisionKind,
@@ -235,6 +236,24 @@ class StateStore:
         """Events newest first, optionally of one kind and one environment."""
         with self._read() as conn:
             return journal.list_events(conn, kind=kind, environment=environment, limit=limit)
+
+    # -- measurements ----------------------------------------------------------
+
+    def record_measurements(
+        self, rows: Sequence[dict[str, Any]], *, user: str
+    ) -> list[Measurement]:
+        """Append throughput measurements (one per load level), all in one transaction."""
+        with self._write() as conn:
+            return measurements.insert_measurements(conn, rows, user=user, now=self._clock())
+
+    def measurements(
+        self, *, environment: str | None = None, service: str | None = None, limit: int = 10_000
+    ) -> list[Measurement]:
+        """Measurements newest first, of one environment and service or of all."""
+        with self._read() as conn:
+            return measurements.list_measurements(
+                conn, environment=environment, service=service, limit=limit
+            )
 
     # -- API keys --------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -153,6 +154,31 @@ api_keys = Table(
     Column("tpm", Integer, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+# Throughput measured by `llmfleet bench` and the validation speed suites, one row per
+# load level: what `llmfleet costs` turns into a price per million tokens. Added after
+# schema 1 was released; `ensure_schema` creates it in an existing database.
+measurements = Table(
+    "llmfleet_measurements",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("environment", String(128), nullable=False),
+    Column("service", String(128), nullable=False),
+    Column("serial", BigInteger, nullable=True),
+    Column("runtime_hash", String(64), nullable=False),
+    Column("replicas", Integer, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("level", String(32), nullable=False),
+    Column("concurrency", Integer, nullable=True),
+    Column("duration_s", Float, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("input_tokens_per_s", Float, nullable=False),
+    Column("output_tokens_per_s", Float, nullable=False),
+    Column("user", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_measurements_environment_service_id", "environment", "service", "id"),
 )
 
 # A name is unique among active keys only: a revoked key's name may be reused.

@@ -37,6 +37,7 @@ class Target:
             "max_tokens": self.max_tokens,
             "temperature": 0,
             "stream": True,
+            "stream_options": {"include_usage": True},  # the prompt's tokens, for costs
         }
 
     def headers(self) -> dict[str, str]:
@@ -48,6 +49,7 @@ async def send_one(session: aiohttp.ClientSession, target: Target) -> RequestSam
     loop = asyncio.get_running_loop()
     start = loop.time()
     times: list[float] = []
+    usage: dict[str, Any] = {}
     try:
         async with session.post(
             f"{target.base_url}/v1/chat/completions", json=target.body(), headers=target.headers()
@@ -56,7 +58,7 @@ async def send_one(session: aiohttp.ClientSession, target: Target) -> RequestSam
                 text = (await response.text())[:200]
                 return RequestSample(ok=False, error=f"HTTP {response.status}: {text}")
             async for raw in response.content:
-                if _has_token(raw):
+                if _has_token(raw, usage):
                     times.append(loop.time() - start)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return RequestSample(ok=False, error=f"{type(exc).__name__}: {exc}")
@@ -68,11 +70,18 @@ async def send_one(session: aiohttp.ClientSession, target: Target) -> RequestSam
         e2e=loop.time() - start,
         token_times=tuple(times),
         output_tokens=len(times),
+        input_tokens=_count(usage.get("prompt_tokens")),
     )
 
 
-def _has_token(raw: bytes) -> bool:
-    """Whether an SSE line carries generated text (one chunk is about one token)."""
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def _has_token(raw: bytes, usage: dict[str, Any]) -> bool:
+    """Whether an SSE line carries generated text (one chunk is about one token).
+
+    A chunk with ``usage`` (the last one, asked for with ``include_usage``) fills ``usage``."""
     line = raw.strip()
     if not line.startswith(b"data:") or line == b"data: [DONE]":
         return False
@@ -82,6 +91,8 @@ def _has_token(raw: bytes) -> bool:
         return False
     if "error" in chunk:
         raise ValueError(str(chunk["error"])[:200])
+    if isinstance(chunk.get("usage"), dict):
+        usage.update(chunk["usage"])
     choices = chunk.get("choices") or [{}]
     delta = choices[0].get("delta") or {}
     return bool(delta.get("content"))

@@ -23,6 +23,8 @@ class RequestSample:
     token_times: tuple[float, ...] = ()
     output_tokens: int = 0
     error: str = ""
+    input_tokens: int = 0
+    """the prompt's tokens as the engine counted them (its usage); 0 when it said nothing"""
 
     @property
     def inter_token_latencies(self) -> list[float]:
@@ -68,6 +70,7 @@ class LoadSummary:
     requests_per_s: float
     samples_ttft: tuple[float, ...] = field(default=(), repr=False)
     samples_e2e: tuple[float, ...] = field(default=(), repr=False)
+    input_tokens_per_s: float = 0.0
 
     @property
     def error_rate(self) -> float:
@@ -99,6 +102,7 @@ def summarize(label: str, samples: Sequence[RequestSample], *, duration_s: float
         requests_per_s=len(ok) / seconds,
         samples_ttft=tuple(ttfts),
         samples_e2e=tuple(e2es),
+        input_tokens_per_s=sum(s.input_tokens for s in ok) / seconds,
     )
 
 

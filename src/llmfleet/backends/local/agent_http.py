@@ -112,6 +112,7 @@ def _environment_body(agent: Agent, env: str) -> dict[str, Any]:
         "services": config.get("services", {}),
         "continuation": config.get("continuation", {}),
         "observability": config.get("observability"),
+        "costs": config.get("costs"),
         "replicas": [
             m.status().to_json()
             for m in agent.replicas.processes.values()
@@ -129,9 +130,10 @@ async def put_environment(request: web.Request) -> web.Response:
         "services": body["services"],
         "continuation": body.get("continuation", {}),
         "observability": body.get("observability"),
+        "costs": body.get("costs"),
     }
     await agent.observer.configure(
-        request.match_info["env"], body["services"], body.get("observability")
+        request.match_info["env"], body["services"], body.get("observability"), body.get("costs")
     )
     agent.changed()
     return web.json_response({"generation": agent.generation})

@@ -208,8 +208,10 @@ class LocalBackend:
         services: dict[str, Any],
         continuation: dict[str, Any],
         observability: dict[str, Any] | None = None,
+        costs: dict[str, Any] | None = None,
     ) -> None:
         body = {"services": services, "continuation": continuation, "observability": observability}
+        body["costs"] = costs  # prices of the replicas, for the agent's cost series
         self._call("PUT", f"/v1/environments/{environment}", json=body)
 
     def forget_environment(self, environment: str) -> None:
