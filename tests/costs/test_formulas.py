@@ -31,9 +31,7 @@ def test_per_gpu_share_of_a_multi_gpu_instance() -> None:
     assert 2 * formulas.gpu_share(55.04, 8) == pytest.approx(13.76)
 
 
-def test_own_server_amortisation_residual_energy_pue_colocation_maintenance() -> (
-    None
-):
+def test_own_server_amortisation_residual_energy_pue_colocation_maintenance() -> None:
     """An 8x H100 server bought for $300,000, worth 30 % after 4 years:
         amortisation = 300,000 x 0.70 / (4 x 8,760) = 210,000 / 35,040 = 5.99315 per hour
     drawing 10.2 kW in a room of PUE 1.3 at $0.10 per kWh:
