@@ -28,7 +28,13 @@ from llmfleet.releases.context import (
 )
 from llmfleet.spec.model import GatewaySpec, ResolvedEnvironment
 from llmfleet.spec.validation import ValidationSpec
-from llmfleet.validate.assess import LazySimilarity, ServiceReport, Sides, assess_service
+from llmfleet.validate.assess import (
+    LazySimilarity,
+    ServiceReport,
+    SideCosts,
+    Sides,
+    assess_service,
+)
 from llmfleet.validate.report import write_reports
 from llmfleet.validate.suites import QualitySuite, load_suite
 
@@ -80,6 +86,7 @@ def run_validation(
         ctx.progress(f"deploying the candidate ({', '.join(chosen)}) to staging")
         revision = apply_environment(ctx, staging, kind="apply", message="validation candidate")
         reports = asyncio.run(_assess_all(ctx, staging, production, chosen, suites, api_key=key))
+        _record_speeds(ctx, reports, staging, production, candidate_serial=revision.serial)
     finally:
         if key is not None:
             ctx.store.revoke_key(VALIDATION_KEY)
@@ -165,6 +172,7 @@ async def _assess_all(
             api_key=api_key,
             candidate_replicas=staging.services[name].replicas,
             production_replicas=prod_env.services[name].replicas if in_production else 1,
+            costs=_side_costs(ctx, staging, prod_env, name),
         )
         target = ctx.loaded.resolved.environments[PRODUCTION].services[name]
         reports.append(
@@ -178,6 +186,55 @@ async def _assess_all(
             )
         )
     return reports
+
+
+def _side_costs(
+    ctx: ReleaseContext, staging: ResolvedEnvironment, production: ResolvedEnvironment, name: str
+) -> SideCosts:
+    """Each side's replicas at its environment's prices, in production's currency (a side
+    priced in another currency is left unpriced: currencies are never mixed)."""
+    from llmfleet.costs.gather import price_book
+    from llmfleet.costs.prices import ReplicaPrice, price_replica
+
+    envs = ctx.loaded.resolved.environments
+    currency = envs[PRODUCTION].costs.currency
+
+    def hourly(env_name: str, running: ResolvedEnvironment) -> float | None:
+        service = running.services.get(name)
+        if service is None or envs[env_name].costs.currency != currency:
+            return None
+        found = price_replica(service.resources, price_book(envs[env_name]))
+        return found.per_hour * service.replicas if isinstance(found, ReplicaPrice) else None
+
+    return SideCosts(currency, hourly(STAGING, staging), hourly(PRODUCTION, production))
+
+
+def _record_speeds(
+    ctx: ReleaseContext,
+    reports: list[ServiceReport],
+    staging: ResolvedEnvironment,
+    production: tuple[ResolvedEnvironment, int],
+    *,
+    candidate_serial: int,
+) -> None:
+    """Both sides' throughput as measurements, so `llmfleet costs` prices with them (the
+    candidate's too: once promoted, production runs what was measured)."""
+    from llmfleet.costs.gather import record_speed
+
+    prod_env, prod_serial = production
+    for report in reports:
+        candidate = staging.services[report.service]
+        record_speed(
+            ctx.store, report.candidate_speed, environment=STAGING, service=report.service,
+            spec=candidate, serial=candidate_serial, source="validation", user=ctx.user,
+        )  # fmt: skip
+        running = prod_env.services.get(report.service)
+        if running is not None and report.production_speed:
+            record_speed(
+                ctx.store, report.production_speed, environment=PRODUCTION,
+                service=report.service, spec=running, serial=prod_serial, source="validation",
+                user=ctx.user, scale=running.replicas / candidate.replicas,
+            )  # fmt: skip
 
 
 def _record(

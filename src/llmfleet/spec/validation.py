@@ -53,6 +53,12 @@ class GateSpec(_Frozen):
     max_itl_p95_s: float | None = Field(default=None, ge=0, description="absolute SLO")
     max_e2e_p95_s: float | None = Field(default=None, ge=0, description="absolute SLO")
     min_throughput_tps: float | None = Field(default=None, ge=0, description="absolute SLO")
+    max_cost_per_mtok_ratio: float | None = Field(
+        default=None,
+        ge=0,
+        description="the candidate's price per million output tokens over production's, "
+        "each side's replicas at its environment's prices and measured throughput (costs:)",
+    )
 
 
 class ValidationSpec(_Frozen):

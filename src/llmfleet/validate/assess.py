@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmfleet.costs.formulas import per_million
 from llmfleet.spec.validation import GateSpec, ValidationSpec, impossible_thresholds
 from llmfleet.validate.gate import Evidence, SideMetrics, Verdict, judge_gate, passed
 from llmfleet.validate.quality import Agreement, CaseResult, judge_agreement, judge_case, pass_rate
@@ -33,10 +34,22 @@ class ServiceReport:
     candidate_speed: dict[str, LoadSummary] = field(default_factory=dict)
     production_speed: dict[str, LoadSummary] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    costs: SideCosts | None = None
 
     @property
     def passed(self) -> bool:
         return passed(self.verdicts)
+
+    def cost_per_mtok(self, side: str) -> dict[str, float | None]:
+        """Per level, the side's price per million output tokens (None: unpriced or idle)."""
+        if self.costs is None:
+            return {}
+        hourly = self.costs.candidate if side == "candidate" else self.costs.production
+        speed = self.candidate_speed if side == "candidate" else self.production_speed
+        return {
+            label: None if hourly is None else per_million(hourly, s.output_tokens_per_s)
+            for label, s in speed.items()
+        }
 
     def to_json(self) -> dict[str, Any]:
         def cases(results: tuple[CaseResult, ...]) -> list[dict[str, Any]]:
@@ -67,6 +80,19 @@ class ServiceReport:
                 "production": {k: v.to_json() for k, v in self.production_speed.items()},
             },
             "warnings": list(self.warnings),
+            "costs": None
+            if self.costs is None
+            else {
+                "currency": self.costs.currency,
+                "per_hour": {
+                    "candidate": self.costs.candidate,
+                    "production": self.costs.production,
+                },
+                "per_million_output_tokens": {
+                    "candidate": self.cost_per_mtok("candidate"),
+                    "production": self.cost_per_mtok("production"),
+                },
+            },
         }
 
 
@@ -83,6 +109,15 @@ class LazySimilarity:
 
 
 @dataclass(frozen=True)
+class SideCosts:
+    """What each side's replicas cost per hour at its environment's prices (None: unpriced)."""
+
+    currency: str
+    candidate: float | None
+    production: float | None
+
+
+@dataclass(frozen=True)
 class Sides:
     """The gateways to compare: production's may be absent (a new service)."""
 
@@ -93,6 +128,7 @@ class Sides:
     production_replicas: int = 1
     """Staging often runs fewer replicas than production: production then gets its load
     times production/candidate replicas, and throughput is compared per replica."""
+    costs: SideCosts | None = None
 
 
 def _judge_replies(
@@ -137,10 +173,16 @@ async def assess_service(
     cand_q, prod_q, agreement = quality
     evidence = Evidence(
         candidate=SideMetrics(
-            pass_rate(cand_q) if suite else None, speed["candidate"], sides.candidate_replicas
+            pass_rate(cand_q) if suite else None,
+            speed["candidate"],
+            sides.candidate_replicas,
+            cost_per_hour=sides.costs.candidate if sides.costs else None,
         ),
         production=SideMetrics(
-            pass_rate(prod_q) if prod_q else None, speed["production"], sides.production_replicas
+            pass_rate(prod_q) if prod_q else None,
+            speed["production"],
+            sides.production_replicas,
+            cost_per_hour=sides.costs.production if sides.costs else None,
         ),
         agreement=agreement.rate if agreement else None,
     )
@@ -154,6 +196,7 @@ async def assess_service(
         speed["candidate"],
         speed["production"],
         tuple(impossible_thresholds(gate)) + _replica_note(sides, validation),
+        sides.costs,
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from llmfleet.costs.formulas import per_million
 from llmfleet.spec.validation import GateSpec
 from llmfleet.validate.stats import LoadSummary
 
@@ -25,6 +26,16 @@ class SideMetrics:
     speed: Mapping[str, LoadSummary] = field(default_factory=dict)
     replicas: int = 1
     """behind the side's gateway; relative throughput is compared per replica."""
+    cost_per_hour: float | None = None
+    """what the side's replicas cost per hour at its environment's prices; None: unpriced"""
+
+    def cost_per_mtok(self, label: str) -> float:
+        """Price per million output tokens at level ``label``; NaN when it cannot be known."""
+        summary = self.speed.get(label)
+        if self.cost_per_hour is None or summary is None:
+            return math.nan
+        value = per_million(self.cost_per_hour, summary.output_tokens_per_s)
+        return math.nan if value is None else value
 
 
 @dataclass(frozen=True)
@@ -139,12 +150,46 @@ def check_absolute_speed(gate: GateSpec, evidence: Evidence) -> list[Verdict]:
     return verdicts
 
 
+def check_cost(gate: GateSpec, evidence: Evidence) -> list[Verdict]:
+    """The candidate's $/1M output tokens against production's, level by level.
+
+    Each side pays its own replicas at its environment's prices, over the throughput it
+    showed in this run; a side without a price cannot pass (the check could not be made)."""
+    limit = gate.max_cost_per_mtok_ratio
+    if limit is None:
+        return []
+    verdicts = []
+    for label in evidence.candidate.speed:
+        if label not in evidence.production.speed:
+            continue
+        check = f"$/1M output tokens / production @{label}"
+        unpriced = [
+            name
+            for name, side in (
+                ("candidate", evidence.candidate),
+                ("production", evidence.production),
+            )
+            if side.cost_per_hour is None
+        ]
+        if unpriced:
+            detail = f"no price for the {' and '.join(unpriced)} side; add costs: to the spec"
+            verdicts.append(Verdict(check, False, None, limit, detail))
+            continue
+        mine, theirs = (
+            evidence.candidate.cost_per_mtok(label),
+            evidence.production.cost_per_mtok(label),
+        )
+        verdicts.append(_verdict(check, _ratio(mine, theirs), limit, at_most=True, unit="x"))
+    return verdicts
+
+
 GATE_CHECKS: Sequence[GateCheck] = (
     check_quality,
     check_agreement,
     check_errors,
     check_relative_speed,
     check_absolute_speed,
+    check_cost,
 )
 
 

@@ -70,8 +70,46 @@ def _service_section(report: ServiceReport) -> list[str]:
             parts.append(_latency_plot(label, cand, prod))
         parts.append("<h3>Throughput per load level</h3>")
         parts.append(_throughput_plot(report))
+    if report.costs is not None and report.candidate_speed:
+        parts += _cost_section(report)
     if report.candidate_quality:
         parts += ["<h3>Quality</h3>", _quality_table(report)]
+    return parts
+
+
+def _cost_section(report: ServiceReport) -> list[str]:
+    """Both sides' price per million output tokens per level, in a table and a plot."""
+    from llmfleet.costs.money import optional_money
+    from llmfleet.costs.plot import cost_plot_svg
+
+    assert report.costs is not None
+    currency = report.costs.currency
+    sides = {side: report.cost_per_mtok(side) for side in ("production", "candidate")}
+    hourly = {"production": report.costs.production, "candidate": report.costs.candidate}
+    rows = "".join(
+        f"<tr><td>{html.escape(side)}</td><td>{optional_money(hourly[side], currency)}</td>"
+        + "".join(
+            f"<td>{optional_money(sides[side].get(label), currency)}</td>"
+            for label in report.candidate_speed
+        )
+        + "</tr>"
+        for side in sides
+    )
+    head = "".join(f"<th>@{html.escape(label)}</th>" for label in report.candidate_speed)
+    points = {
+        side: [(int(label[1:]), value) for label, value in by_level.items()
+               if value is not None and label[1:].isdigit() and label.startswith("c")]
+        for side, by_level in sides.items()
+    }  # fmt: skip
+    parts = [
+        "<h3>Cost per million output tokens</h3>",
+        f"<table><tr><th>side</th><th>per hour</th>{head}</tr>{rows}</table>",
+        "<p>Each side's replicas at its environment's prices (costs:), over the output "
+        "tokens per second it served at each level of this run.</p>",
+    ]
+    if any(points.values()):
+        title = f"{report.service}: price per 1M output tokens by concurrency"
+        parts.append(cost_plot_svg(points, currency=currency, title=title))
     return parts
 
 
