@@ -14,6 +14,7 @@ import yaml
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.engines.sim.metrics import SimMetrics
 from llmfleet.gateway.metrics import GatewayMetrics
+from llmfleet.observe.costs import cost_samples, environment_prices
 from llmfleet.observe.export import prom_duration, prometheus_rules, rules_yaml
 from llmfleet.observe.exposition import Sample, render_samples
 from llmfleet.observe.fleet import gateway_samples, replica_samples
@@ -109,6 +110,13 @@ def exported_series() -> set[str]:
     gpu = GpuReading(0, "u", "H100", 50, 300, 1, 2, 0.5)
     samples += gpu_samples(GpuReport(True, gpus=(gpu,)), GpuLimits())
     samples += MachineSampler().samples()
+    prices = environment_prices({}, {"chat": {"resources": {"cpus": 1}}})
+    assert prices is not None
+    served = (("environment", "p"), ("service", "chat"), ("replica", "r"))
+    live = [Sample("llmfleet_replica_uptime_seconds", "gauge", "llmfleet_replica_uptime_seconds",
+                   served, 100.0), Sample("llmfleet_generation_tokens_total", "counter",
+                                          "llmfleet_generation_tokens_total", served, 500.0)]
+    samples += cost_samples(samples + live, {"p": prices})
     names = {s.name for s in samples} | {s.family for s in samples}
     return names | {"llmfleet_alerts", "llmfleet_scrape_duration_seconds", "llmfleet_target_up"}
 

@@ -137,6 +137,23 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
             )
         ],
     ),
+    (
+        "Costs",
+        "Cost per hour of what runs",
+        "currencyUSD",
+        [(f"sum by (service) (llmfleet_cost_usd_per_hour{SEL})", "{{service}}")],
+    ),
+    (
+        "Costs",
+        "Cost per million tokens (live, since the replicas started)",
+        "currencyUSD",
+        [
+            (
+                f"llmfleet_cost_usd_per_million_tokens{SEL}",
+                "{{service}} {{direction}}",
+            )
+        ],
+    ),
     ("GPUs", "GPU temperature", "celsius", [("llmfleet_gpu_temperature_celsius", "GPU {{gpu}}")]),
     ("GPUs", "GPU power", "watt", [("llmfleet_gpu_power_watts", "GPU {{gpu}}")]),
     (
