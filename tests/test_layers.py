@@ -64,6 +64,17 @@ FORBIDDEN = {
     "observe": {"plan", "apply", "validate", "releases", "cli"},
     "validate": {"apply", "releases", "cli"},
     "releases": {"cli"},
+    "costs": {
+        "apply",
+        "backends",
+        "engines",
+        "models",
+        "gateway",
+        "observe",
+        "validate",
+        "releases",
+        "cli",
+    },
 }
 
 
