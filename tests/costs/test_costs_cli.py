@@ -122,3 +122,12 @@ def test_a_missing_price_names_the_service_and_the_rest_is_computed(tmp_path: Pa
     assert "no price" in result.stdout
     assert "chat: no price for cpu; add costs.cpu" in " ".join(result.stdout.split())
     assert "no live counters" in result.stdout
+
+
+def test_plan_warns_about_a_price_older_than_the_limit(tmp_path: Path) -> None:
+    """A price as of 2026-01-02 is far past the 90 days; plan says so, with where to update."""
+    project = Fleet(tmp_path)
+    project.write(spec(1, CPU_PRICE.replace("2026-12-01", "2026-01-02")))
+    out = " ".join(project.run("plan").stdout.split())
+    assert "warning: the price of cpu (GCP on-demand, as of 2026-01-02) is" in out
+    assert "days old; check it and update costs.cpu" in out
