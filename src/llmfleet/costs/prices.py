@@ -45,6 +45,12 @@ class PriceRef:
     """units of the book's currency per unit of ``currency`` (1.0 when the same)"""
 
     @property
+    def offer(self) -> str:
+        """``AWS p5.48xlarge on-demand``: the provider as people write it, SKU, pricing."""
+        words = [self.provider.upper() if len(self.provider) <= 3 else self.provider.title()]
+        return " ".join([*words, *(w for w in (self.sku, self.pricing) if w)])
+
+    @property
     def place(self) -> str:
         """Where to change it: ``costs.cloud.nvidia-h100`` or the catalogue entry."""
         if self.origin == "spec":
@@ -52,12 +58,8 @@ class PriceRef:
         return self.origin
 
     def describe(self) -> str:
-        """``AWS p5.48xlarge on-demand, as of 2026-11-09``."""
-        words = [self.provider.upper() if len(self.provider) <= 3 else self.provider.title()]
-        words += [w for w in (self.sku, self.pricing) if w]
-        text = " ".join(words)
-        if self.basis == "own":
-            text = "own server"
+        """``AWS p5.48xlarge on-demand, as of 2026-11-09`` (``own server, ...`` for own)."""
+        text = "own server" if self.basis == "own" else self.offer
         when = f"as of {self.as_of.isoformat()}" if self.as_of else "undated"
         converted = f", converted from {self.currency} at {self.rate:g}" if self.rate != 1 else ""
         return f"{text}, {when}{converted}"

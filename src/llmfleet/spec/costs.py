@@ -20,10 +20,8 @@ llmfleet's catalogue of public prices (``llmfleet.costs``), unless ``catalogue: 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import date
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -178,13 +176,3 @@ class CostsSpec(_Frozen):
         if currency is None or currency == self.currency:
             return 1.0
         return self.exchange_rates[currency]
-
-
-def merge_costs(base: CostsSpec, override: Mapping[str, Any]) -> dict[str, Any]:
-    """The data of ``base`` with an environment's partial ``costs:`` merged over it.
-
-    Only what ``base`` set explicitly is carried, so defaults stay defaults; the
-    result is validated by the caller (which places any problem in the file)."""
-    from llmfleet.spec.merging import deep_merge
-
-    return deep_merge(base.model_dump(mode="json", exclude_unset=True), override)

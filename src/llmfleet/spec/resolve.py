@@ -27,10 +27,10 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from llmfleet.errors import SpecError
-from llmfleet.spec.costs import CostsSpec, merge_costs
+from llmfleet.spec.costs import CostsSpec
 from llmfleet.spec.exposure import open_gateways
 from llmfleet.spec.locations import Locations, place_findings
-from llmfleet.spec.merging import Layer, Merged, merge_layer, merge_layers
+from llmfleet.spec.merging import Layer, Merged, deep_merge, merge_layer, merge_layers
 from llmfleet.spec.model import (
     NAME_PATTERN,
     EnvironmentSpec,
@@ -99,11 +99,14 @@ def collect_resolution(spec: FleetSpec, *, check_ports: bool = True) -> Resoluti
 def _resolve_costs(
     spec: FleetSpec, name: str, env: EnvironmentSpec, findings: list[Finding]
 ) -> CostsSpec:
-    """The top-level ``costs:`` with the environment's merged over it (``spec.costs``)."""
+    """The top-level ``costs:`` with the environment's merged over it (``spec.costs``).
+
+    Only what the top level set is carried, so its defaults stay defaults."""
     if not env.costs:
         return spec.costs
+    written = spec.costs.model_dump(mode="json", exclude_unset=True)
     try:
-        return CostsSpec.model_validate(merge_costs(spec.costs, env.costs))
+        return CostsSpec.model_validate(deep_merge(written, env.costs))
     except PydanticValidationError as exc:
         for error in exc.errors(include_url=False):
             message = rewrite_error(error, model=CostsSpec)
