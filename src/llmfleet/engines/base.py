@@ -28,6 +28,11 @@ class LaunchCommand:
 
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
+    api_key_env: str | None = None
+    """The variable this engine reads an API key from (llama-server ``LLAMA_API_KEY``,
+    vLLM ``VLLM_API_KEY``); None: it has none. The local backend sets it to a
+    secret of its own per replica, so that only the gateway can call the engine's
+    port; the environment, not argv, because any local user can read argv."""
 
 
 @dataclass(frozen=True)

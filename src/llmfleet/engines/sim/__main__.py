@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import os
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from aiohttp import web
 
+from llmfleet.engines.sim.adapter import API_KEY_ENV
 from llmfleet.engines.sim.faults import Faults
 from llmfleet.engines.sim.runtime import SimConfig
 from llmfleet.engines.sim.server import create_app
@@ -98,10 +100,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-async def serve(config: SimConfig, faults: Faults, *, host: str, port: int) -> None:
+async def serve(
+    config: SimConfig, faults: Faults, *, host: str, port: int, api_key: str | None = None
+) -> None:
     """Serve until cancelled. Handler cancellation is on so a client that leaves
     mid-stream (even a hung one) frees its slot at once."""
-    runner = web.AppRunner(create_app(config, faults), handler_cancellation=True, access_log=None)
+    app = create_app(config, faults, api_key=api_key)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
@@ -121,8 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sim engine: {problem}", file=sys.stderr)
         return 1
     config, faults = config_from_args(args)
+    # from the environment, never a flag: any local user can read a process's argv
+    api_key = os.environ.get(API_KEY_ENV) or None
     try:
-        _run(serve(config, faults, host=args.host, port=args.port))
+        _run(serve(config, faults, host=args.host, port=args.port, api_key=api_key))
     except KeyboardInterrupt:
         pass
     except OSError as exc:

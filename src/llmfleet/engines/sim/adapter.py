@@ -19,6 +19,8 @@ from llmfleet.errors import EngineVersionError
 from llmfleet.spec.model import EngineKind, ServiceSpec
 
 CONTAINER_PORT = 8000
+API_KEY_ENV = "LLMFLEET_SIM_API_KEY"
+"""The variable the sim reads its API key from (llama-server's is ``LLAMA_API_KEY``)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ class SimAdapter:
             "127.0.0.1",
             *self._args(service, served_name),
         )
-        return LaunchCommand(argv=argv, env=dict(service.engine.env))
+        return LaunchCommand(argv=argv, env=dict(service.engine.env), api_key_env=API_KEY_ENV)
 
     def container(self, service: ServiceSpec, *, model_uri: str, served_name: str) -> ContainerSpec:
         """The image's entrypoint is ``python -m llmfleet.engines.sim``; a pod must listen

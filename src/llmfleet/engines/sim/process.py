@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from llmfleet.engines.sim.adapter import API_KEY_ENV
 from llmfleet.errors import EngineError
 
 
@@ -62,17 +63,25 @@ class SimProcess:
 
 
 def start_sim(
-    args: Sequence[str] = (), *, port: int | None = None, timeout_s: float = 15.0
+    args: Sequence[str] = (),
+    *,
+    port: int | None = None,
+    timeout_s: float = 15.0,
+    api_key: str | None = None,
 ) -> SimProcess:
-    """Launch a sim on 127.0.0.1 and return once it listens.
+    """Launch a sim on 127.0.0.1 and return once it listens; with ``api_key`` it wants
+    that key as a local replica does (given in its environment).
 
     Raises ``EngineError`` with the process's stderr if it exits or stays
     silent for ``timeout_s``.
     """
     port = port or free_port()
     argv = [sys.executable, "-m", "llmfleet.engines.sim", "--port", str(port), *args]
+    env = dict(os.environ)
+    if api_key is not None:
+        env[API_KEY_ENV] = api_key
     popen = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     process = SimProcess(popen=popen, port=port)
     if not _await_listening(popen, timeout_s):

@@ -4,6 +4,7 @@ Routes: ``POST /v1/chat/completions`` and ``/v1/completions`` (see
 ``generation``), ``POST /v1/embeddings``, ``GET /v1/models``, ``GET /health``
 (503 while loading), ``GET /metrics``, ``GET /props`` (llama-server's slot
 count) and ``GET``/``POST /sim/faults`` to read or change fault settings live.
+Given an API key, every route but the health check wants it (``keys``).
 """
 
 from __future__ import annotations
@@ -17,19 +18,26 @@ from llmfleet.engines.sim.generation import (
     error_response,
     read_json,
 )
+from llmfleet.engines.sim.keys import key_middleware
 from llmfleet.engines.sim.parsing import parse_embedding_inputs
 from llmfleet.engines.sim.runtime import RUNTIME, ExitProcess, SimConfig, SimRuntime, exit_hard
 from llmfleet.engines.sim.text import count_words, embedding
 
 
 def create_app(
-    config: SimConfig, faults: Faults | None = None, *, exit_process: ExitProcess = exit_hard
+    config: SimConfig,
+    faults: Faults | None = None,
+    *,
+    exit_process: ExitProcess = exit_hard,
+    api_key: str | None = None,
 ) -> web.Application:
     """A sim engine app; its ``SimRuntime`` is at ``app[RUNTIME]``.
 
     ``exit_process`` is what the crash faults call; tests pass a recorder.
+    ``api_key`` set guards the app as llama-server's ``--api-key`` does; without
+    it no middleware runs at all (the benches' hot path stays as it was).
     """
-    app = web.Application()
+    app = web.Application(middlewares=[key_middleware(api_key)] if api_key else [])
     app[RUNTIME] = SimRuntime(config, faults or Faults(), exit_process=exit_process)
     app.on_startup.append(_mark_started)
     app.router.add_post("/v1/chat/completions", chat_completions)

@@ -45,11 +45,12 @@ class InProcessSim:
 
 @asynccontextmanager
 async def serve_sim(
-    config: SimConfig | None = None, faults: Faults | None = None
+    config: SimConfig | None = None, faults: Faults | None = None, *, api_key: str | None = None
 ) -> AsyncIterator[InProcessSim]:
-    """Serve a sim app on 127.0.0.1 for the duration of the block."""
+    """Serve a sim app on 127.0.0.1 for the duration of the block (wanting ``api_key``
+    when given)."""
     exits = ExitRecorder()
-    app = create_app(config or SimConfig(), faults, exit_process=exits)
+    app = create_app(config or SimConfig(), faults, exit_process=exits, api_key=api_key)
     client: TestClient[web.Request, web.Application] = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     try:
