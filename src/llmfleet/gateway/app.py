@@ -30,7 +30,7 @@ from llmfleet.gateway.messages import Answer, Request
 from llmfleet.gateway.metrics import GatewayMetrics
 from llmfleet.gateway.pool import ConnectionPool
 from llmfleet.gateway.quotas import Quotas
-from llmfleet.gateway.replicas import ReplicaSource
+from llmfleet.gateway.replicas import ReplicaSource, engine_credentials
 from llmfleet.gateway.server import Server
 from llmfleet.gateway.upstream import UpstreamClient
 
@@ -102,6 +102,8 @@ class Gateway:
 
     async def _follow_source(self) -> None:
         async for snapshot in self.source.watch():
+            if self._pool is not None:  # before routing: a new replica's first request needs it
+                self._pool.set_credentials(engine_credentials(snapshot))
             self.router.update(snapshot)
             self.health.forget(r.replica_id for r in snapshot.replicas)
             self.synced.set()

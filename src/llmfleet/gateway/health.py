@@ -39,6 +39,9 @@ class Failure(StrEnum):
     SERVER_ERROR = "5xx"
     BUSY = "429"
     PROBE = "probe"
+    KEY = "key"
+    """the engine refused the gateway's API key (401): this replica cannot be used
+    until a snapshot brings its right key."""
 
 
 @dataclass

@@ -11,11 +11,17 @@ retried once on a new connection, as nothing of an answer arrived.
 ``fetch`` is a whole small GET (the prober's ``/health`` and ``/metrics``) on
 the same pooled connections; ``fetch_unix`` one over a Unix socket (the local
 agent). The gateway needs no other HTTP client.
+
+Every request to an origin whose API key the pool was given
+(``set_credentials``: the keys the local agent made for its replicas) carries
+it as ``Authorization: Bearer``, requests and probes alike, because this is
+the one place they all pass.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -29,6 +35,9 @@ from llmfleet.gateway.connections import (
     ConnectTimeoutError,
 )
 
+Origin = tuple[str, int]
+"""(host, port) of a server: what keep-alive connections and API keys belong to."""
+
 
 @dataclass(frozen=True)
 class Target:
@@ -41,7 +50,7 @@ class Target:
     follows."""
 
     @property
-    def origin(self) -> tuple[str, int]:
+    def origin(self) -> Origin:
         return (self.host, self.port)
 
 
@@ -68,10 +77,24 @@ class ConnectionPool:
 
     def __init__(self, *, keepalive_s: float = 30.0) -> None:
         self.keepalive_s = keepalive_s
-        self._idle: dict[tuple[str, int], list[Connection]] = {}
+        self._idle: dict[Origin, list[Connection]] = {}
         self._finishing: set[Connection] = set()
         """connections waiting for the end of an answer nobody reads any more."""
         self._closed = False
+        self._credentials: dict[Origin, bytes] = {}
+        """origin -> its ``Authorization`` header line."""
+
+    def set_credentials(self, keys: Mapping[Origin, str]) -> None:
+        """The API key each origin wants, replacing the ones set before.
+
+        Raises ``ValueError`` for a key that could not travel in a header line
+        (a CR or LF in it would let it write headers of its own)."""
+        lines = {}
+        for origin, key in keys.items():
+            if not key or any(not 0x21 <= ord(char) <= 0x7E for char in key):
+                raise ValueError(f"the API key of {origin[0]}:{origin[1]} is not a header token")
+            lines[origin] = f"Authorization: Bearer {key}\r\n".encode("ascii")
+        self._credentials = lines
 
     async def send(
         self,
@@ -91,7 +114,13 @@ class ConnectionPool:
         Raises ``ConnectError``, ``ConnectTimeoutError``, ``BrokenConnectionError`` or
         ``TimeoutError`` (``connect_s`` to open a connection, ``deadline`` for all of it).
         """
-        head = target.head + head if head else target.head
+        auth = self._credentials.get(target.origin) if self._credentials else None
+        if auth is not None:
+            head = target.head + auth + head
+        elif head:
+            head = target.head + head
+        else:
+            head = target.head
         conn = self._take_idle(target.origin)
         may_retry = conn is not None
         if conn is None:
@@ -154,7 +183,7 @@ class ConnectionPool:
             idle = self._idle[conn.origin] = []
         idle.append(conn)
 
-    def _take_idle(self, origin: tuple[str, int]) -> Connection | None:
+    def _take_idle(self, origin: Origin) -> Connection | None:
         idle = self._idle.get(origin)
         if not idle:
             return None

@@ -7,11 +7,16 @@ route table on every snapshot, so replicas that come, go or get replaced by
 
 ``AgentSource`` long-polls the local agent over its unix socket::
 
-    GET /v1/environments/{env}?wait_generation=G&timeout=25
+    GET /v1/environments/{env}?wait_generation=G&timeout=25&engine_keys=1
     200 {"generation": int,
          "services": {name: ServiceSpec.model_dump(mode="json")},
          "replicas": [ReplicaStatus.to_json(), ...],
-         "continuation": {service: {field: value}}}
+         "continuation": {service: {field: value}},
+         "engine_keys": {replica_id: key}}
+
+``engine_keys`` are the API keys the agent gave its replicas: only the agent
+and the gateway know them, so nobody else on the machine can call an engine's
+port. They travel over the agent's owner-only socket, asked for by name.
 
 The agent answers at once when its generation differs from G, else after the
 timeout with the same generation (the source then polls again without
@@ -23,16 +28,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
-from llmfleet.gateway.pool import fetch_unix
+from llmfleet.gateway.pool import Origin, fetch_unix, target_of
 from llmfleet.spec.model import ServiceSpec
 
 log = logging.getLogger(__name__)
+HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
+"""Visible ASCII, no space, CR or LF: what an API key may be to travel in a header."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,9 @@ class Snapshot:
     generation: int
     continuation: dict[str, dict[str, Any]] = field(default_factory=dict)
     """service -> body fields that make its engine continue a final assistant message."""
+    engine_keys: dict[str, str] = field(default_factory=dict, repr=False)
+    """replica id -> the API key its engine wants (none: it wants none); kept out of
+    ``repr`` so a snapshot in a log line shows no key."""
 
     def routable(self, service: str) -> list[ReplicaStatus]:
         """Replicas of ``service`` that may get new requests (state ready)."""
@@ -85,12 +96,30 @@ def snapshot_from_json(body: Mapping[str, Any]) -> Snapshot:
     }
     replicas = [ReplicaStatus.from_json(dict(r)) for r in body["replicas"]]
     continuation = {k: dict(v) for k, v in dict(body.get("continuation") or {}).items()}
+    keys = {str(k): _header_token(v) for k, v in dict(body.get("engine_keys") or {}).items()}
     return Snapshot(
         services=services,
         replicas=replicas,
         generation=int(body["generation"]),
         continuation=continuation,
+        engine_keys=keys,
     )
+
+
+def _header_token(key: object) -> str:
+    """``key`` if it can travel in a header line, else ``ValueError`` (a malformed answer)."""
+    if not isinstance(key, str) or not HEADER_TOKEN.fullmatch(key):
+        raise ValueError("an engine key in the agent's answer is not a header token")
+    return key
+
+
+def engine_credentials(snapshot: Snapshot) -> dict[Origin, str]:
+    """The API key of each replica's origin, for ``ConnectionPool.set_credentials``; pure."""
+    return {
+        target_of(r.url, "GET").origin: key
+        for r in snapshot.replicas
+        if (key := snapshot.engine_keys.get(r.replica_id))
+    }
 
 
 class AgentSource:
@@ -120,7 +149,9 @@ class AgentSource:
                 yield snapshot
 
     async def _poll(self, generation: int) -> Snapshot | None:
-        query = urlencode({"wait_generation": generation, "timeout": self.poll_timeout_s})
+        query = urlencode(
+            {"wait_generation": generation, "timeout": self.poll_timeout_s, "engine_keys": 1}
+        )
         path = f"/v1/environments/{quote(self.environment)}?{query}"
         try:
             status, body = await fetch_unix(

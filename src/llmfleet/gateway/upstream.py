@@ -7,7 +7,9 @@ events; ``timeouts.total_s`` bounds the whole request one level up, in
 or ``idle_s``, never forever. Transport failures are translated here, once,
 into ``AttemptError`` (a ``TemporaryUpstreamError`` that names what failed,
 for passive ejection) or ``PermanentUpstreamError`` (the engine rejected the
-request itself: 4xx, passed on to the client).
+request itself: 4xx, passed on to the client). A 401 is the exception: the
+engine refused the key the local agent made for it, which is the gateway's
+problem, not the client's.
 
 The HTTP/1.1 underneath is ``connections`` and ``pool``: keep-alive connections
 per replica with httptools parsing the answers, chosen by measurement because this is the
@@ -223,6 +225,11 @@ class UpstreamClient:
         self.pool.release(conn)  # closed instead unless the answer was read to its end
         if status == 429:
             raise AttemptError(f"{url} is busy (429): {engine_words(data)}", failure=Failure.BUSY)
+        if status == 401:
+            # The engine refused the key the agent made for it, not the client's: the
+            # client's request may well succeed on another replica, and an engine's
+            # "Invalid API Key" passed on would tell the client its own key is wrong.
+            raise AttemptError(f"{url} refused the gateway's engine key (401)", failure=Failure.KEY)
         if status >= 500 and status != NOT_SUPPORTED:  # 501: the request, not the replica
             raise AttemptError(
                 f"{url} answered {status}: {engine_words(data)}", failure=Failure.SERVER_ERROR
