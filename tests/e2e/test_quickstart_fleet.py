@@ -44,12 +44,14 @@ def quickstart(
     fleet.down()
 
 
-def busy_replicas(replicas: list[ReplicaStatus]) -> list[ReplicaStatus]:
-    """Replicas whose llama-server reports a request in progress."""
+def busy_replicas(fleet: Fleet, replicas: list[ReplicaStatus]) -> list[ReplicaStatus]:
+    """Replicas whose llama-server reports a request in progress (its /metrics wants the
+    key the agent gave it)."""
     busy = []
     for replica in replicas:
+        headers = fleet.engine_headers(replica)
         try:
-            text = httpx.get(f"{replica.url}/metrics", timeout=2).text
+            text = httpx.get(f"{replica.url}/metrics", headers=headers, timeout=2).text
         except httpx.HTTPError:
             continue
         match = re.search(r"^llamacpp:requests_processing (\S+)", text, re.M)
@@ -88,7 +90,7 @@ def stream_story(
                     chunks += 1
             if kill_after is not None and chunks == kill_after and not killed:
                 env = "production" if port is None else "staging"
-                for victim in busy_replicas(fleet.ready(env)):
+                for victim in busy_replicas(fleet, fleet.ready(env)):
                     assert victim.pid is not None
                     os.kill(victim.pid, signal.SIGKILL)
                     killed.append(victim.pid)
@@ -160,7 +162,7 @@ def test_non_streaming_request_survives_kill_9(quickstart: Fleet) -> None:
     victims: list[ReplicaStatus] = []
     deadline = time.monotonic() + 30
     while not victims and time.monotonic() < deadline:
-        victims = busy_replicas(quickstart.ready())
+        victims = busy_replicas(quickstart, quickstart.ready())
     time.sleep(0.3)  # let it generate some tokens first
     for victim in victims:
         assert victim.pid is not None

@@ -36,6 +36,10 @@ from llmfleet.spec.model import EngineKind, ModelSpec, ServiceSpec
 CONTAINER_PORT = 8000
 MODELS_MOUNT = "/models"
 IMAGE = "llmfleet/llama-server"
+API_KEY_ENV = "LLAMA_API_KEY"
+"""llama-server's ``--api-key`` from the environment (``set_env`` in llama.cpp's
+``common/arg.cpp``): every path but /health and /v1/health wants it, /metrics too
+(checked against the real server in tests/engines/test_engine_keys.py)."""
 
 METRICS = MetricMap(
     names={
@@ -150,7 +154,9 @@ class LlamaCppAdapter:
         )
         # The spec's engine.env wins over the install's recorded settings: a person who
         # sets LLAMA_ARG_REPACK there has decided.
-        return LaunchCommand(argv=argv, env={**recorded.env, **service.engine.env})
+        return LaunchCommand(
+            argv=argv, env={**recorded.env, **service.engine.env}, api_key_env=API_KEY_ENV
+        )
 
     def container(self, service: ServiceSpec, *, model_uri: str, served_name: str) -> ContainerSpec:
         # In a pod the server must listen on all interfaces for the Service to reach it.

@@ -30,6 +30,9 @@ from llmfleet.spec.model import EngineKind, ServiceSpec
 PACKAGE = "vllm"
 IMAGE = "vllm/vllm-openai"
 CONTAINER_PORT = 8000
+API_KEY_ENV = "VLLM_API_KEY"
+"""vLLM's key when ``--api-key`` is not given; it guards the ``/v1`` paths only
+(``/health`` and ``/metrics`` stay open)."""
 
 METRICS = MetricMap(
     names={
@@ -144,7 +147,7 @@ class VllmAdapter:
         if executable.parent.name == "bin":
             # a ``pip install --target`` tree: its packages sit beside bin/
             env.setdefault("PYTHONPATH", str(executable.parent.parent))
-        return LaunchCommand(argv=argv, env=env)
+        return LaunchCommand(argv=argv, env=env, api_key_env=API_KEY_ENV)
 
     def container(self, service: ServiceSpec, *, model_uri: str, served_name: str) -> ContainerSpec:
         # The image's entrypoint is vLLM's server, which takes the model as --model.

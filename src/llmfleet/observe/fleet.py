@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -30,6 +30,8 @@ class Target:
 
     status: ReplicaStatus
     metrics_path: str = "/metrics"
+    api_key: str | None = field(default=None, repr=False)
+    """the engine's API key: llama-server wants it on ``/metrics`` too."""
 
     @property
     def is_gateway(self) -> bool:
@@ -162,7 +164,7 @@ class FleetScraper:
 
     async def _scrape_one(self, target: Target) -> list[Sample]:
         status = target.status
-        text = await self._fetch(f"{status.url}{target.metrics_path}")
+        text = await self._fetch(f"{status.url}{target.metrics_path}", target.api_key)
         labels = target_labels(status)
         up = Sample(
             "llmfleet_target_up",
@@ -176,9 +178,10 @@ class FleetScraper:
         engine = normalise_metrics(status.engine, text, labels) if text else []
         return [up, *replica_samples(status, now=self._wall()), *engine]
 
-    async def _fetch(self, url: str) -> str | None:
+    async def _fetch(self, url: str, api_key: str | None) -> str | None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         try:
-            async with self._session.get(url, timeout=self._timeout) as response:
+            async with self._session.get(url, timeout=self._timeout, headers=headers) as response:
                 return await response.text() if response.status == 200 else None
         except (aiohttp.ClientError, TimeoutError, OSError, UnicodeDecodeError):
             return None

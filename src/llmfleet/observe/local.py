@@ -70,7 +70,7 @@ def attach_observer(agent: Agent, session: aiohttp.ClientSession) -> Observer:
 
     def targets() -> list[Target]:
         procs = [*agent.replicas.processes.values(), *agent.gateways.processes.values()]
-        return [Target(m.status(), m.spec.metrics_path) for m in procs]
+        return [Target(m.status(), m.spec.metrics_path, m.api_key) for m in procs]
 
     loop_time = time.monotonic
     return Observer(

@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,9 +84,15 @@ class Agent:
         procs = {**self.replicas.processes, **self.gateways.processes}
         return {m.port for m in procs.values()}
 
-    def start_replica(self, spec: ReplicaSpec, *, adopt_pid: int | None = None) -> Managed:
+    def start_replica(
+        self, spec: ReplicaSpec, *, adopt_pid: int | None = None, api_key: str | None = None
+    ) -> Managed:
         """Supervise a replica (GPUs of its own when its service asks for some; raises
-        ``GpuShortageError`` when too few are free)."""
+        ``GpuShortageError`` when too few are free).
+
+        Its engine gets an API key of its own when it reads one (``api_key_env``), so
+        only this agent and the gateway can call its port; ``api_key`` is the one an
+        earlier agent gave it (an adopted process keeps what it was started with)."""
         if spec.replica_id in self.replicas.processes:
             return self.replicas.processes[spec.replica_id]
         if wanted_gpus(spec):
@@ -96,8 +103,19 @@ class Agent:
         )
         self._next_port = port + 1
         managed = self._managed(spec, port=port, folder=spec.environment, adopt_pid=adopt_pid)
+        if adopt_pid is None and api_key is None and spec.launch.api_key_env:
+            api_key = secrets.token_urlsafe(32)
+        managed.api_key = api_key
         self.replicas.start(managed)
         return managed
+
+    def engine_keys(self, environment: str) -> dict[str, str]:
+        """replica id -> its engine's API key, for the environment's gateway only."""
+        return {
+            m.spec.replica_id: m.api_key
+            for m in self.replicas.processes.values()
+            if m.spec.environment == environment and m.api_key
+        }
 
     def _gpu_count(self) -> int:
         """The GPUs this machine has (asked once, when a replica first wants one)."""
@@ -155,8 +173,13 @@ class Agent:
         for item in body.get("replicas", []):
             spec = spec_from_json(item["spec"])
             pid = _adoptable(item)
+            key = item.get("api_key")
             try:
-                self.start_replica(_with_port(spec, item["port"]), adopt_pid=pid)
+                self.start_replica(
+                    _with_port(spec, item["port"]),
+                    adopt_pid=pid,
+                    api_key=key if isinstance(key, str) and key else None,
+                )
             except GpuShortageError as exc:  # a table saved before GPUs were assigned
                 log.error("cannot restore replica %s: %s", spec.replica_id, exc)
         for item in body.get("gateways", []):
@@ -175,7 +198,14 @@ class Agent:
 
 
 def _persisted(managed: Managed) -> dict[str, Any]:
-    return {"spec": spec_to_json(managed.spec), "port": managed.port, "pid": managed.pid}
+    """A table row; the engine's key too, or a restarted agent could not talk to the
+    replica it adopts (the table is this user's only, 0600)."""
+    return {
+        "spec": spec_to_json(managed.spec),
+        "port": managed.port,
+        "pid": managed.pid,
+        "api_key": managed.api_key,
+    }
 
 
 def _with_port(spec: ReplicaSpec, port: int) -> ReplicaSpec:

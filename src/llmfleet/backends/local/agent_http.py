@@ -95,7 +95,10 @@ async def get_environment(request: web.Request) -> web.Response:
     agent = _agent(request)
     env = request.match_info["env"]
     await _maybe_wait(agent, request)
-    return web.json_response(_environment_body(agent, env))
+    body = _environment_body(agent, env)
+    if request.query.get("engine_keys") == "1":  # the gateway's poll, on this owner-only socket
+        body["engine_keys"] = agent.engine_keys(env)
+    return web.json_response(body)
 
 
 async def _maybe_wait(agent: Agent, request: web.Request) -> None:

@@ -63,8 +63,18 @@ class Managed:
     stopping: bool = False
     adopted_pid: int | None = None
     hardware_fault: str | None = None  # set by observe.local on a GPU fault
+    api_key: str | None = field(default=None, repr=False)
+    """the engine's API key, made by the agent; given in its environment (``launch_env``)"""
     task: asyncio.Task[None] | None = None
     exited: asyncio.Future[Any] | None = field(default=None, repr=False)
+
+    def launch_env(self) -> dict[str, str]:
+        """The extra environment of the process: the spec's, and the API key under the
+        variable its engine reads (argv is readable by every local user)."""
+        env = dict(self.spec.launch.env)
+        if self.api_key and self.spec.launch.api_key_env:
+            env[self.spec.launch.api_key_env] = self.api_key
+        return env
 
     def status(self, *, log_lines: int = 0) -> ReplicaStatus:
         spec = self.spec
@@ -140,7 +150,7 @@ class Supervisor:
             managed.exited = asyncio.ensure_future(process.wait_pid(managed.pid))
         else:
             proc = await process.spawn(
-                managed.argv, env=dict(managed.spec.launch.env), log_path=managed.log_path
+                managed.argv, env=managed.launch_env(), log_path=managed.log_path
             )
             managed.pid = proc.pid
             managed.exited = asyncio.ensure_future(proc.wait())
@@ -174,7 +184,7 @@ class Supervisor:
 
     async def _ready_once(self, managed: Managed, base: str) -> bool:
         for probe in managed.spec.readiness:
-            if not await run_probe(self._session, base, probe):
+            if not await run_probe(self._session, base, probe, api_key=managed.api_key):
                 return False
         return True
 
@@ -182,7 +192,9 @@ class Supervisor:
         misses = 0
         while True:
             await asyncio.sleep(LIVENESS_EVERY_S)
-            ok = await run_probe(self._session, base, managed.spec.liveness)
+            ok = await run_probe(
+                self._session, base, managed.spec.liveness, api_key=managed.api_key
+            )
             misses = 0 if ok else misses + 1
             if managed.stopping:
                 continue
@@ -217,7 +229,7 @@ class Supervisor:
         base = f"http://127.0.0.1:{managed.port}"
         idle_reads = 0
         while loop.time() < deadline and idle_reads < 2:
-            busy = await engine_busy(self._session, base, managed.spec)
+            busy = await engine_busy(self._session, base, managed.spec, api_key=managed.api_key)
             idle_reads = idle_reads + 1 if busy is False else 0
             await asyncio.sleep(0.1)
 

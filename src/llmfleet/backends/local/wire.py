@@ -21,7 +21,11 @@ def spec_from_json(body: dict[str, Any]) -> ReplicaSpec:
     """Rebuild a ReplicaSpec; raises KeyError/TypeError on a malformed body."""
     data = dict(body)
     launch = data["launch"]
-    data["launch"] = LaunchCommand(argv=tuple(launch["argv"]), env=dict(launch.get("env", {})))
+    data["launch"] = LaunchCommand(
+        argv=tuple(launch["argv"]),
+        env=dict(launch.get("env", {})),
+        api_key_env=launch.get("api_key_env"),
+    )
     data["readiness"] = tuple(_probe(p) for p in data.get("readiness", ()))
     data["liveness"] = _probe(data["liveness"])
     data["busy_series"] = tuple(data.get("busy_series", ()))
