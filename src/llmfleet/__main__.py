@@ -1,5 +1,5 @@
 """``python -m llmfleet`` is the ``llmfleet`` command."""
 
-from llmfleet.cli.launcher import main
+from llmfleet.cli.app import main
 
 main()

@@ -6,7 +6,6 @@ mistake never prints a traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections.abc import Iterator
@@ -300,17 +299,10 @@ from llmfleet.cli.costs import costs  # noqa: E402 - same reason
 app.command()(costs)
 
 
-@functools.cache
-def click_command() -> typer.core.TyperGroup:
-    """The click command tree, built once per process: typer rebuilds it on every call
-    (tens of milliseconds), and the command server builds it before it forks."""
-    return typer.main.get_group(app)
-
-
 def main() -> None:
     """Entry point: run the app, turning our errors into messages and exit codes."""
     try:
-        code = click_command()(standalone_mode=False, prog_name="llmfleet")
+        code = typer.main.get_group(app)(standalone_mode=False, prog_name="llmfleet")
     except FleetError as exc:
         errors.print(f"[bold red]error:[/] {exc.message}", highlight=False)
         if exc.hint:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 from rich.console import Group
 from rich.live import Live
@@ -19,6 +18,9 @@ from llmfleet.cli.workspace import Workspace
 from llmfleet.errors import FleetError
 from llmfleet.observe.exposition import Sample
 from llmfleet.observe.top import TopView, top_view
+
+if TYPE_CHECKING:
+    import httpx
 
 SpecFile = Annotated[Path, typer.Option("--file", "-f", help="the fleet spec")]
 Out = Annotated[Path | None, typer.Option("--output", "-o", help="write here, not to stdout")]
@@ -33,6 +35,8 @@ def _agent_get(ws: Workspace, path: str) -> httpx.Response:
     backend = ws.backend
     if not backend.running():
         raise FleetError("the local runtime is not running", hint="`llmfleet apply` starts it")
+    import httpx
+
     transport = httpx.HTTPTransport(
         uds=str(backend.socket_path), verify=False
     )  # no TLS on a socket

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -191,6 +190,8 @@ def bench(
         if environment is None or service not in environment.services:
             raise FleetError(f"no service {service!r} in environment {env}")
         url = f"http://{environment.gateway.host}:{environment.gateway.port}"
+        import asyncio
+
         results = asyncio.run(measure_speed({env: url}, model=service, suite=suite))
         render_speed(console, {env: results[env]})
         _record_bench(ctx, environment, service, results[env])

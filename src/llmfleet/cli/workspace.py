@@ -1,7 +1,10 @@
 """What a CLI command works on: the loaded spec, settings, state store and backend.
 
 Built once per command from ``-f`` and ``--env``; opened lazily so that commands
-that need no state (check, schema) do not touch the database.
+that need no state (check, schema) do not touch the database. The store and the
+backend are imported when first used, too: SQLAlchemy and the agent's HTTP client
+are most of what a command would otherwise spend starting, and ``check`` needs
+neither (tests/cli/test_fast_start.py holds this).
 """
 
 from __future__ import annotations
@@ -9,15 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from llmfleet.apply.actual import actual_environment
-from llmfleet.backends.local.client import LocalBackend
 from llmfleet.errors import FleetError
-from llmfleet.plan.diff import ActualEnvironment
 from llmfleet.settings import Settings
 from llmfleet.spec.loading import LoadedSpec, load_spec
 from llmfleet.spec.model import ResolvedEnvironment, ServiceSpec
-from llmfleet.state.store import StateStore
+
+if TYPE_CHECKING:
+    from llmfleet.backends.local.client import LocalBackend
+    from llmfleet.plan.diff import ActualEnvironment
+    from llmfleet.state.store import StateStore
 
 
 @dataclass
@@ -40,11 +45,15 @@ class Workspace:
 
     @cached_property
     def backend(self) -> LocalBackend:
+        from llmfleet.backends.local.client import LocalBackend
+
         return LocalBackend(self.settings.home)
 
     @property
     def store(self) -> StateStore:
         if self._store is None:
+            from llmfleet.state.store import StateStore
+
             self._store = StateStore.open(self.loaded.resolved.state, base_dir=self.spec_dir)
         return self._store
 
@@ -80,4 +89,6 @@ class Workspace:
 
     def actual(self) -> ActualEnvironment:
         """What really runs in this environment (empty if the agent is not running)."""
+        from llmfleet.apply.actual import actual_environment
+
         return actual_environment(self.backend, self.environment)

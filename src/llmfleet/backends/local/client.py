@@ -1,7 +1,9 @@
 """``LocalBackend``: the Backend protocol over the local agent's unix socket.
 
 Synchronous (httpx), for the CLI. ``ensure_agent`` starts the agent as a detached
-process when it is not running, so it outlives the command that started it.
+process when it is not running, so it outlives the command that started it. httpx
+is imported on the first call to a running agent: a command that finds no agent
+(``status``, ``plan`` before the first apply) does not pay for it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from llmfleet.backends.base import ReplicaSpec, ReplicaState, ReplicaStatus
 from llmfleet.backends.local.layout import SOCKET_NAME
@@ -26,6 +26,9 @@ from llmfleet.errors import (
     PortInUseError,
     ReplicaFailedError,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 AGENT_START_TIMEOUT_S = 15.0
 FAILED_STATES = frozenset({ReplicaState.CRASH_LOOP})
@@ -46,6 +49,8 @@ class LocalBackend:
         """One client per backend: its transport is built once (building one costs
         tens of milliseconds, which a no-op apply cannot spare)."""
         if self._http is None:
+            import httpx
+
             # A unix socket carries no TLS: verify=False skips loading CA certificates.
             transport = httpx.HTTPTransport(uds=str(self.socket_path), verify=False)
             self._http = httpx.Client(
@@ -75,9 +80,12 @@ class LocalBackend:
                 f"the local agent is not running (no socket at {self.socket_path})",
                 hint="`llmfleet apply` starts it",
             )
+        client = self._client()
+        import httpx  # imported by _client() already: a dictionary lookup
+
         try:
             timeout = timeout_s or self._timeout_s
-            response = self._client().request(method, path, timeout=timeout, **kwargs)
+            response = client.request(method, path, timeout=timeout, **kwargs)
         except httpx.TransportError as exc:
             raise AgentUnreachableError(
                 f"the local agent at {self.socket_path} does not answer: {exc}",

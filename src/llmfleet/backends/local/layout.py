@@ -4,4 +4,3 @@ from __future__ import annotations
 
 SOCKET_NAME = "agent.sock"
 STATE_NAME = "agent-state.json"
-COMMAND_SOCKET_NAME = "cli.sock"  # the CLI's command server (llmfleet.cli.server)
