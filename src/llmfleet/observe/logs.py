@@ -23,6 +23,8 @@ from typing import IO, Any
 
 import orjson
 
+from llmfleet.observe.rotation import LogRotator, stderr_rotator
+
 ECS_VERSION = "8.11.0"
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 TraceIds = Callable[[], tuple[str, str] | None]
@@ -61,6 +63,28 @@ class EcsFormatter(logging.Formatter):
         return orjson.dumps(body, default=str).decode()
 
 
+class CappedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A ``StreamHandler`` whose file is rotated before a record would take it past its
+    cap (``rotator``; None: never)."""
+
+    def __init__(self, stream: IO[str], rotator: LogRotator | None = None) -> None:
+        super().__init__(stream)
+        self.rotator = rotator
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """``StreamHandler.emit``, with room made first."""
+        try:
+            line = self.format(record) + self.terminator
+            if self.rotator is not None:
+                self.rotator.make_room(len(line.encode()))
+            self.stream.write(line)
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:  # logging's way: a record never raises
+            self.handleError(record)
+
+
 def configure_logging(
     *,
     service_name: str,
@@ -68,14 +92,21 @@ def configure_logging(
     stream: IO[str] | None = None,
     trace_ids: TraceIds | None = None,
 ) -> logging.Handler:
-    """Route the root logger to one JSON-lines handler (replacing earlier ones)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    """Route the root logger to one JSON-lines handler (replacing earlier ones).
+
+    Without ``stream`` it writes to stderr, and when stderr is a file (the local
+    agent's log of this process) that file is capped: rotated past
+    ``LLMFLEET_LOG_MAX_BYTES`` (50 MiB), ``LLMFLEET_LOG_FILES`` (5) kept (``observe.rotation``).
+    """
+    handler = CappedStreamHandler(stream or sys.stderr)
     handler.setFormatter(EcsFormatter(service_name=service_name, trace_ids=trace_ids))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    if stream is None:
+        handler.rotator = stderr_rotator(os.environ)
     return handler
 
 
@@ -126,8 +157,12 @@ class JsonLinesBuffer:
         logger: str,
         max_lines: int = 256,
         clock: Callable[[], float] = time.time,
+        rotator: LogRotator | None = None,
     ) -> None:
         self._stream = stream
+        self._rotator = rotator
+        self.dropped = 0
+        """lines that could not be written (a full disk): lost, never a failed request."""
         self._lines: list[bytes] = []
         self._max = max_lines
         self._clock = clock
@@ -177,14 +212,23 @@ class JsonLinesBuffer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._lines:
-            data = b"\n".join(self._lines) + b"\n"
-            self._lines.clear()
-            raw = getattr(self._stream, "buffer", None)
-            if raw is None:  # a text stream only (a test's StringIO)
-                self._stream.write(data.decode())
-                self._stream.flush()
-                return
-            self._stream.flush()  # what logging wrote through the text layer goes first
-            raw.write(data)
-            raw.flush()
+        if not self._lines:
+            return
+        lines, self._lines = self._lines, []
+        try:
+            self._write(lines)
+        except OSError:  # a full disk: the lines are lost, the requests are not
+            self.dropped += len(lines)
+
+    def _write(self, lines: list[bytes]) -> None:
+        raw = getattr(self._stream, "buffer", None)
+        if raw is None:  # a text stream only (a test's StringIO)
+            self._stream.write((b"\n".join(lines) + b"\n").decode())
+            self._stream.flush()
+            return
+        self._stream.flush()  # what logging wrote through the text layer goes first
+        if self._rotator is not None:
+            self._rotator.write_lines(raw, lines)
+            return
+        raw.write(b"\n".join(lines) + b"\n")
+        raw.flush()

@@ -3,7 +3,9 @@
 The gateway holds a ``RequestObserver`` only when tracing or request logs are on
 (``None`` otherwise, so the hot path pays one ``is None`` check). Settings come
 from the environment the agent gives the gateway process (``observe.local.gateway_env``):
-``LLMFLEET_OTLP_ENDPOINT``, ``LLMFLEET_REQUEST_LOGS``, ``LLMFLEET_LOG_PROMPTS``.
+``LLMFLEET_OTLP_ENDPOINT``, ``LLMFLEET_REQUEST_LOGS``, ``LLMFLEET_LOG_PROMPTS``, and
+the cap of the log file the lines go to, ``LLMFLEET_LOG_MAX_BYTES`` and
+``LLMFLEET_LOG_FILES`` (``observe.rotation``).
 
 This module knows nothing of the gateway's classes: it reads the few attributes
 it needs from the call object (``service``, ``path``, ``body``, ``started_at``,
@@ -17,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from llmfleet.observe.logs import JsonLinesBuffer, request_fields
+from llmfleet.observe.rotation import stderr_rotator
 from llmfleet.observe.tracing import RequestTrace, Tracing, build_tracing, head_ids
 
 LOGGER = "llmfleet.gateway.requests"
@@ -52,7 +55,12 @@ class RequestObserver:
         if tracing is None and not log_requests:
             return None
         lines = (
-            JsonLinesBuffer(sys.stderr, service_name="llmfleet-gateway", logger=LOGGER)
+            JsonLinesBuffer(
+                sys.stderr,
+                service_name="llmfleet-gateway",
+                logger=LOGGER,
+                rotator=stderr_rotator(env),
+            )
             if log_requests
             else None
         )
