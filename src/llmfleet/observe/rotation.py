@@ -95,8 +95,13 @@ class LogRotator:
         """Write ``lines`` (without their newlines) through ``raw``, rotating between
         two lines whenever the next would not fit; a line is never split, and one
         longer than the cap gets a file of its own."""
-        full = self.limits.max_bytes
-        room, start, size = self.room(), 0, 0
+        full, room = self.limits.max_bytes, self.room()
+        data = b"\n".join(lines) + b"\n"
+        if len(data) <= room:  # nearly always: one write, as without a cap
+            raw.write(data)
+            raw.flush()
+            return
+        start, size = 0, 0
         for index, line in enumerate(lines):
             need = len(line) + 1
             if size + need > room and (index > start or room < full):
