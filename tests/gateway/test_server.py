@@ -61,8 +61,11 @@ class Client:
         self.writer.write(data)
 
     async def answer(self) -> tuple[int, dict[str, str], bytes]:
-        """Status, headers (lower-case names) and body of the next answer."""
+        """Status, headers (lower-case names) and body of the next final answer (an
+        interim 1xx answer before it is read and dropped, as clients do)."""
         head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 2)
+        while head.startswith(b"HTTP/1.1 1"):
+            head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 2)
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
         headers = {
