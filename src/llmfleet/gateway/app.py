@@ -5,7 +5,9 @@ health, quotas, retry budgets, metrics, the upstream connection pool); nothing
 is module-level. Background tasks (following the replica source, probing
 replicas) start and stop with it. ``GatewayApp`` puts it behind the gateway's
 own HTTP server (``server``): routing is a dict lookup, and an ``ApiError``
-from a handler is rendered once, here.
+from a handler is rendered once, here. Before a request's body is read, the
+server shows its head to ``GatewayApp.check_head``, which judges it by the
+services and the caller's key (``intake``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import contextlib
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from llmfleet.backends.base import ReplicaStatus
@@ -25,12 +28,21 @@ from llmfleet.gateway.errors import ApiError
 from llmfleet.gateway.failover import Failover
 from llmfleet.gateway.handlers import Handlers
 from llmfleet.gateway.health import HealthTracker, Prober
-from llmfleet.gateway.keys import KeyVerifier
+from llmfleet.gateway.intake import (
+    Deferred,
+    Head,
+    KeyState,
+    Limits,
+    ServiceLimits,
+    Verdict,
+    check_head,
+)
+from llmfleet.gateway.keys import KeyInfo, KeyVerifier, Lookup, secret_in
 from llmfleet.gateway.messages import Answer, Request
 from llmfleet.gateway.metrics import GatewayMetrics
 from llmfleet.gateway.pool import ConnectionPool
 from llmfleet.gateway.quotas import Quotas
-from llmfleet.gateway.replicas import ReplicaSource, engine_credentials
+from llmfleet.gateway.replicas import ReplicaSource, Snapshot, engine_credentials
 from llmfleet.gateway.server import Server
 from llmfleet.gateway.upstream import UpstreamClient
 
@@ -48,6 +60,8 @@ class GatewayConfig:
     consecutive_5xx: int = 3
     max_body_bytes: int = 64 * 1024 * 1024
     """hard cap before the service is known; each service's own limit applies after."""
+    limits: Limits = field(default_factory=Limits)
+    """what one client may take: read timeouts, connections, body memory."""
     keepalive_s: float = 5.0
     """how often a started stream waiting for a replica gets an SSE comment."""
 
@@ -146,9 +160,55 @@ class GatewayApp:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.routes: dict[str, dict[str, Route]] = Handlers(gateway).routes()
-        self.server = Server(self.handle, max_body_bytes=gateway.config.max_body_bytes)
+        self.server = Server(
+            self.handle,
+            max_body_bytes=gateway.config.max_body_bytes,
+            limits=gateway.config.limits,
+            check_head=self.check_head,
+        )
+        self._service_paths = frozenset(p for p, m in self.routes.items() if "POST" in m)
+        self._limits_of: Snapshot | None = None
+        self._limits: ServiceLimits | None = None
+
+    def check_head(self, head: Head) -> Verdict:
+        """What a request's headers decide before its body is read (``intake``): the
+        largest body its caller may send, an error (counted here), or a wait for its
+        key to be looked up."""
+        limits = self._service_limits()
+        if limits is None or head.method != "POST" or head.path not in self._service_paths:
+            return None
+        key: KeyInfo | KeyState = KeyState.MISSING
+        secret = secret_in(head.headers) if limits.keyed else None
+        verifier = self.gateway.key_verifier
+        if secret is not None and verifier is not None:
+            known = verifier.peek(secret)
+            if isinstance(known, Lookup):
+                key = KeyState.UNVERIFIED
+                verdict = check_head(limits, length=head.length, key=key)
+                if isinstance(verdict, int):
+                    return Deferred(verdict, partial(verifier.verify, secret))
+            else:
+                key = KeyState.INVALID if known is None else known
+        elif secret is not None:
+            key = KeyState.INVALID  # no keys at all: none is valid
+        verdict = check_head(limits, length=head.length, key=key)
+        if isinstance(verdict, ApiError):
+            self.gateway.metrics.of("").count_request(head.path, str(verdict.status))
+        return verdict
+
+    def _service_limits(self) -> ServiceLimits | None:
+        snapshot = self.gateway.router.snapshot
+        if snapshot is not self._limits_of:
+            self._limits_of = snapshot
+            self._limits = ServiceLimits.of(snapshot.services) if snapshot.services else None
+        return self._limits
 
     async def handle(self, request: Request) -> Answer:
+        if request.oversize is not None:  # a body that grew past its limit as it came
+            head = Head(request.method, request.path, list(request.headers.items()), None)
+            verdict = self.check_head(replace(head, length=request.oversize))
+            if isinstance(verdict, ApiError):
+                return verdict.response()
         methods = self.routes.get(request.path)
         if methods is None:
             return errors.not_found(request.method, request.path).response()

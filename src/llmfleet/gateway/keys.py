@@ -4,14 +4,19 @@ The gateway asks a ``KeyVerifier``; the state store keeps keys hashed, and
 ``StoreKeyVerifier`` caches its answers (a valid key, or the fact that a
 secret is unknown) for ``ttl_s`` by the secret's SHA-256, so the database is
 off the hot path and the cache never holds a secret in clear.
+
+``peek`` answers from what a verifier knows without waiting (``LOOKUP``
+otherwise): the server judges a request's key from its headers, before its body
+is read, and only waits for a lookup when the body does not come in one read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,9 +38,21 @@ class KeyInfo:
         return not self.services or service in self.services
 
 
+class Lookup(enum.Enum):
+    """``KeyVerifier.peek`` cannot answer without ``verify`` (a store lookup)."""
+
+    NEEDED = "needed"
+
+
+LOOKUP = Lookup.NEEDED
+
+
 class KeyVerifier(Protocol):
     async def verify(self, secret: str) -> KeyInfo | None:
         """The key for ``secret``, or None if it is unknown or revoked."""
+
+    def peek(self, secret: str) -> KeyInfo | Lookup | None:
+        """What ``verify`` would answer, if known without waiting; else ``LOOKUP``."""
 
 
 class StaticKeyVerifier:
@@ -45,6 +62,9 @@ class StaticKeyVerifier:
         self.keys = dict(keys)
 
     async def verify(self, secret: str) -> KeyInfo | None:
+        return self.keys.get(secret)
+
+    def peek(self, secret: str) -> KeyInfo | Lookup | None:
         return self.keys.get(secret)
 
 
@@ -83,6 +103,10 @@ class StoreKeyVerifier:
         self.max_entries = max_entries
         self._cache: OrderedDict[str, tuple[float, KeyInfo | None]] = OrderedDict()
 
+    def peek(self, secret: str) -> KeyInfo | Lookup | None:
+        hit = self._cache.get(hashlib.sha256(secret.encode()).hexdigest())
+        return hit[1] if hit is not None and hit[0] > self.clock() else LOOKUP
+
     async def verify(self, secret: str) -> KeyInfo | None:
         digest = hashlib.sha256(secret.encode()).hexdigest()
         hit = self._cache.get(digest)
@@ -98,10 +122,27 @@ class StoreKeyVerifier:
 
 def secret_from(headers: Mapping[str, str]) -> str | None:
     """The key a client sent: ``Authorization: Bearer KEY`` (OpenAI) or ``api-key``."""
-    auth = headers.get("Authorization", "")
+    return _secret(headers.get("Authorization", ""), headers.get("api-key"))
+
+
+def secret_in(headers: Iterable[tuple[str, str]]) -> str | None:
+    """``secret_from`` over the raw header pairs (the first of each name counts), for
+    the server, before the request's header mapping exists."""
+    auth: str | None = None
+    api_key: str | None = None
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "authorization" and auth is None:
+            auth = value
+        elif lower == "api-key" and api_key is None:
+            api_key = value
+    return _secret(auth or "", api_key)
+
+
+def _secret(auth: str, api_key: str | None) -> str | None:
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
-    return headers.get("api-key") or None
+    return api_key or None
 
 
 async def authorize(
