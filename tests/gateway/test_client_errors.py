@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.gateway.conftest import GatewayUnderTest, replica, service, snapshot, spawn
@@ -189,6 +189,7 @@ SMALL = {"max_tokens": 4}
     changes=st.dictionaries(FIELDS, JSON_VALUES, min_size=1, max_size=3),
     message=st.one_of(st.none(), JSON_VALUES),
 )
+@example(path="/v1/embeddings", changes={"stream_options": True}, message=None)  # found by it
 async def test_fuzzed_bodies_are_never_a_server_error(
     gw: GatewayUnderTest, path: str, changes: dict[str, Any], message: Any
 ) -> None:

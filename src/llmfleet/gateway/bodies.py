@@ -151,7 +151,7 @@ def check_body(kind: BodyKind, body: dict[str, Any]) -> None:
         raise errors.bad_request(f"'{required}' is required", param=required)
     _check_fields(body, FIELDS[kind], prefix="")
     options = body.get("stream_options")
-    if options:
+    if isinstance(options, dict):  # else refused above, or a field embeddings ignore
         _check_fields(options, {"include_usage": BOOLEAN}, prefix="stream_options.")
     if kind is BodyKind.CHAT:
         _check_messages(body["messages"])
