@@ -13,7 +13,6 @@ import aiohttp
 from aiohttp import web
 
 from llmfleet.backends.local.agent import Agent
-from llmfleet.backends.local.commands import CommandServerKeeper
 from llmfleet.backends.local.process import tail_lines
 from llmfleet.backends.local.wire import spec_from_json
 from llmfleet.errors import GpuShortageError
@@ -215,11 +214,8 @@ async def serve(home: Path, *, socket_name: str) -> None:
         loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(agent.shutdown()))
         agent.restore()
         await agent.observer.start(agent.environments)
-        commands = CommandServerKeeper(home)
-        commands.start()
         print(f"llmfleet agent {os.getpid()} serving on {socket_path}", flush=True)
         await agent.stopped.wait()
-        await commands.stop()
         await agent.observer.stop()
         await runner.cleanup()
     with contextlib.suppress(FileNotFoundError):
