@@ -10,6 +10,7 @@ by hanging up before the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,18 @@ async def read_then_hang_up(gw: GatewayUnderTest, path: str, body: dict[str, Any
     return read
 
 
+async def wait_then_hang_up(gw: GatewayUnderTest, path: str, body: dict[str, Any]) -> int:
+    """Ask for ``body`` as one JSON answer (which the gateway streams from the engine),
+    hang up once the gateway has received ``READ`` bursts of tokens; ``READ``."""
+    asking = asyncio.ensure_future(gw.post(path, body, headers=KEY))
+    timer = gw.gateway.metrics.token_timer("chat")
+    await eventually(lambda: sum(timer.itl.counts) >= READ)
+    asking.cancel()  # closes the client's connection
+    with contextlib.suppress(asyncio.CancelledError):
+        await asking
+    return READ
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [
@@ -66,19 +79,22 @@ async def read_then_hang_up(gw: GatewayUnderTest, path: str, body: dict[str, Any
             "/v1/completions",
             {"model": "chat", "prompt": "hello", "max_tokens": 400, "stream": True},
         ),
+        ("/v1/chat/completions", CHAT),
     ],
 )
 async def test_a_client_that_hangs_up_is_charged_for_the_tokens_it_got(
     sims, make_gateway, path: str, body: dict[str, Any]
 ) -> None:
-    """Disconnect after a few chunks: the key's tokens-per-minute and the completion
+    """Disconnect after a few chunks (streamed, or a JSON answer the gateway streams
+    from the engine to keep its tokens on failover): the key's tokens-per-minute and the completion
     token counter both include at least the tokens streamed, so the key (tpm=5) is
     refused its next request."""
     sim = spawn(sims, "--tps", "40", "--output-tokens", "400")
     keys = StaticKeyVerifier({"sk-tpm": KeyInfo(id="k", name="tpm", tpm=READ - 2)})
     snap = snapshot({"chat": service(auth={"required": True})}, [replica("chat", sim, 0)])
     gw = await make_gateway(snap, key_verifier=keys)
-    assert await read_then_hang_up(gw, path, body) == READ
+    hang_up = read_then_hang_up if body.get("stream") else wait_then_hang_up
+    assert await hang_up(gw, path, body) == READ
     await eventually(lambda: not gw.gateway.router.in_flight)
     await eventually(lambda: completion_tokens(gw) > 0)
     assert READ <= completion_tokens(gw) < 400
