@@ -8,6 +8,7 @@ Errors are split by whether retrying can help (kopf's ``TemporaryError``)::
 
     FleetError                        exit 1 unless said otherwise
     ├── SpecError                     fleet.yaml is wrong (exit 2), carries every problem
+    ├── UnsafePathError               a runtime file another user could have written or swapped
     ├── StateError                    the state store cannot be used
     │   ├── StateCorruptError         not a database / wrong schema
     │   ├── LockHeldError             another apply holds the lock (names holder, since)
@@ -85,6 +86,12 @@ class SpecError(FleetError):
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in the spec"
         super().__init__(head + ":\n" + "\n".join("  " + p.render() for p in self.problems))
+
+
+class UnsafePathError(FleetError):
+    """A file or folder the runtime would read, run from or connect to is not this
+    user's only: another owner, a mode that lets others write it, or a symbolic link.
+    Refused, never repaired behind the user's back (its contents may be an attacker's)."""
 
 
 class StateError(FleetError):

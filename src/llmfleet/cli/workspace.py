@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmfleet.errors import FleetError
+from llmfleet.private_files import private_folder
 from llmfleet.settings import Settings
 from llmfleet.spec.loading import LoadedSpec, load_spec
 from llmfleet.spec.model import ResolvedEnvironment, ServiceSpec
@@ -54,6 +55,7 @@ class Workspace:
         if self._store is None:
             from llmfleet.state.store import StateStore
 
+            private_folder(self.settings.home, create=False)  # refused or tightened first
             self._store = StateStore.open(self.loaded.resolved.state, base_dir=self.spec_dir)
         return self._store
 

@@ -6,10 +6,16 @@ transactions: a deferred transaction that reads and then writes can fail at
 once with "database is locked" instead of waiting, so writers take the write
 lock up front. PostgreSQL goes through psycopg 3 with a connect timeout and a
 lock timeout, so no command hangs on an unreachable or stuck server.
+
+A SQLite state holds key hashes and whole resolved specs, and apply and rollback act
+on what it says: its file is made here, 0600 whatever the umask, and one that is a
+link, another user's, or writable by others is refused, as is such a -wal, -shm or
+-journal file, which SQLite would replay into it (``llmfleet.private_files``).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,9 +29,11 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 from llmfleet.errors import StateError
+from llmfleet.private_files import check_private, open_private
 
 WRITE_OPTION = "llmfleet_write"
 URL_FORMS = "sqlite:///PATH (relative to the spec file) or postgresql://USER@HOST:PORT/DATABASE"
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 @dataclass(frozen=True)
@@ -100,13 +108,7 @@ def create_state_engine(target: Target) -> Engine:
 def _sqlite_engine(target: Target) -> Engine:
     path = target.sqlite_path
     if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StateError(
-                f"cannot create the folder for the state database {path}: {exc.strerror}",
-                hint="check the permissions of that folder or point `state:` elsewhere",
-            ) from exc
+        _make_private_file(path)
     connect_args = {"timeout": target.busy_timeout_s, "check_same_thread": False}
     # An in-memory database lives as long as its one connection.
     pool = {"poolclass": StaticPool} if path is None else {}
@@ -114,6 +116,27 @@ def _sqlite_engine(target: Target) -> Engine:
     event.listen(engine, "connect", _configure_sqlite(wal=path is not None))
     event.listen(engine, "begin", _begin_sqlite)
     return engine
+
+
+def _make_private_file(path: Path) -> None:
+    """Create the database file (and its folder, 0700, when it is new) for SQLite,
+    which would make it 0644 and follow a link; refuse one others could have written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise StateError(
+            f"cannot create the folder for the state database {path}: {exc.strerror}",
+            hint="check the permissions of that folder or point `state:` elsewhere",
+        ) from exc
+    try:
+        os.close(open_private(path, os.O_RDWR | os.O_CREAT))
+    except OSError as exc:
+        raise StateError(
+            f"cannot open the state database {path}: {exc.strerror}",
+            hint="check the permissions of that file or point `state:` elsewhere",
+        ) from exc
+    for suffix in SQLITE_SIDE_FILES:
+        check_private(path.with_name(path.name + suffix))
 
 
 def _configure_sqlite(*, wal: bool) -> Any:

@@ -3,7 +3,9 @@
 ``apply`` starts it when it is not running; it outlives the CLI. It listens on a
 unix socket in the project's home (only this user can reach it) and keeps its
 table in ``agent-state.json`` so that, restarted after a crash, it adopts the
-replicas still running instead of starting them twice.
+replicas still running instead of starting them twice. It runs with umask 077, so
+what it and its replicas write is this user's only, and refuses a home or table
+another user could have written (``llmfleet.private_files``).
 
 HTTP API (JSON):
     GET    /v1/agent                          pid, home, generation
@@ -40,12 +42,14 @@ from llmfleet.backends.base import ReplicaSpec
 from llmfleet.backends.local import ports
 from llmfleet.backends.local.gateways import gateway_spec
 from llmfleet.backends.local.gpus import assign_gpus, wanted_gpus
-from llmfleet.backends.local.layout import SOCKET_NAME, STATE_NAME
+from llmfleet.backends.local.layout import LOGS_FOLDER, SOCKET_NAME, STATE_NAME
 from llmfleet.backends.local.supervisor import Managed, Supervisor
+from llmfleet.backends.local.table import read_table, write_table
 from llmfleet.backends.local.wire import spec_from_json, spec_to_json
 from llmfleet.engines.gpus import visible_gpus
-from llmfleet.errors import GpuShortageError
+from llmfleet.errors import GpuShortageError, UnsafePathError
 from llmfleet.observe.local import attach_observer, gateway_env
+from llmfleet.private_files import check_private, open_private, private_folder
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +131,19 @@ class Agent:
         self, spec: ReplicaSpec, *, port: int, folder: str, adopt_pid: int | None
     ) -> Managed:
         argv = [arg.replace("{port}", str(port)) for arg in spec.launch.argv]
-        log_path = self.home / "logs" / folder / f"{spec.replica_id}.log"
+        log_path = self._log_file(folder, spec.replica_id)
         return Managed(spec=spec, port=port, argv=argv, log_path=log_path, adopted_pid=adopt_pid)
+
+    def _log_file(self, folder: str, name: str) -> Path:
+        """A process's log, made here, private, before anything appends to it: the
+        supervisor opens it by name, which is safe once every folder on the way is
+        this user's only and the file no link."""
+        logs = self.home / LOGS_FOLDER
+        private_folder(logs)
+        private_folder(logs / folder)
+        path = logs / folder / f"{name}.log"
+        os.close(open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT))
+        return path
 
     async def run_gateway(self, environment: str, body: dict[str, Any]) -> Managed:
         body = {**body, "env": {**body.get("env", {}), **gateway_env(self.observer.settings)}}
@@ -153,21 +168,14 @@ class Agent:
             "gateways": [_persisted(m) for m in self.gateways.processes.values()],
             "environments": self.environments,
         }
-        path = self.home / STATE_NAME
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(body, handle)
-        tmp.replace(path)
+        write_table(self.home, body)
 
     def restore(self) -> None:
-        """Adopt replicas a previous agent left running; restart the ones that died."""
-        path = self.home / STATE_NAME
-        if not path.exists():
-            return
-        try:
-            body = json.loads(path.read_text())
-        except (OSError, ValueError):
+        """Adopt replicas a previous agent left running; restart the ones that died.
+        Raises ``UnsafePathError`` for a table another user could have written: it
+        lists commands to run."""
+        body = read_table(self.home)
+        if body is None:
             return
         self.environments = body.get("environments", {})
         for item in body.get("replicas", []):
@@ -228,7 +236,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--daemonize", action="store_true", help="fork into the background")
     args = parser.parse_args(argv)
     home: Path = args.home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # our files and our replicas' are this user's only
+    try:  # before the fork: the command that starts us sees the refusal
+        private_folder(home)
+        check_private(home / STATE_NAME)
+    except UnsafePathError as exc:
+        print(f"llmfleet agent: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
     if args.daemonize and os.fork() > 0:
         os._exit(0)
     from llmfleet.observe.logs import configure_logging

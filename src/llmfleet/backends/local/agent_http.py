@@ -1,9 +1,14 @@
-"""The agent's HTTP routes on its unix socket; thin wrappers over ``Agent``."""
+"""The agent's HTTP routes on its unix socket; thin wrappers over ``Agent``.
+
+Ids in the path and the query (``{id}``, ``{env}``, ``?environment=``) are checked by
+one middleware before any handler runs: they become file names and log lookups.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 from pathlib import Path
@@ -11,15 +16,17 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from llmfleet.backends.local.agent import Agent
 from llmfleet.backends.local.process import tail_lines
-from llmfleet.backends.local.wire import spec_from_json
+from llmfleet.backends.local.wire import check_id, spec_from_json
 from llmfleet.errors import GpuShortageError
 from llmfleet.observe.local import add_observe_routes
 
 AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent", Agent)
 MAX_LONG_POLL_S = 60.0
+PATH_IDS = {"id": "replica id", "env": "environment"}
 
 
 def _agent(request: web.Request) -> Agent:
@@ -27,7 +34,21 @@ def _agent(request: web.Request) -> Agent:
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=f'{{"error": "{message}"}}', content_type="application/json")
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+@web.middleware
+async def check_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """400 for an id that is not a plain name, before any handler sees it."""
+    try:
+        for key, field in PATH_IDS.items():
+            if key in request.match_info:
+                check_id(field, request.match_info[key])
+        if "environment" in request.query:
+            check_id("environment", request.query["environment"])
+    except ValueError as exc:
+        raise _bad_request(str(exc)) from exc
+    return await handler(request)
 
 
 async def info(request: web.Request) -> web.Response:
@@ -128,6 +149,11 @@ async def put_environment(request: web.Request) -> web.Response:
     body = await request.json()
     if not isinstance(body, dict) or not isinstance(body.get("services"), dict):
         raise _bad_request("body must be an object with 'services'")
+    try:
+        for name in body["services"]:
+            check_id("service", name)
+    except ValueError as exc:
+        raise _bad_request(str(exc)) from exc
     agent.environments[request.match_info["env"]] = {
         "services": body["services"],
         "continuation": body.get("continuation", {}),
@@ -178,7 +204,7 @@ async def shutdown(request: web.Request) -> web.Response:
 
 
 def build_app(agent: Agent) -> web.Application:
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[check_ids])
     app[AGENT_KEY] = agent
     app.router.add_get("/v1/agent", info)
     app.router.add_get("/v1/replicas", list_replicas)

@@ -4,10 +4,15 @@ Synchronous (httpx), for the CLI. ``ensure_agent`` starts the agent as a detache
 process when it is not running, so it outlives the command that started it. httpx
 is imported on the first call to a running agent: a command that finds no agent
 (``status``, ``plan`` before the first apply) does not pay for it.
+
+The requests carry specs, engine settings and keys, and the agent runs what they
+say: the client talks only to a socket in a home that is this user's only
+(``llmfleet.private_files``), served by a process of this user (``SO_PEERCRED``).
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -17,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmfleet.backends.base import ReplicaSpec, ReplicaState, ReplicaStatus
-from llmfleet.backends.local.layout import SOCKET_NAME
+from llmfleet.backends.local.layout import AGENT_LOG_NAME, SOCKET_NAME, STATE_NAME
 from llmfleet.backends.local.wire import spec_to_json
 from llmfleet.errors import (
     AgentUnreachableError,
@@ -26,6 +31,7 @@ from llmfleet.errors import (
     PortInUseError,
     ReplicaFailedError,
 )
+from llmfleet.private_files import check_private, open_private, private_folder, refuse_foreign_peer
 
 if TYPE_CHECKING:
     import httpx
@@ -70,6 +76,7 @@ class LocalBackend:
                 probe.connect(str(self.socket_path))
             except OSError:
                 return False
+            refuse_foreign_peer(probe, self.socket_path)
         return True
 
     def _call(
@@ -101,27 +108,40 @@ class LocalBackend:
         return response.json()
 
     def running(self) -> bool:
-        """True if the agent accepts connections (a raw connect: cheap, and it never
-        leaves httpx half-connected to a socket that is being replaced)."""
-        return self.socket_path.exists() and self._socket_answers()
+        """True if this user's agent accepts connections (a raw connect: cheap, and it
+        never leaves httpx half-connected to a socket that is being replaced). Raises
+        ``UnsafePathError`` for a home or socket another user could have put there."""
+        if not private_folder(self.home, create=False) or not check_private(self.socket_path):
+            return False
+        return self._socket_answers()
 
     def ensure_agent(self) -> None:
         """Start the agent if it is not running; wait until it answers."""
         if self.running():
             return
-        self.home.mkdir(parents=True, exist_ok=True)
+        private_folder(self.home)
+        check_private(self.home / STATE_NAME)  # the agent refuses it too; here the user sees why
+        log_path = self.home / AGENT_LOG_NAME
+        log = open_private(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         argv = [sys.executable, "-m", "llmfleet.backends.local.agent", "--daemonize"]
-        with (self.home / "agent.log").open("ab") as log:
+        try:
             # --daemonize forks and the first process exits at once: nothing is left
             # for us to reap, and the agent is no child of this command.
-            subprocess.run(
+            started = subprocess.run(
                 [*argv, "--home", str(self.home)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                check=True,
+                check=False,
                 timeout=AGENT_START_TIMEOUT_S,
+            )
+        finally:
+            os.close(log)
+        if started.returncode != 0:
+            raise AgentUnreachableError(
+                f"the local agent refused to start (exit code {started.returncode})",
+                hint=f"see {log_path}",
             )
         deadline = time.monotonic() + AGENT_START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -130,7 +150,7 @@ class LocalBackend:
             time.sleep(0.05)
         raise AgentUnreachableError(
             f"the local agent did not start within {AGENT_START_TIMEOUT_S:.0f} s",
-            hint=f"see {self.home / 'agent.log'}",
+            hint=f"see {log_path}",
         )
 
     def list_replicas(

@@ -1,12 +1,29 @@
-"""JSON forms of the backend's dataclasses, for the agent's HTTP API and its state file."""
+"""JSON forms of the backend's dataclasses, for the agent's HTTP API and its state file.
+
+Names that become file names and URL path segments (replica ids, services,
+environments) are checked here: a replica id of ``../../x`` would put its log outside
+the runtime's home, and one of ``*`` would match every log.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from typing import Any
 
 from llmfleet.backends.base import ReplicaSpec
 from llmfleet.engines.base import ContainerSpec, LaunchCommand, Probe
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
+ID_RULE = "letters, digits, '-' and '_', starting with a letter or digit, at most 200 of them"
+
+
+def check_id(field: str, value: object) -> str:
+    """``value`` when it is safe as a file name and a path segment; else a ValueError
+    that names ``field``. Pure."""
+    if not isinstance(value, str) or ID_PATTERN.fullmatch(value) is None:
+        raise ValueError(f"{field} must be {ID_RULE}; got {value!r}")
+    return value
 
 
 def spec_to_json(spec: ReplicaSpec) -> dict[str, Any]:
@@ -18,8 +35,10 @@ def _probe(body: dict[str, Any]) -> Probe:
 
 
 def spec_from_json(body: dict[str, Any]) -> ReplicaSpec:
-    """Rebuild a ReplicaSpec; raises KeyError/TypeError on a malformed body."""
+    """Rebuild a ReplicaSpec; raises KeyError/TypeError/ValueError on a malformed body."""
     data = dict(body)
+    for field in ("replica_id", "environment", "service"):
+        check_id(field, data.get(field))
     launch = data["launch"]
     data["launch"] = LaunchCommand(
         argv=tuple(launch["argv"]),
