@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,9 +38,14 @@ def _progress(line: str) -> None:
 
 @contextmanager
 def release_context(spec_file: Path) -> Iterator[ReleaseContext]:
+    """The release machinery over this spec's workspace. It writes into the runtime's
+    home (validation reports hold prompts, answers and key names): under umask 077,
+    so those files are this user's only like the rest of the home, whatever the
+    user's umask."""
     from llmfleet.releases.context import ReleaseContext
 
     ws = Workspace(spec_file=spec_file, environment=PRODUCTION)
+    umask = os.umask(0o077)
     try:
         yield ReleaseContext(
             loaded=ws.loaded,
@@ -51,6 +57,7 @@ def release_context(spec_file: Path) -> Iterator[ReleaseContext]:
             progress=_progress,
         )
     finally:
+        os.umask(umask)
         ws.close()
 
 
