@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
+from llmfleet.backends.exits import describe_exit
 from llmfleet.plan.model import SYMBOLS, Op, Plan
 
 if TYPE_CHECKING:
@@ -98,7 +99,13 @@ def render_status(
         )
     for r in replicas:
         if r.state in (ReplicaState.CRASH_LOOP, ReplicaState.BACKOFF) and r.log_tail:
-            console.print(f"[bold red]{r.replica_id}[/] last exit {r.last_exit}; last log lines:")
+            meaning = describe_exit(r.last_exit)
+            console.print(
+                Text(f"{r.replica_id}", style="bold red")
+                + Text(f" {meaning.summary}; last log lines:")
+            )
+            if meaning.fix:
+                console.print(Text(f"    fix: {meaning.fix}"))
             for line in r.log_tail:
                 console.print(f"    | {line}", highlight=False, markup=False)
 

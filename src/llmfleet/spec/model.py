@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llmfleet.spec.hosts import check_host
 from llmfleet.spec.costs import CostsSpec
+from llmfleet.spec.hosts import check_host
 from llmfleet.spec.observability import AlertRule, Observability, Slo
 from llmfleet.spec.sources import SourceSyntaxError, parse_source
 from llmfleet.spec.validation import ValidationSpec

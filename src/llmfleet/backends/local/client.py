@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmfleet.backends.base import ReplicaSpec, ReplicaState, ReplicaStatus
+from llmfleet.backends.exits import describe_exit
 from llmfleet.backends.local.layout import AGENT_LOG_NAME, SOCKET_NAME, STATE_NAME
 from llmfleet.backends.local.wire import spec_to_json
 from llmfleet.errors import (
@@ -195,11 +196,12 @@ class LocalBackend:
         if status is None:
             raise ReplicaFailedError(f"replica {replica_id} disappeared while starting")
         if status.state in FAILED_STATES:
+            meaning = describe_exit(status.last_exit)
             raise ReplicaFailedError(
                 f"replica {replica_id} is crash-looping: it exited {status.restarts} times "
-                f"(last exit code {status.last_exit}) without becoming ready",
+                f"without becoming ready; last time it was {meaning.summary}",
                 log_tail=status.log_tail,
-                hint=f"`llmfleet logs {status.service}` shows its whole output",
+                hint=meaning.fix or f"`llmfleet logs {status.service}` shows its whole output",
             )
         return status
 

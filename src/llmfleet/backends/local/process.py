@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from llmfleet.engines.environment import engine_environment
+from llmfleet.private_files import open_private
 
 
 async def spawn(
@@ -23,7 +24,8 @@ async def spawn(
     """Start ``argv`` detached from our terminal, appending its output to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = engine_environment(env)
-    with log_path.open("ab") as log:
+    fd = open_private(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(fd, "ab") as log:
         return await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,

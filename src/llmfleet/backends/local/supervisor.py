@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,8 +26,10 @@ from typing import Any
 import aiohttp
 
 from llmfleet.backends.base import ReplicaSpec, ReplicaState, ReplicaStatus
+from llmfleet.backends.exits import describe_exit
 from llmfleet.backends.local import process
 from llmfleet.backends.local.probing import engine_busy, run_probe
+from llmfleet.private_files import open_private
 
 CRASH_LOOP_AFTER = 3
 LIVENESS_EVERY_S = 2.0
@@ -100,9 +103,16 @@ class Managed:
         )
 
 
+def _exit_words(code: int | None) -> str:
+    """'was killed by SIGILL: ...' or 'exited with code 3', for the replica's log."""
+    meaning = str(describe_exit(code))
+    return f"was {meaning}" if meaning.startswith(("killed", "stopped")) else meaning
+
+
 def _log_line(path: Path, line: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
+    fd = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(fd, "a") as handle:
         handle.write(line + "\n")
 
 
@@ -163,6 +173,9 @@ class Supervisor:
         return result if isinstance(result, int) else None
 
     async def _after_exit(self, managed: Managed, code: int | None) -> None:
+        # The engine's own last lines rarely say why it died by a signal: say it at the
+        # end of its log, where `status` and a failed apply show the tail.
+        _log_line(managed.log_path, f"llmfleet: the engine {_exit_words(code)}")
         managed.last_exit = code
         managed.restarts += 1
         managed.failures += 1

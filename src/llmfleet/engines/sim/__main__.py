@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import ipaddress
 import os
+import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -54,6 +55,12 @@ def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
     add("--error-rate", type=float, default=0.0, help="share of requests answered 500")
     add("--load-time", type=float, default=0.0, help="seconds /health answers 503 at start")
     add("--fail-start", action="store_true", help="exit 1 at once (tests crash loops)")
+    add(
+        "--fail-start-signal",
+        default=None,
+        metavar="NAME",
+        help="die at once by this signal, e.g. ILL (a binary built for another CPU)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[SimConfig, Faults]:
@@ -120,6 +127,8 @@ async def serve(
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     problem = check_args(args)
+    if problem is None and args.fail_start_signal:
+        _die_by_signal(args.fail_start_signal)
     if problem is None and args.fail_start:
         problem = "failing at start on purpose (--fail-start)"
     if problem is not None:
@@ -136,6 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sim engine: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _die_by_signal(name: str) -> None:
+    """Kill this process by ``name`` with its default action, as a faulting binary dies."""
+    sig = signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
 
 
 def _run(coroutine: Coroutine[Any, Any, None]) -> None:
