@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llmfleet.engines.environment import engine_environment
 from llmfleet.engines.llamacpp import LlamaCppAdapter
 from llmfleet.spec.model import ServiceSpec
 from tests.fixtures.engines import LLAMACPP_VERSION, QUICKSTART_MODEL, REAL_TIMEOUT_S
@@ -36,7 +37,8 @@ def running_server(llama_server_bin: Path, smollm_model: Path, tmp_path: Path) -
     port = free_port()
     argv = [part.replace("{port}", str(port)) for part in launch.argv]
     log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=None)
+    proc = subprocess.Popen(  # as the agent starts it: the install's proved setting included
+        argv, stdout=log, stderr=subprocess.STDOUT, env=engine_environment(launch.env))
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

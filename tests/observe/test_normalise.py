@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llmfleet.engines.environment import engine_environment
 from llmfleet.engines.llamacpp import LlamaCppAdapter
 from llmfleet.engines.sim.metrics import SimMetrics
 from llmfleet.observe.exposition import Sample, parse_text, render_samples
@@ -95,7 +96,9 @@ def test_live_llama_server_metrics_normalise(llama_server_bin: Path, smollm_mode
         service, executable=llama_server_bin, model_path=smollm_model, served_name="chat")
     port = free_port()
     argv = [part.replace("{port}", str(port)) for part in launch.argv]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(  # the install's proved setting included, as the agent does
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=engine_environment(launch.env))
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             deadline = time.monotonic() + 60
