@@ -33,6 +33,7 @@ from llmfleet.backends.local.agent_http import build_app
 from llmfleet.backends.local.client import LocalBackend
 from llmfleet.backends.local.layout import SOCKET_NAME, STATE_NAME
 from llmfleet.errors import FleetError
+from tests.fixtures.specs import one_sim_service
 
 NOBODY = 65534
 ROOT = os.geteuid() == 0
@@ -338,15 +339,7 @@ def modes_under(home: Path) -> dict[str, tuple[str, int]]:
     return found
 
 
-SIM_SPEC = """
-services:
-  chat:
-    model: sim:tiny
-    engine: {kind: sim, version: "1.2.0"}
-    replicas: 1
-environments:
-  production: {gateway: {port: PORT}}
-"""
+SIM_SPEC = one_sim_service(port="PORT")
 
 
 def test_everything_the_runtime_writes_is_private_whatever_the_umask(project: Path) -> None:

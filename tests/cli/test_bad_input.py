@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 from tests.fixtures.fleet import Fleet
+from tests.fixtures.specs import one_sim_service
 
-GOOD = """
-services:
-  chat:
-    model: sim:tiny
-    engine: {kind: sim, version: "1.2.0"}
-    replicas: 1
-environments:
-  production: {gateway: {port: GATEWAY_PORT}}
-  staging: {gateway: {port: STAGING_PORT}}
-"""
+GOOD = one_sim_service(port="GATEWAY_PORT", staging_port="STAGING_PORT")
 
 
 def assert_clean_failure(result: object, *, code: int, says: str) -> None:

@@ -16,15 +16,9 @@ from pathlib import Path
 
 import pytest
 
-SPEC = """
-services:
-  chat:
-    model: sim:tiny
-    engine: {kind: sim, version: "1.2.0"}
-    replicas: 1
-environments:
-  production: {gateway: {port: 18080}}
-"""
+from tests.fixtures.specs import one_sim_service
+
+SPEC = one_sim_service(port=18080)
 HEAVY = (
     "sqlalchemy",
     "httpx",

@@ -14,15 +14,9 @@ import sys
 import threading
 from pathlib import Path
 
-SPEC = """
-services:
-  chat:
-    model: sim:tiny
-    engine: {kind: sim, version: "1.2.0"}
-    replicas: 1
-environments:
-  production: {gateway: {port: 18080}}
-"""
+from tests.fixtures.specs import one_sim_service
+
+SPEC = one_sim_service(port=18080)
 
 
 def test_a_socket_planted_at_the_old_command_server_path_receives_nothing(

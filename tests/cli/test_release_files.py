@@ -9,16 +9,9 @@ from pathlib import Path
 
 from llmfleet.cli.releases import release_context
 from llmfleet.validate.report import write_reports
+from tests.fixtures.specs import one_sim_service
 
-SPEC = """
-services:
-  chat:
-    model: sim:tiny
-    engine: {kind: sim, version: "1.2.0"}
-    replicas: 1
-environments:
-  production: {gateway: {port: 18080}}
-"""
+SPEC = one_sim_service(port=18080)
 
 
 def test_reports_are_private_whatever_the_umask(tmp_path: Path) -> None:
