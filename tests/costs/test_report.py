@@ -9,11 +9,30 @@ from datetime import UTC, datetime
 import pytest
 
 from llmfleet.costs.measured import pick_measurement
-from llmfleet.costs.report import LiveRate, cost_environment, cost_service, fleet_json
+from llmfleet.costs.report import (
+    LiveRate,
+    ServiceCost,
+    cost_environment,
+    cost_service,
+    fleet_json,
+)
 from llmfleet.state.records import Measurement
 from tests.costs.helpers import CPU, H100_OWN, TODAY, book, gpu_service, measurement, service
 
 CHAT = service(replicas=2, slots=4)  # runs at concurrency 8
+
+
+def cost_chat(rows: list[Measurement], *, live: LiveRate | None = None) -> ServiceCost:
+    """``chat`` at serial 7 in production, priced at the test's CPU price."""
+    return cost_service(
+        "chat",
+        CHAT,
+        environment="production",
+        book=book(cpu=CPU),
+        serial=7,
+        measurements=rows,
+        live=live,
+    )
 
 
 def test_the_measurement_of_the_exact_revision_at_the_nearest_concurrency_is_picked() -> None:
@@ -63,15 +82,7 @@ def test_price_per_million_tokens_is_price_over_measured_tokens_per_hour() -> No
     """Two CPU replicas at $0.035848 an hour each, measured at 100 output and 50 input
     tokens/s: 0.071696 / 360,000 x 1e6 = $0.19916 per 1M output tokens and
     0.071696 / 180,000 x 1e6 = $0.39831 per 1M input tokens; $52.34 a month."""
-    cost = cost_service(
-        "chat",
-        CHAT,
-        environment="production",
-        book=book(cpu=CPU),
-        serial=7,
-        measurements=[measurement(spec=CHAT)],
-        live=None,
-    )
+    cost = cost_chat([measurement(spec=CHAT)], live=None)
     assert cost.per_hour == pytest.approx(0.071696)
     assert cost.per_month == pytest.approx(0.071696 * 730)
     assert cost.per_mtok_output == pytest.approx(0.071696 / 360_000 * 1e6)
@@ -82,44 +93,20 @@ def test_price_per_million_tokens_is_price_over_measured_tokens_per_hour() -> No
 def test_a_measurement_of_fewer_replicas_is_priced_as_what_was_measured() -> None:
     """Measured with 1 replica (before a scale-up) at 60 tokens/s: $/1M is one replica's
     price over 60 tokens/s, whatever runs now."""
-    cost = cost_service(
-        "chat",
-        CHAT,
-        environment="production",
-        book=book(cpu=CPU),
-        serial=7,
-        measurements=[measurement(spec=CHAT, replicas=1, output=60)],
-        live=None,
-    )
+    cost = cost_chat([measurement(spec=CHAT, replicas=1, output=60)], live=None)
     assert cost.per_mtok_output == pytest.approx(0.035848 / (60 * 3600) * 1e6)
 
 
 @pytest.mark.parametrize("rows", [[], [measurement(spec=CHAT, output=0.0, inp=0.0)]])
 def test_no_measurement_or_zero_throughput_says_run_bench(rows: list[Measurement]) -> None:
-    cost = cost_service(
-        "chat",
-        CHAT,
-        environment="production",
-        book=book(cpu=CPU),
-        serial=7,
-        measurements=rows,
-        live=None,
-    )
+    cost = cost_chat(rows, live=None)
     assert cost.per_mtok_output is None and cost.per_mtok_input is None
     assert cost.measured_note == "not measured; run llmfleet bench chat"
     assert cost.per_hour == pytest.approx(0.071696)
 
 
 def test_input_tokens_not_reported_are_not_priced() -> None:
-    cost = cost_service(
-        "chat",
-        CHAT,
-        environment="production",
-        book=book(cpu=CPU),
-        serial=7,
-        measurements=[measurement(spec=CHAT, inp=0.0)],
-        live=None,
-    )
+    cost = cost_chat([measurement(spec=CHAT, inp=0.0)], live=None)
     assert cost.per_mtok_output is not None and cost.per_mtok_input is None
     assert "input tokens not measured" in cost.measured_note
 
@@ -129,26 +116,10 @@ def test_live_utilisation_idle_share_and_effective_price() -> None:
     on average since start: utilisation 0.25, idle 0.75, and the effective price is the
     hourly price over 25 tokens/s (four times the measured one)."""
     live = LiveRate(output_tokens_per_s=25.0, input_tokens_per_s=10.0, seconds=3600)
-    cost = cost_service(
-        "chat",
-        CHAT,
-        environment="production",
-        book=book(cpu=CPU),
-        serial=7,
-        measurements=[measurement(spec=CHAT)],
-        live=live,
-    )
+    cost = cost_chat([measurement(spec=CHAT)], live=live)
     assert cost.utilisation == pytest.approx(0.25) and cost.idle_share == pytest.approx(0.75)
     assert cost.effective_per_mtok_output == pytest.approx(4 * cost.per_mtok_output)  # type: ignore[operator]
-    idle = cost_service(
-        "chat",
-        CHAT,
-        environment="production",
-        book=book(cpu=CPU),
-        serial=7,
-        measurements=[measurement(spec=CHAT)],
-        live=LiveRate(0.0, 0.0, 60),
-    )
+    idle = cost_chat([measurement(spec=CHAT)], live=LiveRate(0.0, 0.0, 60))
     assert idle.idle_share == 1.0 and idle.effective_per_mtok_output is None
     assert "idle" in idle.live_note
 
