@@ -15,7 +15,7 @@ import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
 if TYPE_CHECKING:
-    from llmfleet.gateway.server import HttpProtocol
+    from llmfleet.gateway.protocol import HttpProtocol
 
 JSON = "application/json"
 
