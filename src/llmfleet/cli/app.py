@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from llmfleet.cli import render
-from llmfleet.cli.output import console, errors
+from llmfleet.cli.output import console, errors, plain
 from llmfleet.cli.workspace import Workspace
 from llmfleet.errors import FleetError
 
@@ -44,7 +45,7 @@ def workspace(spec_file: Path, environment: str) -> Iterator[Workspace]:
 
 
 def _progress(line: str) -> None:
-    console.print(f"  [dim]{line}[/]", highlight=False)
+    console.print(Text(f"  {line}", style="dim"))
 
 
 @app.command()
@@ -58,7 +59,7 @@ def init(
     if path.exists() and not force:
         raise FleetError(f"{path} already exists", hint="use --force to overwrite it")
     path.write_text(init_template())
-    console.print(f"wrote {path}; next: [bold]llmfleet check -f {path}[/]")
+    console.print(f"wrote {plain(path)}; next: [bold]llmfleet check -f {plain(path)}[/]")
 
 
 @app.command()
@@ -70,8 +71,8 @@ def check(spec_file: SpecFile = DEFAULT_SPEC) -> None:
     for name, env in sorted(resolved.environments.items()):
         replicas = sum(s.replicas for s in env.services.values())
         console.print(
-            f"[green]ok[/] {name}: {len(env.services)} services, {replicas} replicas, "
-            f"gateway {env.gateway.host}:{env.gateway.port}"
+            f"[green]ok[/] {plain(name)}: {len(env.services)} services, {replicas} replicas, "
+            f"gateway {plain(env.gateway.host)}:{env.gateway.port}"
         )
 
 
@@ -103,7 +104,7 @@ def plan(
         render_plan_costs(console, ws, the_plan, ws.actual())
         if out is not None:
             out.write_text(json.dumps(the_plan.to_json(), indent=2))
-            console.print(f"saved to {out}; run [bold]llmfleet apply {out}[/]")
+            console.print(f"saved to {plain(out)}; run [bold]llmfleet apply {plain(out)}[/]")
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(2)
 
@@ -157,10 +158,10 @@ def fetch(
                         verify_model=verify,
                     )
                 except EngineUnavailableError as exc:
-                    errors.print(f"[yellow]skipped[/] {name}: {exc.message}")
+                    errors.print(f"[yellow]skipped[/] {plain(name)}: {plain(exc.message)}")
         console.print(
             f"[green]ready[/]: {len(seen)} engine and model combination(s) cached in "
-            f"{ws.settings.cache_dir}"
+            f"{plain(ws.settings.cache_dir)}"
         )
 
 
@@ -198,9 +199,9 @@ def logs(
         if not ids:
             raise FleetError(f"no running replica of {service} in {env}")
         for replica_id in sorted(ids):
-            console.print(f"[bold]==> {replica_id} <==[/]")
+            console.print(Text(f"==> {replica_id} <==", style="bold"))
             for line in backend.logs(replica_id, lines=lines):
-                console.print(line, highlight=False, markup=False)
+                console.print(Text(line))
 
 
 @app.command()
@@ -276,7 +277,7 @@ def unlock(spec_file: SpecFile = DEFAULT_SPEC, yes: Yes = False) -> None:
         if info is None:
             console.print("the state is not locked")
             return
-        console.print(f"locked by {info}")
+        console.print(Text(f"locked by {info}"))
         if not yes and not typer.confirm("break this lock?"):
             raise typer.Exit(1)
         ws.store.force_unlock("apply")
@@ -304,9 +305,9 @@ def main() -> None:
     try:
         code = typer.main.get_group(app)(standalone_mode=False, prog_name="llmfleet")
     except FleetError as exc:
-        errors.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        errors.print(Text("error: ", style="bold red") + Text(exc.message))
         if exc.hint:
-            errors.print(f"  [dim]hint:[/] {exc.hint}", highlight=False)
+            errors.print(Text("  hint: ", style="dim") + Text(exc.hint))
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from llmfleet.cli.output import console
 from llmfleet.cli.workspace import Workspace
@@ -107,11 +108,11 @@ def render_costs(out: Console, fleet: FleetCost, *, note: str = "") -> None:
     out.print(table)
     _render_comparison(out, fleet)
     for s in fleet.services:
-        out.print(_provenance(s, cur), highlight=False)
+        out.print(_provenance(s, cur))
     if note:
-        out.print(f"[dim]{note}[/]", highlight=False)
+        out.print(Text(note, style="dim"))
     for warning in fleet.warnings:
-        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        out.print(Text("warning: ", style="yellow") + Text(warning))
 
 
 def _render_comparison(out: Console, fleet: FleetCost) -> None:
@@ -143,7 +144,7 @@ def _render_comparison(out: Console, fleet: FleetCost) -> None:
     out.print(table)
 
 
-def _provenance(s: ServiceCost, currency: str) -> str:
+def _provenance(s: ServiceCost, currency: str) -> Text:
     """One line per service: which price, which measurement, what the live counters say."""
     from llmfleet.costs.money import price_phrase
 
@@ -166,7 +167,7 @@ def _provenance(s: ServiceCost, currency: str) -> str:
         )
     if s.live_note:
         parts.append(s.live_note)
-    return f"  [bold]{s.service}[/]: " + "; ".join(parts)
+    return Text("  ") + Text(s.service, style="bold") + Text(": " + "; ".join(parts))
 
 
 def render_catalogue(out: Console, catalogue: Catalogue, *, as_json: bool) -> None:
@@ -210,9 +211,9 @@ def render_plan_costs(out: Console, ws: Workspace, plan: Plan, actual: ActualEnv
     }
     delta = bill_delta(plan, desired=desired, running=running, book=book)
     for line in delta.lines:
-        out.print(f"  [cyan]bill:[/] {line}", highlight=False)
+        out.print(Text("  bill: ", style="cyan") + Text(line))
     if delta.lines or delta.before or delta.after:
-        out.print(f"  [cyan]{delta.summary()}[/]", highlight=False)
+        out.print(Text(f"  {delta.summary()}", style="cyan"))
     refs = [
         found.ref
         for s in desired.services.values()
@@ -221,4 +222,4 @@ def render_plan_costs(out: Console, ws: Workspace, plan: Plan, actual: ActualEnv
     for warning in stale_prices(
         refs, today=today().date(), max_age_days=book.spec.stale_after_days
     ):
-        out.print(f"  [yellow]warning:[/] {warning}", highlight=False)
+        out.print(Text("  warning: ", style="yellow") + Text(warning))

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from llmfleet.cli.output import console
 from llmfleet.cli.workspace import Workspace
@@ -40,7 +41,7 @@ def create(
         key, secret = ws.store.create_key(name=name, services=service or [], rpm=rpm, tpm=tpm)
     finally:
         ws.close()
-    console.print(f"created key {key.id} ({key.prefix}…) for {name}")
+    console.print(Text(f"created key {key.id} ({key.prefix}…) for {name}"))
     console.print("secret (shown once, store it now):", style="bold")
     typer.echo(secret)
 
@@ -59,9 +60,9 @@ def list_keys(spec_file: SpecFile = Path("fleet.yaml")) -> None:
     for key in keys:
         table.add_row(
             str(key.id),
-            key.name,
-            key.prefix,
-            ", ".join(key.services) or "(all)",
+            Text(key.name),
+            Text(key.prefix),
+            Text(", ".join(key.services) or "(all)"),
             str(key.rpm or "-"),
             str(key.tpm or "-"),
             key.created_at.strftime("%Y-%m-%d %H:%M"),
@@ -81,4 +82,4 @@ def revoke(
         revoked = ws.store.revoke_key(int(key) if key.isdigit() else key)
     finally:
         ws.close()
-    console.print(f"revoked key {revoked.id} ({revoked.name})")
+    console.print(Text(f"revoked key {revoked.id} ({revoked.name})"))

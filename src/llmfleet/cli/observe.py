@@ -65,7 +65,7 @@ def export_rules(spec_file: SpecFile = DEFAULT_SPEC, output: Out = None) -> None
     finally:
         ws.close()
     for warning in warnings:
-        errors.print(f"[yellow]skipped[/] {warning}", highlight=False)
+        errors.print(Text("skipped ", style="yellow") + Text(warning))
     _write(text, output)
 
 
@@ -106,38 +106,40 @@ def render_alerts(body: dict[str, Any]) -> None:
         style = "red" if alert["state"] == "firing" else "yellow"
         table.add_row(
             Text(alert["state"], style=style),
-            labels["alertname"],
-            labels.get("severity", ""),
-            where,
+            Text(labels["alertname"]),
+            Text(labels.get("severity", "")),
+            Text(where),
             since,
-            alert["annotations"].get("summary", ""),
+            Text(alert["annotations"].get("summary", "")),
         )
     if body["alerts"]:
         console.print(table)
     for alert in body.get("resolved", [])[:5]:
         ended = time.strftime("%H:%M:%S", time.localtime(alert["ends_at"]))
+        summary = alert["annotations"].get("summary", "")
         console.print(
-            f"[dim]resolved {ended} {alert['labels']['alertname']}: "
-            f"{alert['annotations'].get('summary', '')}[/]",
-            highlight=False,
+            Text(f"resolved {ended} {alert['labels']['alertname']}: {summary}", style="dim")
         )
     gpu = body.get("gpu", {})
     if not gpu.get("available"):
-        console.print(f"[dim]GPUs: {gpu.get('reason', 'unknown')}[/]", highlight=False)
+        console.print(Text(f"GPUs: {gpu.get('reason', 'unknown')}", style="dim"))
     elif gpu.get("warning"):
-        console.print(f"[yellow]GPUs: {gpu['warning']}[/]", highlight=False)
+        console.print(Text(f"GPUs: {gpu['warning']}", style="yellow"))
     if body.get("metrics"):
-        console.print(f"[dim]Prometheus endpoint: {body['metrics']}[/]", highlight=False)
+        console.print(Text(f"Prometheus endpoint: {body['metrics']}", style="dim"))
     elif body.get("metrics_error"):
-        console.print(f"[yellow]{body['metrics_error']}[/]", highlight=False)
+        console.print(Text(str(body["metrics_error"]), style="yellow"))
 
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f} ms"
 
 
-def render_top(view: TopView, *, note: str = "") -> Group:
-    """The frame of ``llmfleet top``; pure apart from building rich objects."""
+def render_top(view: TopView, *, note: str = "", expand: bool = True) -> Group:
+    """The frame of ``llmfleet top``; pure apart from building rich objects.
+
+    ``expand`` fills the terminal's width; off a terminal the width is unbounded.
+    """
     services = Table(
         "service",
         "ready",
@@ -149,7 +151,7 @@ def render_top(view: TopView, *, note: str = "") -> Group:
         "in flight",
         title="llmfleet top",
         title_justify="left",
-        expand=True,
+        expand=expand,
     )
     for s in view.services:
         health = "green" if s.ready == s.replicas and s.replicas else "red"
@@ -163,7 +165,7 @@ def render_top(view: TopView, *, note: str = "") -> Group:
             f"{s.queue:.0f}",
             f"{s.in_flight:.0f}",
         )
-    replicas = Table("replica", "state", "restarts", "uptime", "running", "waiting", expand=True)
+    replicas = Table("replica", "state", "restarts", "uptime", "running", "waiting", expand=expand)
     for r in view.replicas:
         style = "green" if r.state == "ready" else "yellow" if r.state == "starting" else "red"
         replicas.add_row(
@@ -176,7 +178,7 @@ def render_top(view: TopView, *, note: str = "") -> Group:
         )
     parts: list[Any] = [services, replicas]
     if view.gpus:
-        gpus = Table("GPU", "name", "util", "temp", "memory", "health", expand=True)
+        gpus = Table("GPU", "name", "util", "temp", "memory", "health", expand=expand)
         for g in view.gpus:
             gpus.add_row(
                 g.gpu,
@@ -219,7 +221,11 @@ def _run_top(ws: Workspace, interval: float) -> None:
     old, then = _scrape(ws), time.monotonic()
     empty = TopView((), (), (), False, 0)
     with Live(
-        render_top(top_view(old, old, seconds=0) if old else empty, note="measuring"),
+        render_top(
+            top_view(old, old, seconds=0) if old else empty,
+            note="measuring",
+            expand=console.is_terminal,
+        ),
         console=console,
         refresh_per_second=4,
         screen=False,
@@ -228,7 +234,11 @@ def _run_top(ws: Workspace, interval: float) -> None:
             time.sleep(interval)
             new, now = _scrape(ws), time.monotonic()
             live.update(
-                render_top(top_view(old, new, seconds=now - then), note=time.strftime("%H:%M:%S"))
+                render_top(
+                    top_view(old, new, seconds=now - then),
+                    note=time.strftime("%H:%M:%S"),
+                    expand=console.is_terminal,
+                )
             )
             old, then = new, now
 

@@ -31,7 +31,10 @@ STATE_STYLE = {
 
 
 def render_plan(console: Console, plan: Plan) -> None:
-    console.print(f"[bold]Environment {plan.environment}[/] (state serial {plan.serial})")
+    console.print(
+        Text(f"Environment {plan.environment}", style="bold")
+        + Text(f" (state serial {plan.serial})")
+    )
     for action in plan.actions:
         style = OP_STYLE[action.op]
         line = Text(f"  {SYMBOLS[action.op]:>3} ", style=style)
@@ -40,10 +43,10 @@ def render_plan(console: Console, plan: Plan) -> None:
             line.append(f" ({action.replica_id})", style="dim")
         console.print(line)
         for reason in action.reasons:
-            console.print(f"        {reason}", style="dim", highlight=False)
+            console.print(Text(f"        {reason}", style="dim"))
     for note in plan.notes:
-        console.print(f"  [yellow]note:[/] {note}")
-    console.print(plan.summary(), style="bold" if plan.has_changes else "green")
+        console.print(Text("  note: ", style="yellow") + Text(note))
+    console.print(Text(plan.summary(), style="bold" if plan.has_changes else "green"))
 
 
 def _uptime(status: ReplicaStatus) -> str:
@@ -79,11 +82,11 @@ def render_status(
         )
     for r in sorted(replicas, key=lambda r: (r.environment, r.service, r.slot)):
         table.add_row(
-            r.environment,
-            r.service,
+            Text(r.environment),
+            Text(r.service),
             str(r.slot),
-            r.replica_id,
-            f"{r.engine} {r.engine_version}",
+            Text(r.replica_id),
+            Text(f"{r.engine} {r.engine_version}"),
             Text(str(r.state), style=STATE_STYLE.get(r.state, "")),
             str(r.pid or "-"),
             str(r.port),
@@ -107,7 +110,7 @@ def render_status(
             if meaning.fix:
                 console.print(Text(f"    fix: {meaning.fix}"))
             for line in r.log_tail:
-                console.print(f"    | {line}", highlight=False, markup=False)
+                console.print(Text(f"    | {line}"))
 
 
 def render_history(console: Console, revisions: Sequence[Revision]) -> None:
@@ -119,13 +122,13 @@ def render_history(console: Console, revisions: Sequence[Revision]) -> None:
         outcome = Text(rev.outcome, style="green" if rev.outcome == "success" else "red")
         table.add_row(
             str(rev.serial),
-            rev.environment,
-            rev.kind,
+            Text(rev.environment),
+            Text(rev.kind),
             outcome,
             rev.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            rev.user,
+            Text(rev.user),
             str(len(actions)),
-            rev.message or (rev.error or "")[:60],
+            Text(rev.message or (rev.error or "")[:60]),
         )
     console.print(table)
 
