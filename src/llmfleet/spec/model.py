@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from llmfleet.spec.costs import CostsSpec
 from llmfleet.spec.hosts import check_host
 from llmfleet.spec.observability import AlertRule, Observability, Slo
+from llmfleet.spec.placement import BackendSpec, ModelVolume, Rollout
 from llmfleet.spec.sources import SourceSyntaxError, parse_source
 from llmfleet.spec.validation import ValidationSpec
 
@@ -246,6 +247,12 @@ class ServiceSpec(Frozen):
     validation: ValidationSpec | None = Field(
         default=None, description="quality and speed suites and the release gate"
     )
+    rollout: Rollout = Field(
+        default_factory=Rollout, description="how changed replicas are replaced; startup budget"
+    )
+    model_volume: ModelVolume = Field(
+        default_factory=ModelVolume, description="where a cluster replica's weights are put"
+    )
 
     @model_validator(mode="after")
     def _cpu_idle_timeout(self) -> ServiceSpec:
@@ -276,7 +283,12 @@ class ServiceSpec(Frozen):
 
 
 REPLACE_FIELDS = frozenset({"model", "engine", "slots", "context", "resources"})
-IN_PLACE_FIELDS = frozenset(ServiceSpec.model_fields) - REPLACE_FIELDS - {"replicas"}
+BACKEND_FIELDS = frozenset({"rollout", "model_volume"})
+"""How a backend replaces replicas and stores weights: neither what a replica runs
+nor what the gateway reads, so neither replaces replicas nor updates the gateway."""
+IN_PLACE_FIELDS = (
+    frozenset(ServiceSpec.model_fields) - REPLACE_FIELDS - BACKEND_FIELDS - {"replicas"}
+)
 
 
 class GatewaySpec(Frozen):
@@ -324,6 +336,9 @@ class EnvironmentSpec(Frozen):
         return _drop_nulls(value, fill=("services",))
 
     gateway: GatewaySpec | None = None
+    backend: BackendSpec = Field(
+        default_factory=BackendSpec, description="where it runs: local (default) or kubernetes"
+    )
     defaults: dict[str, Any] = Field(
         default_factory=dict, description="partial service merged into every service"
     )
@@ -377,6 +392,7 @@ class ResolvedEnvironment(Frozen):
     name: Name
     gateway: GatewaySpec
     services: dict[str, ServiceSpec]
+    backend: BackendSpec = Field(default_factory=BackendSpec)
     observability: Observability = Field(default_factory=Observability)
     costs: CostsSpec = Field(default_factory=CostsSpec)
 

@@ -40,6 +40,7 @@ from llmfleet.spec.model import (
     ResolvedFleet,
     ServiceSpec,
 )
+from llmfleet.spec.placement import BackendKind
 from llmfleet.spec.problems import DocPath, Finding, error_loc, rewrite_error, unknown_name
 from llmfleet.spec.templates import Chains, parent_of, template_chains
 
@@ -87,6 +88,7 @@ def collect_resolution(spec: FleetSpec, *, check_ports: bool = True) -> Resoluti
     }
     if check_ports:
         findings += _port_clashes(spec)
+    findings += _namespace_clashes(spec)
     gateways = {name: gateway_of(spec, env) for name, env in spec.environments.items()}
     exposures = open_gateways(spec, gateways=gateways, services=services)
     findings += [Finding(e.path, e.refusal()) for e in exposures if not e.allowed]
@@ -124,6 +126,7 @@ def _build_fleet(
             name=name,
             gateway=gateway_of(spec, env),
             services=services[name],
+            backend=env.backend,
             observability=spec.observability,
             costs=costs[name],
         )
@@ -259,6 +262,28 @@ def _validate_service(
                 message = rewrite_error(error, model=ServiceSpec, extra_names=("extends",))
                 findings.append(Finding(merged.origin_of(error_loc(error)), message))
         return None
+
+
+def _namespace_clashes(spec: FleetSpec) -> list[Finding]:
+    """Two environments in one namespace of one cluster would own each other's objects.
+
+    Only namespaces written in the spec are compared; the default one is made of the
+    environment's name, so it is never shared."""
+    findings = []
+    owners: dict[tuple[str | None, str], str] = {}
+    for name, env in spec.environments.items():
+        backend = env.backend
+        if backend.kind is not BackendKind.KUBERNETES or backend.namespace is None:
+            continue
+        where = (backend.context, backend.namespace)
+        if where in owners:
+            message = (
+                f"namespace '{backend.namespace}' of this cluster is already used by "
+                f"environment '{owners[where]}'; each environment needs its own namespace"
+            )
+            findings.append(Finding(("environments", name, "backend", "namespace"), message))
+        owners.setdefault(where, name)
+    return findings
 
 
 def _port_clashes(spec: FleetSpec) -> list[Finding]:
