@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
+import typer
+
+from llmfleet.cli.app import app
 from tests.fixtures.fleet import Fleet
 
 GOOD = """services:
@@ -67,3 +71,32 @@ def test_tables_are_not_cut_when_stdout_is_a_pipe(fleet: Fleet) -> None:
     assert listed.returncode == 0, listed.stderr
     assert name in listed.stdout, listed.stdout
     assert "…" not in listed.stdout
+
+
+def _leaf_commands(group: Any, prefix: str = "") -> dict[str, Any]:
+    """Every command under ``group`` by its full name (typer may vendor its own click)."""
+    found: dict[str, Any] = {}
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            found |= _leaf_commands(command, f"{prefix}{name} ")
+        else:
+            found[prefix + name] = command
+    return found
+
+
+def test_every_command_takes_file_option() -> None:
+    """``-f/--file`` works everywhere, so a script can pass it to any command."""
+    commands = _leaf_commands(typer.main.get_group(app))
+    assert {"schema", "export grafana", "check", "keys list"} <= set(commands)
+    without = [
+        name
+        for name, command in commands.items()
+        if not any({"-f", "--file"} <= set(p.opts) for p in command.params)
+    ]
+    assert without == []
+
+
+def test_schema_and_grafana_accept_file(fleet: Fleet) -> None:
+    fleet.write(GOOD)
+    assert run_piped(fleet, "schema").returncode == 0
+    assert run_piped(fleet, "export", "grafana").returncode == 0

@@ -32,6 +32,9 @@ app = typer.Typer(
 SpecFile = Annotated[Path, typer.Option("--file", "-f", help="the fleet spec")]
 Env = Annotated[str, typer.Option("--env", "-e", help="environment to act on")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="print a JSON document (fields: README, JSON output)")
+]
 DEFAULT_SPEC = Path("fleet.yaml")
 
 
@@ -52,9 +55,14 @@ def _progress(line: str) -> None:
 def init(
     path: Annotated[Path, typer.Argument(help="where to write the spec")] = DEFAULT_SPEC,
     force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+    spec_file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="where to write the spec (as PATH)")
+    ] = None,
 ) -> None:
     """Write a commented example fleet.yaml."""
     from llmfleet.spec.examples import init_template
+
+    path = spec_file or path
 
     if path.exists() and not force:
         raise FleetError(f"{path} already exists", hint="use --force to overwrite it")
@@ -62,9 +70,30 @@ def init(
     console.print(f"wrote {plain(path)}; next: [bold]llmfleet check -f {plain(path)}[/]")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from llmfleet import __version__
+
+        typer.echo(f"llmfleet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Infrastructure as code for fleets of self-hosted LLM services."""
+
+
 @app.command()
-def check(spec_file: SpecFile = DEFAULT_SPEC) -> None:
+def check(spec_file: SpecFile = DEFAULT_SPEC, as_json: AsJson = False) -> None:
     """Validate a spec: resolve templates and environments, report every problem."""
+    if as_json:
+        _check_json(spec_file)
+        return
     with workspace(spec_file, "production") as ws:
         resolved = ws.loaded.resolved
         render.render_spec_warnings(errors, ws.loaded.warnings)
@@ -76,8 +105,26 @@ def check(spec_file: SpecFile = DEFAULT_SPEC) -> None:
         )
 
 
+def _check_json(spec_file: Path) -> None:
+    """``check --json``: the problems go to stdout as data too (exit 2), for editors and CI."""
+    from llmfleet.cli.json_views import check_document, dumps
+    from llmfleet.errors import SpecError
+
+    with workspace(spec_file, "production") as ws:
+        try:
+            loaded = ws.loaded
+        except SpecError as exc:
+            sys.stdout.write(dumps(check_document(None, problems=exc.problems)))
+            raise typer.Exit(exc.exit_code) from exc
+    sys.stdout.write(dumps(check_document(loaded.resolved, warnings=loaded.warnings)))
+
+
 @app.command()
-def schema() -> None:
+def schema(
+    spec_file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="accepted like everywhere; not read")
+    ] = None,
+) -> None:
     """Print the JSON Schema of the spec (for editors' autocompletion)."""
     from llmfleet.spec.schema import fleet_json_schema
 
@@ -92,6 +139,7 @@ def plan(
         bool, typer.Option("--detailed-exitcode", help="exit 0 no changes, 2 changes, 1 error")
     ] = False,
     out: Annotated[Path | None, typer.Option(help="save the plan for `apply PLANFILE`")] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Show what apply would change: + create, ~ update, -/+ replace, - delete."""
     from llmfleet.cli.applying import current_plan
@@ -100,11 +148,18 @@ def plan(
     with workspace(spec_file, env) as ws:
         render.render_spec_warnings(errors, ws.loaded.warnings)
         the_plan = current_plan(ws)
-        render.render_plan(console, the_plan)
-        render_plan_costs(console, ws, the_plan, ws.actual())
+        if as_json:
+            from llmfleet.cli.json_views import dumps, plan_document
+
+            sys.stdout.write(dumps(plan_document(the_plan)))
+        else:
+            render.render_plan(console, the_plan)
+            render_plan_costs(console, ws, the_plan, ws.actual())
         if out is not None:
             out.write_text(json.dumps(the_plan.to_json(), indent=2))
-            console.print(f"saved to {plain(out)}; run [bold]llmfleet apply {plain(out)}[/]")
+            (errors if as_json else console).print(
+                f"saved to {plain(out)}; run [bold]llmfleet apply {plain(out)}[/]"
+            )
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(2)
 
@@ -169,15 +224,25 @@ def fetch(
 def status(
     spec_file: SpecFile = DEFAULT_SPEC,
     env: Annotated[str | None, typer.Option("--env", "-e", help="only this environment")] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Services and replicas: pid, port, state, uptime, restarts."""
+    from llmfleet.cli.json_views import dumps, status_document
+
     with workspace(spec_file, env or "production") as ws:
         backend = ws.backend
         if not backend.running():
+            if as_json:
+                sys.stdout.write(dumps(status_document(running=False, replicas=[], gateways=[])))
+                return
             console.print("The local runtime is not running. `llmfleet apply` starts it.")
             return
         replicas = backend.list_replicas(env, log_lines=5)
         gateways = [g for g in backend.gateways() if env is None or g.environment == env]
+        if as_json:
+            document = status_document(running=True, replicas=replicas, gateways=gateways)
+            sys.stdout.write(dumps(document))
+            return
         render.render_status(console, replicas, gateways)
 
 
@@ -238,14 +303,21 @@ def history(
     spec_file: SpecFile = DEFAULT_SPEC,
     env: Annotated[str | None, typer.Option("--env", "-e", help="only this environment")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    as_json: AsJson = False,
 ) -> None:
     """Recorded revisions: applies, destroys, rollbacks, with their outcome."""
     with workspace(spec_file, env or "production") as ws:
-        render.render_history(console, ws.store.revisions(env, limit=limit))
+        revisions = ws.store.revisions(env, limit=limit)
         from llmfleet.cli.releases import RELEASE_KINDS, render_events
 
         events = [e for e in ws.store.events(limit=limit * 4, environment=env)
                   if e.kind in RELEASE_KINDS][:limit]  # fmt: skip
+        if as_json:
+            from llmfleet.cli.json_views import dumps, history_document
+
+            sys.stdout.write(dumps(history_document(revisions, events)))
+            return
+        render.render_history(console, revisions)
         if events:
             render_events(console, events)
 

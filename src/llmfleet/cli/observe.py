@@ -70,7 +70,12 @@ def export_rules(spec_file: SpecFile = DEFAULT_SPEC, output: Out = None) -> None
 
 
 @export_app.command("grafana")
-def export_grafana(output: Out = None) -> None:
+def export_grafana(
+    output: Out = None,
+    spec_file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="accepted like everywhere; not read")
+    ] = None,
+) -> None:
     """A Grafana dashboard over the series of the agent's /metrics endpoint."""
     from llmfleet.observe.grafana import grafana_dashboard
 
@@ -88,7 +93,9 @@ def alerts(
     finally:
         ws.close()
     if as_json:
-        typer.echo(json.dumps(body, indent=2))
+        from llmfleet.cli.json_views import dumps
+
+        typer.echo(dumps(body), nl=False)
         return
     render_alerts(body)
 
