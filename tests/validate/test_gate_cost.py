@@ -10,11 +10,11 @@ from llmfleet.validate.stats import LoadSummary, RequestSample, summarize
 
 
 def level(tokens_per_s: float, label: str = "c4") -> dict[str, LoadSummary]:
-    """A level whose samples make ``tokens_per_s`` output tokens a second over 10 s."""
+    """A level whose samples make ``tokens_per_s`` output tokens a second over 30 s."""
     sample = RequestSample(
         ok=True, ttft=0.1, e2e=0.2, token_times=(0.1,), output_tokens=int(tokens_per_s)
     )
-    return {label: summarize(label, [sample] * 10, duration_s=10.0)}
+    return {label: summarize(label, [sample] * 30, duration_s=30.0)}
 
 
 def evidence(

@@ -37,8 +37,8 @@ def test_summarize_counts_errors_tokens_and_inter_token_latency() -> None:
 
 def _side(ttft: float, tps: float, *, errors: int = 0, rate: float = 1.0) -> SideMetrics:
     sample = RequestSample(ok=True, ttft=ttft, e2e=ttft * 2, token_times=(ttft,), output_tokens=1)
-    samples = [sample] * 10 + [RequestSample(ok=False)] * errors
-    summary = summarize("c1", samples, duration_s=10 / tps)
+    samples = [sample] * 30 + [RequestSample(ok=False)] * errors
+    summary = summarize("c1", samples, duration_s=30 / tps)
     return SideMetrics(quality_pass_rate=rate, speed={"c1": summary})
 
 

@@ -26,8 +26,9 @@ async def test_production_with_twice_the_replicas_gets_twice_the_load() -> None:
                 await asyncio.sleep(0.002)
 
         watcher = asyncio.create_task(watch())
-        suite = SpeedSuiteSpec(concurrency=(3,), duration_s=0.6, rounds=1, warmup_s=0.2,
-                               max_tokens=6)
+        suite = SpeedSuiteSpec(
+            concurrency=(3,), duration_s=0.6, rounds=1, warmup_s=0.2, max_tokens=6
+        )
         result = await measure_speed(
             {"production": production.url, "candidate": candidate.url},
             model="m",
@@ -45,8 +46,9 @@ def test_throughput_is_compared_per_replica_when_the_counts_differ() -> None:
 
     def side(tps: float, replicas: int) -> SideMetrics:
         sample = RequestSample(ok=True, ttft=0.1, e2e=0.2, token_times=(0.1,), output_tokens=1)
-        return SideMetrics(1.0, {"c4": summarize("c4", [sample] * 10, duration_s=10 / tps)},
-                           replicas)
+        return SideMetrics(
+            1.0, {"c4": summarize("c4", [sample] * 30, duration_s=30 / tps)}, replicas
+        )
 
     verdicts = judge_gate(GateSpec(), Evidence(side(60, 1), side(100, 2)))
     throughput = next(v for v in verdicts if v.check.startswith("throughput"))

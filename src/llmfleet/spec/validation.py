@@ -53,6 +53,19 @@ class GateSpec(_Frozen):
     max_itl_p95_s: float | None = Field(default=None, ge=0, description="absolute SLO")
     max_e2e_p95_s: float | None = Field(default=None, ge=0, description="absolute SLO")
     min_throughput_tps: float | None = Field(default=None, ge=0, description="absolute SLO")
+    min_samples: int = Field(
+        default=20,
+        ge=1,
+        description="answered requests per level and side before speed is judged; with fewer "
+        "the speed checks are inconclusive (run longer: speed.duration_s)",
+    )
+    confidence: float = Field(
+        default=0.95,
+        gt=0,
+        lt=1,
+        description="of the bootstrap intervals the speed checks judge on: a check passes or "
+        "fails only when its whole interval does, and is inconclusive otherwise",
+    )
     max_cost_per_mtok_ratio: float | None = Field(
         default=None,
         ge=0,

@@ -4,6 +4,12 @@ The checks are a pipeline of small callables with one signature
 ``(gate, evidence) -> verdicts`` (structlog's processors), so adding a check is
 adding a function. Relative checks compare the candidate with production as
 measured in the same run, level by level; absolute checks compare with the SLOs.
+
+Speed is noisy, so speed checks judge a bootstrap interval (validate.intervals),
+not a single figure: a check passes when its whole interval is within the limit,
+fails when its whole interval is beyond it, and is *inconclusive* otherwise, or
+when a level has fewer answers than ``gate.min_samples``. An inconclusive check is
+neither a pass nor a fail: the run was too short to tell, so run longer.
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from llmfleet.costs.formulas import per_million
 from llmfleet.spec.validation import GateSpec
+from llmfleet.validate.intervals import Interval, Metric, interval_of, ratio_interval
 from llmfleet.validate.stats import LoadSummary
 
 
@@ -45,6 +53,12 @@ class Evidence:
     agreement: float | None = None
 
 
+class Outcome(StrEnum):
+    PASS = "pass"  # noqa: S105 - a verdict, not a password
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
 @dataclass(frozen=True)
 class Verdict:
     check: str
@@ -52,9 +66,20 @@ class Verdict:
     observed: float | None
     limit: float | None
     detail: str
+    inconclusive: bool = False
+    """too few answers, or an interval that straddles the limit: neither pass nor fail"""
+    low: float | None = None
+    high: float | None = None
+    """the observed figure's confidence interval, for speed checks"""
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.inconclusive:
+            return Outcome.INCONCLUSIVE
+        return Outcome.PASS if self.passed else Outcome.FAIL
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "outcome": self.outcome.value}
 
 
 GateCheck = Callable[[GateSpec, Evidence], list[Verdict]]
@@ -98,55 +123,91 @@ def _ratio(candidate: float, production: float) -> float:
     return candidate / production
 
 
+def _judge_interval(
+    check: str, interval: Interval, limit: float, *, at_most: bool, unit: str = ""
+) -> Verdict:
+    """Pass when the whole interval is within ``limit``, fail when it is wholly beyond."""
+    if math.isnan(interval.point):
+        return Verdict(check, False, None, limit, "no measurement (every request failed?)")
+    low, high = interval.low, interval.high
+    if math.isnan(low):
+        low = high = interval.point
+    inside, outside = (high <= limit, low > limit) if at_most else (low >= limit, high < limit)
+    word = "<=" if at_most else ">="
+    detail = f"{interval.show(unit)} {word} {limit:.3g}{unit}"
+    if not inside and not outside:
+        detail += ": inconclusive, the interval straddles the limit; run longer"
+    return Verdict(
+        check, inside, interval.point, limit, detail, not inside and not outside, low, high
+    )
+
+
+def _too_few(check: str, limit: float, counts: Mapping[str, int], needed: int) -> Verdict | None:
+    """An inconclusive verdict when a side answered fewer than ``needed`` requests."""
+    short = {side: n for side, n in counts.items() if n < needed}
+    if not short:
+        return None
+    told = " and ".join(f"{side} {n}" for side, n in short.items())
+    detail = (
+        f"too few answers to judge ({told}; gate.min_samples is {needed}): "
+        "inconclusive, run longer (validation.speed.duration_s)"
+    )
+    return Verdict(check, False, None, limit, detail, inconclusive=True)
+
+
 def check_relative_speed(gate: GateSpec, evidence: Evidence) -> list[Verdict]:
     verdicts = []
-    for label, mine in evidence.candidate.speed.items():
-        theirs = evidence.production.speed.get(label)
+    cand, prod = evidence.candidate, evidence.production
+    same_replicas = cand.replicas == prod.replicas
+    checks = (
+        ("p95 TTFT / production", gate.max_ttft_p95_ratio, Metric.TTFT_P95, True),
+        ("p95 e2e / production", gate.max_e2e_p95_ratio, Metric.E2E_P95, True),
+        (
+            "throughput / production" if same_replicas else "throughput per replica / production",
+            gate.min_throughput_ratio,
+            Metric.THROUGHPUT,
+            False,
+        ),
+    )
+    for label, mine in cand.speed.items():
+        theirs = prod.speed.get(label)
         if theirs is None:
             continue
-        pairs = (
-            (
-                "p95 TTFT / production",
-                gate.max_ttft_p95_ratio,
-                mine.ttft.p95,
-                theirs.ttft.p95,
-                True,
-            ),
-            ("p95 e2e / production", gate.max_e2e_p95_ratio, mine.e2e.p95, theirs.e2e.p95, True),
-            (
-                "throughput / production"
-                if evidence.candidate.replicas == evidence.production.replicas
-                else "throughput per replica / production",
-                gate.min_throughput_ratio,
-                mine.output_tokens_per_s / evidence.candidate.replicas,
-                theirs.output_tokens_per_s / evidence.production.replicas,
-                False,
-            ),
-        )
-        for name, limit, value, base, at_most in pairs:
-            if limit is not None:
-                verdicts.append(
-                    _verdict(
-                        f"{name} @{label}", _ratio(value, base), limit, at_most=at_most, unit="x"
-                    )
-                )
+        counts = {"candidate": mine.answered, "production": theirs.answered}
+        for name, limit, metric, at_most in checks:
+            if limit is None:
+                continue
+            check = f"{name} @{label}"
+            too_few = _too_few(check, limit, counts, gate.min_samples)
+            if too_few is not None:
+                verdicts.append(too_few)
+                continue
+            ratio = ratio_interval(metric, mine.rounds, theirs.rounds, confidence=gate.confidence)
+            if metric is Metric.THROUGHPUT:
+                ratio = ratio.scaled(prod.replicas / cand.replicas)
+            verdicts.append(_judge_interval(check, ratio, limit, at_most=at_most, unit="x"))
     return verdicts
 
 
 def check_absolute_speed(gate: GateSpec, evidence: Evidence) -> list[Verdict]:
     verdicts = []
+    slos = (
+        (gate.max_ttft_p95_s, Metric.TTFT_P95, True, " s"),
+        (gate.max_itl_p95_s, Metric.ITL_P95, True, " s"),
+        (gate.max_e2e_p95_s, Metric.E2E_P95, True, " s"),
+        (gate.min_throughput_tps, Metric.THROUGHPUT, False, " tok/s"),
+    )
     for label, mine in evidence.candidate.speed.items():
-        slos = (
-            ("p95 TTFT", gate.max_ttft_p95_s, mine.ttft.p95, True, " s"),
-            ("p95 inter-token", gate.max_itl_p95_s, mine.itl.p95, True, " s"),
-            ("p95 e2e", gate.max_e2e_p95_s, mine.e2e.p95, True, " s"),
-            ("throughput", gate.min_throughput_tps, mine.output_tokens_per_s, False, " tok/s"),
-        )
-        for name, limit, value, at_most, unit in slos:
-            if limit is not None:
-                verdicts.append(
-                    _verdict(f"{name} @{label}", value, limit, at_most=at_most, unit=unit)
-                )
+        for limit, metric, at_most, unit in slos:
+            if limit is None:
+                continue
+            check = f"{'throughput' if metric is Metric.THROUGHPUT else metric.value} @{label}"
+            too_few = _too_few(check, limit, {"candidate": mine.answered}, gate.min_samples)
+            if too_few is not None:
+                verdicts.append(too_few)
+                continue
+            found = interval_of(metric, mine.rounds, confidence=gate.confidence)
+            verdicts.append(_judge_interval(check, found, limit, at_most=at_most, unit=unit))
     return verdicts
 
 
@@ -175,12 +236,26 @@ def check_cost(gate: GateSpec, evidence: Evidence) -> list[Verdict]:
             detail = f"no price for the {' and '.join(unpriced)} side; add costs: to the spec"
             verdicts.append(Verdict(check, False, None, limit, detail))
             continue
-        mine, theirs = (
-            evidence.candidate.cost_per_mtok(label),
-            evidence.production.cost_per_mtok(label),
-        )
-        verdicts.append(_verdict(check, _ratio(mine, theirs), limit, at_most=True, unit="x"))
+        verdicts.append(_cost_verdict(check, gate, evidence, label))
     return verdicts
+
+
+def _cost_verdict(check: str, gate: GateSpec, evidence: Evidence, label: str) -> Verdict:
+    """Price per token is price per hour over throughput, so the ratio of prices is the
+    ratio of hourly prices times production's throughput over the candidate's: the
+    interval of that throughput ratio carries over."""
+    limit = gate.max_cost_per_mtok_ratio
+    assert limit is not None
+    mine, theirs = evidence.candidate.speed[label], evidence.production.speed[label]
+    counts = {"candidate": mine.answered, "production": theirs.answered}
+    too_few = _too_few(check, limit, counts, gate.min_samples)
+    if too_few is not None:
+        return too_few
+    hourly = _ratio(evidence.candidate.cost_per_hour or 0, evidence.production.cost_per_hour or 0)
+    speed = ratio_interval(
+        Metric.THROUGHPUT, theirs.rounds, mine.rounds, confidence=gate.confidence
+    )
+    return _judge_interval(check, speed.scaled(hourly), limit, at_most=True, unit="x")
 
 
 GATE_CHECKS: Sequence[GateCheck] = (
@@ -202,3 +277,12 @@ def judge_gate(
 
 def passed(verdicts: Sequence[Verdict]) -> bool:
     return all(v.passed for v in verdicts)
+
+
+def outcome_of(verdicts: Sequence[Verdict]) -> Outcome:
+    """Fail when any check failed; else inconclusive when any could not tell; else pass."""
+    outcomes = {v.outcome for v in verdicts}
+    for worst in (Outcome.FAIL, Outcome.INCONCLUSIVE):
+        if worst in outcomes:
+            return worst
+    return Outcome.PASS

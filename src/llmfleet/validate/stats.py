@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -56,6 +56,17 @@ class Distribution:
 
 
 @dataclass(frozen=True)
+class Round:
+    """One slice of a level on one side: what was sent and how long it took.
+
+    Rounds are kept apart (not only pooled) because they are the unit of noise: a
+    busy machine slows a whole round, so intervals resample rounds (validate.intervals)."""
+
+    samples: tuple[RequestSample, ...]
+    duration_s: float
+
+
+@dataclass(frozen=True)
 class LoadSummary:
     """One load level (a concurrency or a rate) on one side (production or candidate)."""
 
@@ -71,14 +82,25 @@ class LoadSummary:
     samples_ttft: tuple[float, ...] = field(default=(), repr=False)
     samples_e2e: tuple[float, ...] = field(default=(), repr=False)
     input_tokens_per_s: float = 0.0
+    rounds: tuple[Round, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
 
+    @property
+    def answered(self) -> int:
+        """Requests that were answered: the samples the speed figures stand on."""
+        return self.requests - self.errors
+
     def to_json(self) -> dict[str, Any]:
-        body = asdict(self)
+        body = asdict(replace(self, rounds=()))
+        del body["rounds"]  # every sample again; the per-round figures below say enough
         body["error_rate"] = self.error_rate
+        body["rounds_output_tokens_per_s"] = [
+            sum(s.output_tokens for s in r.samples if s.ok) / max(r.duration_s, 1e-9)
+            for r in self.rounds
+        ]
         return body
 
 
@@ -103,12 +125,15 @@ def summarize(label: str, samples: Sequence[RequestSample], *, duration_s: float
         samples_ttft=tuple(ttfts),
         samples_e2e=tuple(e2es),
         input_tokens_per_s=sum(s.input_tokens for s in ok) / seconds,
+        rounds=(Round(tuple(samples), duration_s),),
     )
 
 
 def merge_summaries(
     label: str, parts: Sequence[tuple[Sequence[RequestSample], float]]
 ) -> LoadSummary:
-    """One summary of several rounds of the same level (samples pooled, times added)."""
+    """One summary of several rounds of the same level (samples pooled, times added; the
+    rounds kept for intervals)."""
     samples = [s for part, _ in parts for s in part]
-    return summarize(label, samples, duration_s=sum(seconds for _, seconds in parts))
+    pooled = summarize(label, samples, duration_s=sum(seconds for _, seconds in parts))
+    return replace(pooled, rounds=tuple(Round(tuple(part), seconds) for part, seconds in parts))
