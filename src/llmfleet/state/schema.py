@@ -16,15 +16,20 @@ from llmfleet.state.tables import SCHEMA_VERSION, SERIAL_COUNTER, counters, meta
 SCHEMA_LOCK_KEY = 0x6C6C6D66  # "llmf": any constant shared by every llmfleet
 
 
-def ensure_schema(engine: Engine, *, where: str) -> None:
+def ensure_schema(engine: Engine, *, where: str, lost: StateError | None = None) -> None:
     """Make sure ``engine``'s database holds our schema at a version we can read.
 
-    A complete schema is only read, so opening never waits for a writer.
+    A complete schema is only read, so opening never waits for a writer. An empty
+    database where a state existed raises ``lost`` before anything is written: a
+    silent fresh start would lose the history, and writing an empty file another
+    process holds open only waits for the busy timeout.
     """
     with reading(engine) as conn:
         existing = set(inspect(conn).get_table_names())
         if existing:
             _check_ours(conn, existing, where=where)
+    if not existing and lost is not None:
+        raise lost
     if set(metadata.tables) <= existing:
         return
     with writing(engine) as conn:

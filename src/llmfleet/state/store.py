@@ -13,8 +13,10 @@ refused inside the same transaction that would have recorded it.
 from __future__ import annotations
 
 import getpass
+import logging
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from llmfleet.errors import FleetError, StateCorruptError
 from llmfleet.state import journal, keys, locking, measurements, revisions
 from llmfleet.state.connection import (
     Target,
@@ -42,7 +45,8 @@ from llmfleet.state.records import (
     RevisionKind,
 )
 from llmfleet.state.schema import ensure_schema
-from llmfleet.state.translate import translating
+from llmfleet.state.snapshots import Shelf, holds_no_tables
+from llmfleet.state.translate import _no_recovery, translating
 
 Clock = Callable[[], datetime]
 
@@ -61,11 +65,20 @@ def current_user() -> str:
 class StateStore:
     """The state database of one fleet. Synchronous; safe to share between threads."""
 
-    def __init__(self, *, engine: Engine, target: Target, identity: Identity, clock: Clock):
-        self._engine = engine
+    def __init__(
+        self,
+        *,
+        engine: Engine | None,
+        target: Target,
+        identity: Identity,
+        clock: Clock,
+        shelf: Shelf | None = None,
+    ):
+        self._engine: Engine = engine  # type: ignore[assignment]  # set by open() at once
         self._target = target
         self._identity = identity
         self._clock = clock
+        self._shelf = shelf
 
     @classmethod
     def open(
@@ -88,15 +101,22 @@ class StateStore:
             url, base_dir=base_dir, busy_timeout_s=busy_timeout_s,
             connect_timeout_s=connect_timeout_s,
         )  # fmt: skip
-        with translating(target):
-            engine = create_state_engine(target)
+        shelf = Shelf.beside(target.sqlite_path) if target.sqlite_path else None
+        store = cls(
+            engine=None, target=target, identity=Identity.of_this_process(user or current_user()),
+            clock=clock, shelf=shelf,
+        )  # fmt: skip
+        with store._translating():
+            store._engine = engine = create_state_engine(target)
             try:
-                ensure_schema(engine, where=target.display)
+                lost = store._lost_state()
+                if lost and target.sqlite_path and holds_no_tables(target.sqlite_path):
+                    raise lost
+                ensure_schema(engine, where=target.display, lost=lost)
             except BaseException:
                 engine.dispose()
                 raise
-        identity = Identity.of_this_process(user or current_user())
-        return cls(engine=engine, target=target, identity=identity, clock=clock)
+        return store
 
     @property
     def where(self) -> str:
@@ -114,15 +134,46 @@ class StateStore:
     ) -> None:
         self.close()
 
+    def _translating(self) -> AbstractContextManager[None]:
+        recovery = self._shelf.lost_state_hint if self._shelf else _no_recovery
+        return translating(self._target, recovery)
+
+    def _lost_state(self) -> StateCorruptError | None:
+        """The error for an empty database beside snapshots (a state existed); see
+        ``snapshots`` for why snapshots are the mark of a state that existed."""
+        hint = self._shelf.lost_state_hint() if self._shelf else None
+        if hint is None:
+            return None
+        return StateCorruptError(
+            f"the state database {self.where} is empty (truncated or deleted), but it held "
+            "a state: no command will start it again from serial 0",
+            hint=hint,
+        )
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with translating(self._target), writing(self._engine) as conn:
+        with self._translating(), writing(self._engine) as conn:
             yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with translating(self._target), reading(self._engine) as conn:
+        with self._translating(), reading(self._engine) as conn:
             yield conn
+
+    def _snapshot(self) -> None:
+        """Keep a copy of the state just written (SQLite files only). A failed copy
+        (disk full) is logged, never fails the write it follows: that is committed."""
+        if self._shelf is None:
+            return
+        try:
+            with self._engine.connect() as conn:
+                raw = conn.connection.driver_connection
+                assert isinstance(raw, sqlite3.Connection)
+                self._shelf.take(raw)
+        except (OSError, sqlite3.Error, FleetError) as exc:
+            logging.getLogger(__name__).warning(
+                "could not keep a snapshot of the state in %s: %s", self._shelf.folder, exc
+            )
 
     # -- revisions -----------------------------------------------------------
 
@@ -171,9 +222,11 @@ class StateStore:
             parent_serial=parent_serial,
         )  # fmt: skip
         with self._write() as conn:
-            return revisions.insert_revision(
+            revision = revisions.insert_revision(
                 conn, new, expected_serial=expected_serial, now=self._clock()
             )
+        self._snapshot()
+        return revision
 
     # -- locks ---------------------------------------------------------------
 
@@ -262,9 +315,11 @@ class StateStore:
     ) -> tuple[ApiKey, str]:
         """Create a key; returns it and its secret, which is shown once and never stored."""
         with self._write() as conn:
-            return keys.insert_key(
+            created = keys.insert_key(
                 conn, name=name, services=services, rpm=rpm, tpm=tpm, now=self._clock()
             )
+        self._snapshot()
+        return created
 
     def list_keys(self) -> list[ApiKey]:
         """Every key, revoked ones too, oldest first; never a secret."""
@@ -274,7 +329,9 @@ class StateStore:
     def revoke_key(self, key: int | str) -> ApiKey:
         """Revoke a key by id, display prefix or active name."""
         with self._write() as conn:
-            return keys.revoke(conn, key, now=self._clock())
+            revoked = keys.revoke(conn, key, now=self._clock())
+        self._snapshot()
+        return revoked
 
     def verify_key(self, secret: str) -> ApiKey | None:
         """The active key with this secret, or None."""

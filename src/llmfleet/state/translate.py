@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
 from urllib.parse import quote
@@ -36,17 +36,34 @@ def _database_errors() -> tuple[type[BaseException], ...]:
     return DATABASE_ERRORS + ((psycopg.Error,) if psycopg is not None else ())
 
 
+Recovery = Callable[[], str | None]
+
+
+def _no_recovery() -> str | None:
+    return None
+
+
 @contextmanager
-def translating(target: Target) -> Iterator[None]:
-    """Re-raise any database exception from the block as a ``StateError``."""
+def translating(target: Target, recovery: Recovery = _no_recovery) -> Iterator[None]:
+    """Re-raise any database exception from the block as a ``StateError``.
+
+    ``recovery`` says how to get a damaged state back (the snapshot to restore), if
+    anything can; it is asked only when the database turns out to be damaged.
+    """
     try:
         yield
+    except StateCorruptError as exc:
+        exc.hint = recovery() or exc.hint
+        raise
     except FleetError:
         raise
     except Exception as exc:
         if not isinstance(exc, _database_errors()):
             raise
-        raise translate(exc, target) from exc
+        error = translate(exc, target)
+        if isinstance(error, StateCorruptError):
+            error.hint = recovery() or error.hint
+        raise error from exc
 
 
 def translate(exc: BaseException, target: Target) -> StateError:
