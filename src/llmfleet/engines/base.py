@@ -43,6 +43,8 @@ class ContainerSpec:
     args: tuple[str, ...]
     port: int
     env: Mapping[str, str] = field(default_factory=dict)
+    api_key_env: str | None = None
+    """As ``LaunchCommand.api_key_env``; the cluster sets it from a Secret."""
 
 
 @dataclass(frozen=True)

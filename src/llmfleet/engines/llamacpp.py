@@ -173,6 +173,7 @@ class LlamaCppAdapter:
             args=args,
             port=CONTAINER_PORT,
             env=dict(service.engine.env),
+            api_key_env=API_KEY_ENV,
         )
 
     def continuation_fields(self) -> Mapping[str, Any]:

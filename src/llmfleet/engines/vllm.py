@@ -161,6 +161,7 @@ class VllmAdapter:
             args=args,
             port=CONTAINER_PORT,
             env=dict(service.engine.env),
+            api_key_env=API_KEY_ENV,
         )
 
     def continuation_fields(self) -> Mapping[str, Any]:

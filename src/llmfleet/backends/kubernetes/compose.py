@@ -1,0 +1,76 @@
+"""The same containers as a docker-compose file, for a team on a few Docker hosts; pure.
+
+One compose service per replica-set (``deploy.replicas``), the model fetched by
+a one-shot service each engine waits for, engines on an internal network only
+the gateway shares, and the gateway's port published. Engine keys come from
+the environment of whoever runs compose (``LLMFLEET_KEY_SERVICE``), never the file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmfleet.backends.kubernetes.context import MODELS_MOUNT, RenderContext
+from llmfleet.backends.kubernetes.names import model_link
+from llmfleet.backends.kubernetes.workloads import FETCH_MODULE, grace_period_s, model_uri
+from llmfleet.engines.registry import get_adapter
+
+
+def key_variable(name: str) -> str:
+    return "LLMFLEET_KEY_" + name.upper().replace("-", "_")
+
+
+def render_compose(ctx: RenderContext) -> dict[str, Any]:
+    services: dict[str, Any] = {}
+    volumes: dict[str, Any] = {}
+    for name, service in sorted(ctx.environment.services.items()):
+        container = get_adapter(service.engine.kind).container(
+            service, model_uri=model_uri(name, service), served_name=name
+        )
+        env = dict(container.env)
+        if container.api_key_env is not None:
+            env[container.api_key_env] = f"${{{key_variable(name)}:?set it to the engine key}}"
+        engine: dict[str, Any] = {
+            "image": container.image,
+            "command": list(container.args),
+            "environment": env,
+            "networks": ["engines"],
+            "user": "65532:65532",
+            "read_only": True,
+            "tmpfs": ["/tmp"],  # noqa: S108 - the container's own tmpfs
+            "stop_grace_period": f"{grace_period_s(service)}s",
+            "deploy": {"replicas": service.replicas},
+        }
+        if service.model.scheme != "sim":
+            volumes[f"{name}-models"] = {}
+            mount = f"{name}-models:{MODELS_MOUNT}"
+            services[f"{name}-fetch"] = {
+                "image": ctx.image,
+                "command": ["python", "-m", FETCH_MODULE, "--source", service.model.source,
+                            "--root", MODELS_MOUNT, "--link", model_link(name),
+                            *(["--sha256", service.model.sha256] if service.model.sha256 else [])],
+                "volumes": [mount],
+                "user": "65532:65532",
+            }  # fmt: skip
+            engine["volumes"] = [f"{mount}:ro"]
+            engine["depends_on"] = {
+                f"{name}-fetch": {"condition": "service_completed_successfully"}
+            }
+        services[name] = engine
+    gateway = ctx.environment.gateway
+    services["gateway"] = {
+        "image": ctx.image,
+        "command": ["python", "-m", "llmfleet.gateway", "--environment", ctx.environment.name,
+                    "--host", "0.0.0.0", "--port", str(gateway.port)],
+        "ports": [f"{gateway.host}:{gateway.port}:{gateway.port}"],
+        "networks": ["engines", "default"],
+        "user": "65532:65532",
+        "read_only": True,
+        "deploy": {"replicas": 1},
+    }  # fmt: skip
+    return {
+        "name": f"{ctx.fleet}-{ctx.environment.name}",
+        "services": services,
+        "networks": {"engines": {"internal": True}, "default": {}},
+        "volumes": volumes,
+    }

@@ -1,0 +1,162 @@
+"""The environment's gateway in the cluster: its identity, its config, its pods; pure.
+
+The gateway finds replicas by watching the EndpointSlices of each service's
+headless Service, so its Role allows exactly that: list and watch
+EndpointSlices, in its own namespace. Engine keys reach it as files from the
+engines' Secrets, the state URL (API keys) as a variable from a Secret: neither
+is ever in a manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from llmfleet.backends.kubernetes import pods
+from llmfleet.backends.kubernetes.context import RenderContext
+from llmfleet.backends.kubernetes.labels import GATEWAY as COMPONENT
+from llmfleet.backends.kubernetes.names import GATEWAY, KEY_FIELD, engine_key_secret, engine_name
+from llmfleet.backends.kubernetes.services import disruption_budget
+from llmfleet.spec.model import IN_PLACE_FIELDS
+
+CONFIG_MOUNT = "/etc/llmfleet"
+KEYS_MOUNT = "/etc/llmfleet/engine-keys"
+STATE_URL_KEY = "url"
+
+
+def gateway_objects(ctx: RenderContext, ports: dict[str, int]) -> list[dict[str, Any]]:
+    """ServiceAccount, Role, RoleBinding, ConfigMap, Deployment, Service and (2+ pods) PDB."""
+    meta = ctx.owner.metadata(GATEWAY, ctx.namespace, COMPONENT)
+    objects = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta,
+         "automountServiceAccountToken": False},
+        _role(meta),
+        _role_binding(ctx, meta),
+        _config_map(ctx, meta, ports),
+        _deployment(ctx, meta),
+        _service(ctx, meta),
+    ]  # fmt: skip
+    if ctx.environment.backend.gateway_replicas >= 2:
+        selector = ctx.owner.selector(COMPONENT)
+        objects.append(
+            disruption_budget(
+                ctx, name=GATEWAY, component=COMPONENT, selector=selector, service=None
+            )
+        )
+    return objects
+
+
+def _role(meta: dict[str, Any]) -> dict[str, Any]:
+    rule = {
+        "apiGroups": ["discovery.k8s.io"],
+        "resources": ["endpointslices"],
+        "verbs": ["list", "watch"],
+    }
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
+            "rules": [rule]}  # fmt: skip
+
+
+def _role_binding(ctx: RenderContext, meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": GATEWAY},
+        "subjects": [{"kind": "ServiceAccount", "name": GATEWAY, "namespace": ctx.namespace}],
+    }
+
+
+def _config_map(ctx: RenderContext, meta: dict[str, Any], ports: dict[str, int]) -> dict[str, Any]:
+    """What the gateway routes by: each service's gateway settings and where its pods are."""
+    services = {
+        name: {
+            "config": service.model_dump(mode="json", include=set(IN_PLACE_FIELDS)),
+            "endpoints": {"service": engine_name(name), "port": ports[name]},
+            "key_file": f"{KEYS_MOUNT}/{name}",
+        }
+        for name, service in sorted(ctx.environment.services.items())
+    }
+    body = json.dumps({"environment": ctx.environment.name, "services": services},
+                      indent=2, sort_keys=True)  # fmt: skip
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+            "data": {"services.json": body}}  # fmt: skip
+
+
+def _deployment(ctx: RenderContext, meta: dict[str, Any]) -> dict[str, Any]:
+    gateway = ctx.environment.gateway
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": ctx.environment.backend.gateway_replicas,
+            "selector": {"matchLabels": ctx.owner.selector(COMPONENT)},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": ctx.owner.pod_labels(COMPONENT)},
+                "spec": {
+                    "serviceAccountName": GATEWAY,
+                    "automountServiceAccountToken": True,  # it watches EndpointSlices
+                    "enableServiceLinks": False,
+                    "securityContext": pods.pod_security(),
+                    "containers": [_container(ctx, gateway.port)],
+                    "volumes": _volumes(ctx),
+                },
+            },
+        },
+    }  # fmt: skip
+
+
+def _container(ctx: RenderContext, port: int) -> dict[str, Any]:
+    args = ["--environment", ctx.environment.name, "--host", "0.0.0.0", "--port", str(port),
+            "--kubernetes-config", f"{CONFIG_MOUNT}/services.json"]  # fmt: skip
+    env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}]  # noqa: S108
+    secret = ctx.environment.backend.state_secret
+    if secret is not None:
+        ref = {"secretKeyRef": {"name": secret, "key": STATE_URL_KEY}}
+        env.append({"name": "LLMFLEET_STATE_URL", "valueFrom": ref})
+    health = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 2}
+    return {
+        "name": "gateway",
+        "image": ctx.image,
+        "command": ["python", "-m", "llmfleet.gateway"],
+        "args": args,
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "env": env,
+        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": pods.container_security(),
+        "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 2},
+        "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 6},
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+            {"name": "engine-keys", "mountPath": KEYS_MOUNT, "readOnly": True},
+            pods.tmp_mount(),
+        ],
+    }
+
+
+def _volumes(ctx: RenderContext) -> list[dict[str, Any]]:
+    keys = [
+        {"secret": {"name": engine_key_secret(name),
+                    "items": [{"key": KEY_FIELD, "path": name}]}}
+        for name in sorted(ctx.environment.services)
+    ]  # fmt: skip
+    return [
+        {"name": "config", "configMap": {"name": GATEWAY}},
+        {"name": "engine-keys", "projected": {"sources": keys, "defaultMode": 0o440}},
+        pods.tmp_volume(),
+    ]
+
+
+def _service(ctx: RenderContext, meta: dict[str, Any]) -> dict[str, Any]:
+    port = ctx.environment.gateway.port
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "selector": ctx.owner.selector(COMPONENT),
+            "ports": [{"name": "http", "port": port, "targetPort": "http"}],
+        },
+    }
