@@ -359,6 +359,9 @@ def unlock(spec_file: SpecFile = DEFAULT_SPEC, yes: Yes = False) -> None:
 from llmfleet.cli.keys import keys_app  # noqa: E402 - registered after the core commands
 
 app.add_typer(keys_app, name="keys")
+from llmfleet.cli.state import state_app  # noqa: E402 - same reason
+
+app.add_typer(state_app, name="state")
 from llmfleet.cli.observe import register_observe  # noqa: E402 - same reason
 
 register_observe(app)
