@@ -110,7 +110,7 @@ def test_changed_field_is_a_rolling_replace_with_a_ready_replica_at_every_moment
     plan = fleet.run("plan", "--detailed-exitcode", check=False)
     assert plan.returncode == 2
     assert plan.stdout.count("-/+ chat[") == 2
-    assert "engine.version: '1.0.0' -> '1.1.0'" in plan.stdout
+    assert "engine.version: 1.0.0 -> 1.1.0" in plan.stdout
     lowest = watch_ready_count(fleet, lambda: fleet.run("apply", "--yes"))
     assert lowest >= 1
     after = fleet.ready()

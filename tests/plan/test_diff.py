@@ -123,7 +123,7 @@ def test_engine_version_change_replaces_each_replica_with_the_field_as_reason() 
     old = env(chat=service(version="1.0.0"))
     plan = make_plan(env(chat=service(version="1.1.0")), converged(old))
     assert [a.op for a in plan.actions] == [Op.REPLACE, Op.REPLACE]
-    assert plan.actions[0].reasons == ("engine.version: '1.0.0' -> '1.1.0'",)
+    assert plan.actions[0].reasons == ("engine.version: 1.0.0 -> 1.1.0",)
     assert all(a.replica_id for a in plan.actions)
 
 
@@ -131,7 +131,7 @@ def test_routing_change_is_an_in_place_update_not_a_replace() -> None:
     old = env(chat=service())
     plan = make_plan(env(chat=service(strategy="round-robin")), converged(old))
     assert ops(plan) == [("update", "service", "service chat")]
-    assert plan.actions[0].reasons == ("routing.strategy: 'least-load' -> 'round-robin'",)
+    assert plan.actions[0].reasons == ("routing.strategy: least-load -> round-robin",)
 
 
 def test_label_change_is_in_place() -> None:
@@ -248,7 +248,7 @@ def test_plan_json_round_trip() -> None:
 def test_field_changes_nested_and_unset() -> None:
     assert field_changes({"a": {"b": 1}, "c": None}, {"a": {"b": 2}, "c": "x"}) == [
         "a.b: 1 -> 2",
-        "c: (unset) -> 'x'",
+        "c: null -> x",
     ]
 
 

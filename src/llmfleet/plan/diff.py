@@ -16,6 +16,7 @@ from llmfleet import __version__
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.plan.model import Action, Op, Plan, Target
 from llmfleet.spec.model import IN_PLACE_FIELDS, REPLACE_FIELDS, ResolvedEnvironment, ServiceSpec
+from llmfleet.spec.spelling import spec_key, spelt
 
 PREFERENCE = {
     ReplicaState.READY: 0,
@@ -53,7 +54,7 @@ def field_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = 
     """Human lines ``path: old -> new`` for every leaf that differs; pure."""
     lines: list[str] = []
     for key in sorted(set(old) | set(new)):
-        path = f"{prefix}{key}"
+        path = f"{prefix}{spec_key(key)}"
         before, after = old.get(key), new.get(key)
         if isinstance(before, Mapping) and isinstance(after, Mapping):
             lines += field_changes(before, after, prefix=path + ".")
@@ -63,7 +64,8 @@ def field_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = 
 
 
 def _show(value: Any) -> str:
-    return "(unset)" if value is None else repr(value) if isinstance(value, str) else str(value)
+    """As fleet.yaml spells it (``for: 1m``, ``null``), never a Python repr."""
+    return spelt(value)
 
 
 def plan_changes(

@@ -1,0 +1,75 @@
+"""Values as fleet.yaml spells them, for lines such as a plan's ``for: 1m -> 5m``; pure.
+
+Specs are compared as ``model_dump(mode="json")`` data, whose keys are Python field
+names (``for_``, as ``for`` is a keyword) and whose values print as Python reprs
+(``None``, ``'1m'``) when formatted with ``str``. A person wrote YAML, so that is what
+they are shown: flow style (``{kind: replica_down, for: 5m}``, ``[--tps, "500"]``),
+``null``, ``true``, and a string quoted only where YAML
+would otherwise read it as something else (``"500"``, ``"1.20"``, ``"true"``).
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+_FLOW_UNSAFE = re.compile(r"[,\[\]{}#]|: |:$|^[\s!&*|>%@`'\"?]|\s$")
+
+
+def spec_key(key: object) -> str:
+    """``for_`` -> ``for``: a field named after a Python keyword is spelt without its ``_``."""
+    name = str(key)
+    if name.endswith("_") and keyword.iskeyword(name[:-1]):
+        return name[:-1]
+    return name
+
+
+def spelt(value: Any) -> str:
+    """``value`` in YAML flow style, keys by their spec names."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = repr(value)  # YAML 1.1 reads 5e-324 as a string: it wants 5.0e-324
+        return text.replace("e", ".0e", 1) if "e" in text and "." not in text else text
+    if isinstance(value, str):
+        return _spelt_string(value)
+    if isinstance(value, Mapping):
+        items = ", ".join(f"{_spelt_string(spec_key(k))}: {spelt(v)}" for k, v in value.items())
+        return "{" + items + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(spelt(item) for item in value) + "]"
+    return _spelt_string(str(value))
+
+
+def _spelt_string(text: str) -> str:
+    """Bare where YAML reads the text back as this very string, else double-quoted."""
+    if not text or not text.isprintable() or _FLOW_UNSAFE.search(text):
+        return _quoted(text)
+    try:
+        read_back = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return _quoted(text)
+    return text if read_back == text else _quoted(text)
+
+
+def _quoted(text: str) -> str:
+    """A YAML double-quoted scalar; what cannot be printed is escaped (YAML's \\u, \\U)."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        elif ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
