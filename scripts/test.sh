@@ -23,6 +23,9 @@ bash scripts/ensure-postgres.sh
 step "making sure promtool is installed (the alert-rule export is checked with it)"
 bash scripts/ensure-promtool.sh
 
+step "making sure chromium is installed (the HTML validation report is checked in a headless browser)"
+bash scripts/ensure-chromium.sh
+
 step "installing the real llama-server and model (first time: about 6 minutes to build)"
 .venv/bin/llmfleet fetch -f examples/quickstart.yaml
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # the release machinery (numpy, aiohttp) loads only when a co
     from llmfleet.validate.stats import LoadSummary
 
 PRODUCTION = "production"
+INCONCLUSIVE_EXIT = 4
+"""`validate`'s exit status when the gate could not tell (3 is a failed gate)"""
 
 SpecFile = Annotated[Path, typer.Option("--file", "-f", help="the fleet spec")]
 Services = Annotated[list[str] | None, typer.Argument(help="services (default: all)")]
@@ -71,12 +73,21 @@ def validate(
 
     with release_context(spec_file) as ctx:
         result = run_validation(ctx, services or [], keep=keep)
+    from llmfleet.validate.gate import Outcome
+
     for report in result.services:
         render_report(console, report)
     console.print(f"report: {result.html_path}\n        {result.json_path}")
-    if not result.passed:
+    if result.outcome is Outcome.FAIL:
         console.print("[bold red]validation FAILED[/]: production is untouched")
         raise typer.Exit(3)
+    if result.outcome is Outcome.INCONCLUSIVE:
+        console.print(
+            "[bold yellow]validation INCONCLUSIVE[/]: the speed figures are too few or too "
+            "noisy to tell a pass from a fail; production is untouched. Run longer "
+            "(validation.speed.duration_s or rounds) and validate again."
+        )
+        raise typer.Exit(INCONCLUSIVE_EXIT)
     console.print(
         f"[bold green]validation passed[/] (candidate revision {result.candidate_serial});"
         " next: [bold]llmfleet promote[/]"
@@ -244,7 +255,7 @@ def render_speed(out: Console, sides: dict[str, dict[str, LoadSummary]]) -> None
         "TTFT p50/p95/p99 ms",
         "ITL p50/p95 ms",
         "e2e p50/p95/p99 ms",
-        "tok/s",
+        "tok/s [95% interval]",
         "req/s",
     ):
         table.add_column(column)
@@ -258,28 +269,45 @@ def render_speed(out: Console, sides: dict[str, dict[str, LoadSummary]]) -> None
                 _ms(s.ttft.p50, s.ttft.p95, s.ttft.p99),
                 _ms(s.itl.p50, s.itl.p95),
                 _ms(s.e2e.p50, s.e2e.p95, s.e2e.p99),
-                f"{s.output_tokens_per_s:.1f}",
+                _throughput(s),
                 f"{s.requests_per_s:.2f}",
             )
     out.print(table)
+
+
+def _throughput(summary: LoadSummary) -> str:
+    """Output tokens per second with its bootstrap interval over rounds and answers."""
+    from llmfleet.validate.intervals import Metric, interval_of
+
+    found = interval_of(Metric.THROUGHPUT, summary.rounds)
+    if found.point != found.point or found.low != found.low:
+        return f"{summary.output_tokens_per_s:.1f}"
+    return f"{found.point:.1f} [{found.low:.1f}, {found.high:.1f}]"
 
 
 def _ms(*values: float) -> str:
     return "/".join("-" if v != v else f"{v * 1000:.0f}" for v in values)
 
 
+OUTCOME_STYLES = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+
+
 def render_report(out: Console, report: ServiceReport) -> None:
-    verdict = Text("PASS", style="bold green") if report.passed else Text("FAIL", style="bold red")
+    outcome = report.outcome.value
+    verdict = Text(outcome.upper(), style=f"bold {OUTCOME_STYLES[outcome]}")
     out.print(Text(f"{report.service}: ") + verdict)
+    for change in report.changes:
+        out.print(
+            Text(f"  changes {change.field}: {change.production} -> {change.candidate}"),
+            highlight=False,
+        )
     table = Table(show_header=True)
     for column in ("check", "verdict", "observed vs limit"):
         table.add_column(column)
     for v in report.verdicts:
-        table.add_row(
-            v.check,
-            Text("pass", style="green") if v.passed else Text("FAIL", style="red"),
-            v.detail,
-        )
+        word = v.outcome.value
+        shown = word if v.passed else word.upper()
+        table.add_row(v.check, Text(shown, style=OUTCOME_STYLES[word]), Text(v.detail))
     out.print(table)
     for case in report.candidate_quality:
         if not case.passed:

@@ -2,36 +2,28 @@
 
 The validation report shows where each side's tokens get cheaper as concurrency
 rises (a replica costs the same per hour however busy it is). The figure is
-made with matplotlib's object API (``Figure``, no pyplot and so no global
-figure state) and written as SVG text, with no date and stable ids, so the
-same numbers give the same page. matplotlib is imported only when a plot is made.
+made and written as SVG by ``llmfleet.plots``, like every plot of the reports.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 
-COLORS = {"production": "#4c78a8", "candidate": "#f58518"}
+from llmfleet.plots import SIDE_COLORS, figure_svg, new_figure
 
 
 def cost_plot_svg(
     series: Mapping[str, Sequence[tuple[int, float]]], *, currency: str, title: str
 ) -> str:
     """An ``<svg>`` element: one line per side through its (concurrency, price) points."""
-    from matplotlib import rc_context
-    from matplotlib.backends.backend_svg import FigureCanvasSVG
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5.2, 3.2))
-    FigureCanvasSVG(figure)
+    figure = new_figure(5.2, 3.2)
     axes = figure.add_subplot()
     for side, points in series.items():
         ordered = sorted(points)
         if not ordered:
             continue
         xs, ys = [x for x, _ in ordered], [y for _, y in ordered]
-        axes.plot(xs, ys, marker="o", label=side, color=COLORS.get(side))
+        axes.plot(xs, ys, marker="o", label=side, color=SIDE_COLORS.get(side))
     axes.set_xscale("log", base=2)
     levels = sorted({x for points in series.values() for x, _ in points})
     axes.set_xticks(levels, [str(x) for x in levels])
@@ -42,9 +34,4 @@ def cost_plot_svg(
     axes.grid(True, alpha=0.3)
     if series:
         axes.legend()
-    figure.tight_layout()
-    out = io.StringIO()
-    with rc_context({"svg.hashsalt": "llmfleet", "svg.fonttype": "none"}):
-        figure.savefig(out, format="svg", metadata={"Date": None})
-    text = out.getvalue()
-    return text[text.index("<svg") :]
+    return figure_svg(figure)

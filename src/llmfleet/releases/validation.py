@@ -35,6 +35,8 @@ from llmfleet.validate.assess import (
     Sides,
     assess_service,
 )
+from llmfleet.validate.changes import service_changes
+from llmfleet.validate.gate import Outcome, outcome_of
 from llmfleet.validate.report import write_reports
 from llmfleet.validate.suites import QualitySuite, load_suite
 
@@ -50,6 +52,11 @@ class ValidationResult:
     @property
     def passed(self) -> bool:
         return all(r.passed for r in self.services)
+
+    @property
+    def outcome(self) -> Outcome:
+        """fail when any check failed; inconclusive when the rest could not tell; pass."""
+        return outcome_of([v for r in self.services for v in r.verdicts])
 
 
 VALIDATION_KEY = "llmfleet-validation"  # the name of the suites' own API key
@@ -183,6 +190,7 @@ async def _assess_all(
                 suite=suites[name],
                 sides=sides,
                 similarity=similarity,
+                changes=service_changes(prod_env.services.get(name), target),
             )
         )
     return reports
@@ -258,11 +266,14 @@ def _record(
     payload = {
         "started_event": started_id,
         "passed": all(r.passed for r in reports),
+        "outcome": outcome_of([v for r in reports for v in r.verdicts]).value,
         "services": {
             r.service: {
                 "candidate_hash": r.candidate_hash,
                 "passed": r.passed,
+                "outcome": r.outcome.value,
                 "failed_checks": [v.check for v in r.verdicts if not v.passed],
+                "changes": [c.to_json() for c in r.changes],
             }
             for r in reports
         },

@@ -13,7 +13,16 @@ from typing import Any
 
 from llmfleet.costs.formulas import per_million
 from llmfleet.spec.validation import GateSpec, ValidationSpec, impossible_thresholds
-from llmfleet.validate.gate import Evidence, SideMetrics, Verdict, judge_gate, passed
+from llmfleet.validate.changes import SpecChange
+from llmfleet.validate.gate import (
+    Evidence,
+    Outcome,
+    SideMetrics,
+    Verdict,
+    judge_gate,
+    outcome_of,
+    passed,
+)
 from llmfleet.validate.quality import Agreement, CaseResult, judge_agreement, judge_case, pass_rate
 from llmfleet.validate.runner import Reply, ask_cases, measure_speed
 from llmfleet.validate.similarity import Embedder
@@ -35,10 +44,17 @@ class ServiceReport:
     production_speed: dict[str, LoadSummary] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     costs: SideCosts | None = None
+    changes: tuple[SpecChange, ...] = ()
+    """what the candidate changes against production's running spec"""
 
     @property
     def passed(self) -> bool:
         return passed(self.verdicts)
+
+    @property
+    def outcome(self) -> Outcome:
+        """pass, fail, or inconclusive (speed too noisy or too few answers to tell)."""
+        return outcome_of(self.verdicts)
 
     def cost_per_mtok(self, side: str) -> dict[str, float | None]:
         """Per level, the side's price per million output tokens (None: unpriced or idle)."""
@@ -67,6 +83,8 @@ class ServiceReport:
             "service": self.service,
             "candidate_hash": self.candidate_hash,
             "passed": self.passed,
+            "outcome": self.outcome.value,
+            "changes": [c.to_json() for c in self.changes],
             "verdicts": [v.to_json() for v in self.verdicts],
             "quality": {
                 "candidate": cases(self.candidate_quality),
@@ -151,6 +169,7 @@ async def assess_service(
     suite: QualitySuite | None,
     sides: Sides,
     similarity: Similarity,
+    changes: tuple[SpecChange, ...] = (),
 ) -> ServiceReport:
     """Run the quality then the speed suite on both sides, and judge the gate."""
     gate = validation.gate
@@ -197,6 +216,7 @@ async def assess_service(
         speed["production"],
         tuple(impossible_thresholds(gate)) + _replica_note(sides, validation),
         sides.costs,
+        changes,
     )
 
 

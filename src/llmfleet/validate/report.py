@@ -1,7 +1,8 @@
 """Validation reports on disk: JSON for machines, a self-contained HTML page for people.
 
 The HTML has no external links (this machine may be offline): plots are inline
-SVG drawn here. ``write_reports`` is the only side effect (two files).
+SVG made by matplotlib (validate.plots). ``write_reports`` is the only side effect
+(two files).
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from llmfleet.validate.assess import ServiceReport
-from llmfleet.validate.stats import LoadSummary
+from llmfleet.validate.gate import Outcome, outcome_of
+from llmfleet.validate.intervals import Interval, Metric, interval_of
+from llmfleet.validate.plots import latency_svg, throughput_svg
 
-COLORS = {"production": "#4c78a8", "candidate": "#f58518"}
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}"
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
     "text-align:left;vertical-align:top}.pass{color:#2a7d2a;font-weight:bold}"
-    ".fail{color:#c0392b;font-weight:bold}pre{white-space:pre-wrap;margin:0;max-width:500px}"
+    ".fail{color:#c0392b;font-weight:bold}.inconclusive{color:#a66300;font-weight:bold}"
+    "pre{white-space:pre-wrap;margin:0;max-width:500px}figure{margin:1em 0}"
+    "code{background:#f4f4f4;padding:0 3px}"
 )
+WORDS = {Outcome.PASS: "PASS", Outcome.FAIL: "FAIL", Outcome.INCONCLUSIVE: "INCONCLUSIVE"}
 
 
 def write_reports(
@@ -33,6 +38,7 @@ def write_reports(
     body = {
         **meta,
         "passed": all(r.passed for r in reports),
+        "outcome": outcome_of([v for r in reports for v in r.verdicts]).value,
         "services": [r.to_json() for r in reports],
     }
     json_path, html_path = directory / "report.json", directory / "report.html"
@@ -47,34 +53,109 @@ def _number(value: Any) -> Any:
 
 def render_html(reports: Sequence[ServiceReport], meta: dict[str, Any]) -> str:
     """The whole page; pure."""
+    names = [str(n) for n in meta.get("services") or [r.service for r in reports]]
+    title = f"Validation of {html.escape(spoken_list(names))}"
     parts = [
-        f"<!doctype html><meta charset=utf-8><title>llmfleet validation</title>"
-        f"<style>{STYLE}</style><h1>Validation of {html.escape(str(meta.get('services')))}</h1>",
+        f"<!doctype html><meta charset=utf-8><title>llmfleet: {title}</title>"
+        f"<style>{STYLE}</style><h1>{title}</h1>",
         f"<p>{html.escape(str(meta.get('started_at', '')))} &middot; "
-        f"candidate revision {meta.get('candidate_serial')} &middot; production revision "
-        f"{meta.get('production_serial')}</p>",
+        f"candidate revision {html.escape(str(meta.get('candidate_serial', '-')))} (staging) "
+        f"against production revision {html.escape(str(meta.get('production_serial', '-')))}</p>",
     ]
     for report in reports:
         parts += _service_section(report)
     return "\n".join(parts)
 
 
+def spoken_list(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    if len(names) <= 1:
+        return "".join(names) or "no services"
+    return f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _service_section(report: ServiceReport) -> list[str]:
-    verdict = "<span class=pass>PASS</span>" if report.passed else "<span class=fail>FAIL</span>"
-    parts = [f"<h2>{html.escape(report.service)}: {verdict}</h2>", _verdict_table(report)]
+    outcome = report.outcome
+    verdict = f"<span class={outcome.value}>{WORDS[outcome]}</span>"
+    parts = [f"<h2>{html.escape(report.service)}: {verdict}</h2>"]
+    if outcome is Outcome.INCONCLUSIVE:
+        parts.append(
+            "<p class=inconclusive>Inconclusive: the speed figures are too few or too noisy "
+            "to tell a pass from a fail. Run longer (<code>validation.speed.duration_s</code>, "
+            "<code>rounds</code>) and validate again.</p>"
+        )
+    parts += [_changes_table(report), _verdict_table(report)]
     parts += [f"<p class=fail>warning: {html.escape(w)}</p>" for w in report.warnings]
     if report.candidate_speed:
-        parts.append("<h3>Latency distributions (candidate vs production)</h3>")
-        for label, cand in report.candidate_speed.items():
-            prod = report.production_speed.get(label)
-            parts.append(_latency_plot(label, cand, prod))
-        parts.append("<h3>Throughput per load level</h3>")
-        parts.append(_throughput_plot(report))
+        parts += _speed_section(report)
     if report.costs is not None and report.candidate_speed:
         parts += _cost_section(report)
     if report.candidate_quality:
         parts += ["<h3>Quality</h3>", _quality_table(report)]
     return parts
+
+
+def _changes_table(report: ServiceReport) -> str:
+    if not report.changes:
+        return "<p>The candidate's spec is the one production runs (nothing changed).</p>"
+    rows = "".join(
+        f"<tr><td><code>{html.escape(c.field)}</code></td><td>{html.escape(c.production)}</td>"
+        f"<td>{html.escape(c.candidate)}</td></tr>"
+        for c in report.changes
+    )
+    return (
+        "<h3>What the candidate changes</h3><table><tr><th>field</th><th>production</th>"
+        f"<th>candidate</th></tr>{rows}</table>"
+    )
+
+
+def _speed_section(report: ServiceReport) -> list[str]:
+    sides = {"production": report.production_speed, "candidate": report.candidate_speed}
+    sides = {name: speed for name, speed in sides.items() if speed}
+    labels = list(report.candidate_speed)
+    intervals = {
+        name: {label: interval_of(Metric.THROUGHPUT, s.rounds) for label, s in speed.items()}
+        for name, speed in sides.items()
+    }
+    parts = ["<h3>Latency distributions (production vs candidate)</h3>"]
+    for label in labels:
+        at_level = {name: speed[label] for name, speed in sides.items() if label in speed}
+        parts.append(_figure(f"latency-{label}", latency_svg(label, at_level)))
+    parts += [
+        "<h3>Throughput per level</h3>",
+        _figure("throughput", throughput_svg(labels, sides, intervals)),
+        _throughput_table(labels, sides, intervals),
+    ]
+    return parts
+
+
+def _figure(name: str, svg: str) -> str:
+    return f'<figure class="plot" data-plot="{html.escape(name)}">{svg}</figure>'
+
+
+def _throughput_table(
+    labels: Sequence[str],
+    sides: dict[str, dict[str, Any]],
+    intervals: dict[str, dict[str, Interval]],
+) -> str:
+    head = "".join(f"<th>@{html.escape(label)}</th>" for label in labels)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(
+            f"<td>{intervals[name][label].show(' tok/s')} ({speed[label].answered} answers, "
+            f"{len(speed[label].rounds)} rounds)</td>"
+            if label in speed
+            else "<td>-</td>"
+            for label in labels
+        )
+        + "</tr>"
+        for name, speed in sides.items()
+    )
+    return (
+        f"<table><tr><th>side</th>{head}</tr>{rows}</table><p>Output tokens per second with "
+        "its 95% bootstrap interval: rounds drawn again with replacement, and the answers "
+        "within each round.</p>"
+    )
 
 
 def _cost_section(report: ServiceReport) -> list[str]:
@@ -115,8 +196,9 @@ def _cost_section(report: ServiceReport) -> list[str]:
 
 def _verdict_table(report: ServiceReport) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(v.check)}</td><td class={'pass' if v.passed else 'fail'}>"
-        f"{'pass' if v.passed else 'FAIL'}</td><td>{html.escape(v.detail)}</td></tr>"
+        f"<tr><td>{html.escape(v.check)}</td><td class={v.outcome.value}>"
+        f"{v.outcome.value if v.passed else WORDS[v.outcome]}</td>"
+        f"<td>{html.escape(v.detail)}</td></tr>"
         for v in report.verdicts
     )
     return f"<table><tr><th>check</th><th>verdict</th><th>observed vs limit</th></tr>{rows}</table>"
@@ -139,87 +221,3 @@ def _quality_table(report: ServiceReport) -> str:
         "<th>production answer</th></tr>"
     )
     return f"<table>{head}{''.join(rows)}</table>"
-
-
-def _latency_plot(label: str, cand: LoadSummary, prod: LoadSummary | None) -> str:
-    """Strip plots with p50/p95 marks of TTFT and end-to-end latency, side by side."""
-    series = [("candidate", cand)] + ([("production", prod)] if prod else [])
-    panels = []
-    for metric in ("ttft", "e2e"):
-        values = [list(getattr(s, f"samples_{metric}")) for _, s in series]
-        top = max((v for vs in values for v in vs), default=1.0) * 1.1 or 1.0
-        width, height = 360, 220
-        items = [f"<text x=10 y=16 font-size=13>{metric.upper()} @{label} (s)</text>"]
-        for index, ((name, summary), samples) in enumerate(zip(series, values, strict=True)):
-            items += _strip(index, name, summary, samples, top=top, height=height, metric=metric)
-        items.append(
-            f"<text x=4 y={height - 24} font-size=10>0</text>"
-            f"<text x=4 y=34 font-size=10>{top:.3g}</text>"
-        )
-        panels.append(
-            f"<svg width={width} height={height} style='border:1px solid #eee'>"
-            f"{''.join(items)}</svg>"
-        )
-    return "<div>" + " ".join(panels) + "</div>"
-
-
-def _strip(
-    index: int,
-    name: str,
-    summary: LoadSummary,
-    samples: list[float],
-    *,
-    top: float,
-    height: int,
-    metric: str,
-) -> list[str]:
-    x0, plot_top, plot_bottom = 70 + index * 150, 30, height - 30
-
-    def y(value: float) -> float:
-        return plot_bottom - (plot_bottom - plot_top) * (value / top)
-
-    color = COLORS[name]
-    dots = [
-        f"<circle cx={x0 + (i * 37) % 60} cy={y(v):.1f} r=2 fill={color} fill-opacity=0.5/>"
-        for i, v in enumerate(samples[:2000])
-    ]
-    dist = getattr(summary, metric)
-    marks = [
-        f"<line x1={x0 - 5} x2={x0 + 65} y1={y(q):.1f} y2={y(q):.1f} stroke=#000 "
-        f"stroke-dasharray='{dash}'/>"
-        for q, dash in ((dist.p50, ""), (dist.p95, "4 2"))
-        if not math.isnan(q)
-    ]
-    label = f"<text x={x0} y={height - 10} font-size=12 fill={color}>{name}</text>"
-    return [*dots, *marks, label]
-
-
-def _throughput_plot(report: ServiceReport) -> str:
-    """Grouped bars: output tokens per second at each level, production then candidate."""
-    labels = list(report.candidate_speed)
-    sides = [("production", report.production_speed), ("candidate", report.candidate_speed)]
-    top = max((s[k].output_tokens_per_s for _, s in sides for k in labels if k in s), default=1.0)
-    top = top * 1.15 or 1.0
-    width, height, group = 120 * len(labels) + 60, 220, 120
-    items = []
-    for i, label in enumerate(labels):
-        for j, (name, speed) in enumerate(sides):
-            if label not in speed:
-                continue
-            value = speed[label].output_tokens_per_s
-            bar = (height - 40) * value / top
-            x = 50 + i * group + j * 40
-            items.append(
-                f"<rect x={x} y={height - 25 - bar:.1f} width=36 height={bar:.1f} "
-                f"fill={COLORS[name]}><title>{name}: {value:.1f} tok/s</title></rect>"
-                f"<text x={x} y={height - 28 - bar:.1f} font-size=10>{value:.0f}</text>"
-            )
-        items.append(f"<text x={50 + i * group} y={height - 8} font-size=12>{label}</text>")
-    legend = "".join(
-        f"<text x={width - 90} y={16 + 14 * k} font-size=11 fill={COLORS[n]}>{n}</text>"
-        for k, (n, _) in enumerate(sides)
-    )
-    return (
-        f"<svg width={width} height={height} style='border:1px solid #eee'>"
-        f"<text x=8 y=14 font-size=12>output tokens/s</text>{''.join(items)}{legend}</svg>"
-    )
