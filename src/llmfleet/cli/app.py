@@ -370,6 +370,10 @@ from llmfleet.cli.releases import register as register_releases  # noqa: E402
 
 register_releases(app)
 
+from llmfleet.cli.render_cmd import render_app  # noqa: E402 - same reason
+
+app.add_typer(render_app, name="render")
+
 from llmfleet.cli.costs import costs  # noqa: E402 - same reason
 
 app.command()(costs)

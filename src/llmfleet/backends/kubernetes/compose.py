@@ -41,13 +41,14 @@ def render_compose(ctx: RenderContext) -> dict[str, Any]:
             "stop_grace_period": f"{grace_period_s(service)}s",
             "deploy": {"replicas": service.replicas},
         }
+        link = model_link(name, service.model.source)
         if service.model.scheme != "sim":
             volumes[f"{name}-models"] = {}
             mount = f"{name}-models:{MODELS_MOUNT}"
             services[f"{name}-fetch"] = {
                 "image": ctx.image,
                 "command": ["python", "-m", FETCH_MODULE, "--source", service.model.source,
-                            "--root", MODELS_MOUNT, "--link", model_link(name),
+                            "--root", MODELS_MOUNT, "--link", link,
                             *(["--sha256", service.model.sha256] if service.model.sha256 else [])],
                 "volumes": [mount],
                 "user": "65532:65532",

@@ -26,15 +26,14 @@ STATE_URL_KEY = "url"
 
 def gateway_objects(ctx: RenderContext, ports: dict[str, int]) -> list[dict[str, Any]]:
     """ServiceAccount, Role, RoleBinding, ConfigMap, Deployment, Service and (2+ pods) PDB."""
-    meta = ctx.owner.metadata(GATEWAY, ctx.namespace, COMPONENT)
     objects = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta,
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(ctx),
          "automountServiceAccountToken": False},
-        _role(meta),
-        _role_binding(ctx, meta),
-        _config_map(ctx, meta, ports),
-        _deployment(ctx, meta),
-        _service(ctx, meta),
+        _role(_meta(ctx)),
+        _role_binding(ctx, _meta(ctx)),
+        _config_map(ctx, _meta(ctx), ports),
+        _deployment(ctx, _meta(ctx)),
+        _service(ctx, _meta(ctx)),
     ]  # fmt: skip
     if ctx.environment.backend.gateway_replicas >= 2:
         selector = ctx.owner.selector(COMPONENT)
@@ -44,6 +43,11 @@ def gateway_objects(ctx: RenderContext, ports: dict[str, int]) -> list[dict[str,
             )
         )
     return objects
+
+
+def _meta(ctx: RenderContext) -> dict[str, Any]:
+    """A fresh mapping per object: a shared one would be written as a YAML alias."""
+    return ctx.owner.metadata(GATEWAY, ctx.namespace, COMPONENT)
 
 
 def _role(meta: dict[str, Any]) -> dict[str, Any]:

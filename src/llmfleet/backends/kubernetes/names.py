@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import PurePosixPath
 
 from llmfleet.errors import BackendError
 from llmfleet.spec.placement import BackendSpec
@@ -58,6 +59,11 @@ def engine_key_secret(service: str) -> str:
     return dns_label(service, "engine-key")
 
 
-def model_link(service: str) -> str:
-    """The file name, in the model volume, that points at the service's fetched model."""
-    return f"{dns_label(service)}.model"
+def model_link(service: str, source: str) -> str:
+    """The file name, in the model volume, that points at the service's fetched model.
+
+    It keeps the source's suffix: vLLM, for one, tells a GGUF file by its ``.gguf``."""
+    suffix = PurePosixPath(source.split(":", 1)[-1]).suffix
+    if not re.fullmatch(r"[.][A-Za-z0-9]{1,16}", suffix):
+        suffix = ".model"
+    return f"{dns_label(service)}{suffix}"

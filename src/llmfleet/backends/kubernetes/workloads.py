@@ -57,7 +57,7 @@ def model_uri(name: str, service: ServiceSpec) -> str:
     """What the engine is told to load: the fetched file in the volume, or a sim name."""
     if service.model.scheme == "sim":
         return service.model.source
-    return f"{MODELS_MOUNT}/{model_link(name)}"
+    return f"{MODELS_MOUNT}/{model_link(name, service.model.source)}"
 
 
 def engine_deployment(
@@ -156,7 +156,14 @@ def _engine_container(
 
 def fetch_container(ctx: RenderContext, name: str, service: ServiceSpec) -> dict[str, Any]:
     """Fetches exactly the spec's model into the volume, checks its sha256, logs progress."""
-    args = ["--source", service.model.source, "--root", MODELS_MOUNT, "--link", model_link(name)]
+    args = [
+        "--source",
+        service.model.source,
+        "--root",
+        MODELS_MOUNT,
+        "--link",
+        model_link(name, service.model.source),
+    ]
     if service.model.sha256 is not None:
         args += ["--sha256", service.model.sha256]
     return {
