@@ -342,18 +342,29 @@ def down(spec_file: SpecFile = DEFAULT_SPEC) -> None:
 
 
 @app.command()
-def unlock(spec_file: SpecFile = DEFAULT_SPEC, yes: Yes = False) -> None:
-    """Break the state lock left by an apply that died on another machine."""
+def unlock(
+    spec_file: SpecFile = DEFAULT_SPEC,
+    yes: Yes = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="break a lock held from another host")
+    ] = False,
+) -> None:
+    """Break the state lock left by a command that died (never one still running here)."""
     with workspace(spec_file, "production") as ws:
         info = ws.store.lock_info("apply")
         if info is None:
             console.print("the state is not locked")
             return
-        console.print(Text(f"locked by {info}"))
+        console.print(Text(f"locked by {info.describe()}"))
+        refusal = ws.store.refusal_to_break(info, force=force)
+        if refusal is not None:
+            raise refusal
         if not yes and not typer.confirm("break this lock?"):
             raise typer.Exit(1)
-        ws.store.force_unlock("apply")
-        console.print("unlocked")
+        broken = ws.store.break_lock("apply", force=force)
+        here = info.host == ws.store.host
+        why = "its process no longer runs" if here else "it ran on another host"
+        console.print(Text(f"unlocked ({why})" if broken else "the lock was released meanwhile"))
 
 
 from llmfleet.cli.keys import keys_app  # noqa: E402 - registered after the core commands

@@ -105,6 +105,41 @@ def remove_lock(conn: Connection, name: str, *, token: str | None = None) -> boo
     return conn.execute(statement).rowcount > 0
 
 
+def break_lock(conn: Connection, name: str, *, me: Identity, force: bool) -> LockInfo | None:
+    """Remove lock ``name`` for a person who says its holder is gone; returns it.
+    Raises ``refusal_to_break``'s error when it must not be broken."""
+    lock = read_lock(conn, name)
+    if lock is None:
+        return None
+    refusal = refusal_to_break(lock, me, force=force)
+    if refusal is not None:
+        raise refusal
+    remove_lock(conn, name, token=lock.token)
+    return lock
+
+
+def refusal_to_break(lock: LockInfo, me: Identity, *, force: bool) -> StateError | None:
+    """Why ``lock`` must not be broken, or None. A holder alive on this host never is
+    (two applies would interleave their changes and one would record a success over a
+    mixed runtime); one on another host only with ``force``, since its processes
+    cannot be seen from here."""
+    if lock.host == me.host and pid_alive(lock.pid):
+        return StateError(
+            f"the state lock '{lock.name}' is held by {lock.describe()}, a process still "
+            "running on this host",
+            hint=f"wait for it to finish; if it hangs, stop it (`kill {lock.pid}`), and the "
+            "next command takes the lock",
+        )
+    if lock.host != me.host and not force:
+        return StateError(
+            f"the state lock '{lock.name}' is held by {lock.describe()}, on another host: "
+            "llmfleet cannot see whether it still runs",
+            hint=f"if that command is surely gone from {lock.host}, "
+            "`llmfleet unlock --yes --force`",
+        )
+    return None
+
+
 def is_stale(lock: LockInfo, me: Identity) -> bool:
     """Whether ``lock`` belongs to a process of this host that no longer runs."""
     return lock.host == me.host and lock.pid != me.pid and not pid_alive(lock.pid)

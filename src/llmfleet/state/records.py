@@ -6,7 +6,7 @@ schema and a record stays valid after the store is closed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -47,12 +47,16 @@ class LockInfo:
     pid: int
     purpose: str
     acquired_at: datetime
-    token: str
+    token: str = field(repr=False)  # a capability to release the lock: never shown
 
     @property
     def holder(self) -> str:
         """The holder as people read it: ``user@host pid N``."""
         return f"{self.user}@{self.host} pid {self.pid}"
+
+    def describe(self) -> str:
+        """Who, where, doing what, since when: ``ada@box pid 7 (apply production) since ...``."""
+        return f"{self.holder} ({self.purpose}) since {self.since}"
 
     @property
     def since(self) -> str:

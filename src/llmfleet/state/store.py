@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from llmfleet.errors import FleetError, StateCorruptError
+from llmfleet.errors import FleetError, StateCorruptError, StateError
 from llmfleet.state import journal, keys, locking, measurements, revisions
 from llmfleet.state.connection import (
     Target,
@@ -122,6 +122,11 @@ class StateStore:
     def where(self) -> str:
         """The database as it may be shown: a file path, or the URL without password."""
         return self._target.display
+
+    @property
+    def host(self) -> str:
+        """This machine's name, as lock holders are recorded."""
+        return self._identity.host
 
     def close(self) -> None:
         self._engine.dispose()
@@ -249,6 +254,16 @@ class StateStore:
     def lock_info(self, name: str = "apply") -> LockInfo | None:
         with self._read() as conn:
             return locking.read_lock(conn, name)
+
+    def break_lock(self, name: str = "apply", *, force: bool = False) -> LockInfo | None:
+        """Remove lock ``name`` when its holder is gone (``force``: or on another host);
+        refused for a live holder on this host. Returns what was removed, if anything."""
+        with self._write() as conn:
+            return locking.break_lock(conn, name, me=self._identity, force=force)
+
+    def refusal_to_break(self, lock: LockInfo, *, force: bool = False) -> StateError | None:
+        """Why ``break_lock`` would refuse ``lock`` (asked before a person confirms)."""
+        return locking.refusal_to_break(lock, self._identity, force=force)
 
     def force_unlock(self, name: str = "apply") -> LockInfo | None:
         """Remove lock ``name`` whoever holds it; returns what was removed, if anything."""
