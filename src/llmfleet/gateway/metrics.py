@@ -11,7 +11,7 @@ router only when ``/metrics`` is scraped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter
@@ -88,6 +88,7 @@ class GatewayMetrics:
             p + "ejections", "Replicas ejected after failures", ["service", "replica"], registry=r
         )
         self._series: dict[str, ServiceSeries] = {}
+        self._expected_replicas: set[tuple[str, str]] = set()
 
     def of(self, service: str) -> ServiceSeries:
         """The series of one service, children resolved once."""
@@ -100,7 +101,24 @@ class GatewayMetrics:
         return self.of(service).timer
 
     def watch_router(self, router: Router) -> None:
-        self.registry.register(_RouterCollector(lambda: router))
+        self.registry.register(_RouterCollector(lambda: router, self.expect))
+
+    def expect(self, services: Iterable[str], replicas: Iterable[tuple[str, str]]) -> None:
+        """Export 0 for the failure counters of every service and (service, replica) known.
+
+        A counter that first appears at 1 is lost to ``rate()`` and ``increase()``, so
+        the first retry, resumed stream or ejection would never show on a dashboard.
+        Replicas that left are dropped, so replacements do not pile up series.
+        """
+        for service in services:
+            self.retries.labels(service)
+            self.resumed.labels(service)
+        current = set(replicas)
+        for pair in self._expected_replicas - current:
+            self.ejections.remove(*pair)
+        for pair in current - self._expected_replicas:
+            self.ejections.labels(*pair)
+        self._expected_replicas = current
 
     def observe_usage(self, service: str, usage: dict[str, object] | None) -> None:
         self.of(service).observe_usage(usage)
@@ -160,11 +178,21 @@ class TokenTimer:
 
 
 class _RouterCollector(Collector):
-    def __init__(self, router: Callable[[], Router]) -> None:
+    def __init__(
+        self,
+        router: Callable[[], Router],
+        expect: Callable[[Iterable[str], Iterable[tuple[str, str]]], None],
+    ) -> None:
         self.router = router
+        self.expect = expect
 
     def collect(self) -> Iterator[Metric]:
         router = self.router()
+        # the zeros show from the next scrape on (this one has read the counters already)
+        self.expect(
+            router.snapshot.services,
+            [(r.service, r.replica_id) for r in router.snapshot.replicas],
+        )
         depth = GaugeMetricFamily(
             "llmfleet_gateway_queue_depth", "Requests waiting for a slot", labels=["service"]
         )
