@@ -35,7 +35,8 @@ upgrade_app = typer.Typer(help="Newer engine versions: list them, or upgrade thr
 
 
 def _progress(line: str) -> None:
-    console.print(f"  [dim]{line}[/]", highlight=False)
+    """A progress line, printed as text: service names and figures are never markup."""
+    console.print(Text(f"  {line}", style="dim"), highlight=False)
 
 
 @contextmanager
@@ -210,7 +211,12 @@ def bench(
         url = f"http://{environment.gateway.host}:{environment.gateway.port}"
         import asyncio
 
-        results = asyncio.run(measure_speed({env: url}, model=service, suite=suite))
+        _progress(
+            f"loading {service} through {url}: concurrency {concurrency}, {duration:g} s each"
+        )
+        results = asyncio.run(
+            measure_speed({env: url}, model=service, suite=suite, progress=_progress)
+        )
         render_speed(console, {env: results[env]})
         _record_bench(ctx, environment, service, results[env])
 
@@ -269,7 +275,7 @@ def render_speed(out: Console, sides: dict[str, dict[str, LoadSummary]]) -> None
                 _ms(s.ttft.p50, s.ttft.p95, s.ttft.p99),
                 _ms(s.itl.p50, s.itl.p95),
                 _ms(s.e2e.p50, s.e2e.p95, s.e2e.p99),
-                _throughput(s),
+                Text(_throughput(s)),
                 f"{s.requests_per_s:.2f}",
             )
     out.print(table)

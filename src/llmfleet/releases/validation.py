@@ -191,6 +191,7 @@ async def _assess_all(
                 sides=sides,
                 similarity=similarity,
                 changes=service_changes(prod_env.services.get(name), target),
+                progress=ctx.progress,
             )
         )
     return reports

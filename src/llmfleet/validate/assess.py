@@ -24,7 +24,7 @@ from llmfleet.validate.gate import (
     passed,
 )
 from llmfleet.validate.quality import Agreement, CaseResult, judge_agreement, judge_case, pass_rate
-from llmfleet.validate.runner import Reply, ask_cases, measure_speed
+from llmfleet.validate.runner import Progress, Reply, ask_cases, measure_speed
 from llmfleet.validate.similarity import Embedder
 from llmfleet.validate.stats import LoadSummary
 from llmfleet.validate.suites import QualitySuite
@@ -170,10 +170,13 @@ async def assess_service(
     sides: Sides,
     similarity: Similarity,
     changes: tuple[SpecChange, ...] = (),
+    progress: Progress | None = None,
 ) -> ServiceReport:
-    """Run the quality then the speed suite on both sides, and judge the gate."""
+    """Run the quality then the speed suite on both sides, and judge the gate;
+    ``progress`` hears how the suites are getting on."""
     gate = validation.gate
-    quality = await _quality(service, suite, sides, gate, similarity)
+    say = progress or (lambda _line: None)
+    quality = await _quality(service, suite, sides, gate, similarity, say)
     speed: dict[str, dict[str, LoadSummary]] = {"candidate": {}, "production": {}}
     if validation.speed is not None:
         urls = {"candidate": sides.candidate_url}
@@ -187,6 +190,7 @@ async def assess_service(
                 suite=validation.speed,
                 api_key=sides.api_key,
                 scale=scale,
+                progress=say,
             )
         )
     cand_q, prod_q, agreement = quality
@@ -236,15 +240,34 @@ def _replica_note(sides: Sides, validation: ValidationSpec) -> tuple[str, ...]:
 
 
 async def _quality(
-    service: str, suite: QualitySuite | None, sides: Sides, gate: GateSpec, similarity: Similarity
+    service: str,
+    suite: QualitySuite | None,
+    sides: Sides,
+    gate: GateSpec,
+    similarity: Similarity,
+    progress: Progress,
 ) -> tuple[tuple[CaseResult, ...], tuple[CaseResult, ...], Agreement | None]:
     if suite is None:
         return (), (), None
-    candidate = await ask_cases(sides.candidate_url, service, suite.cases, api_key=sides.api_key)
+    candidate = await ask_cases(
+        sides.candidate_url,
+        service,
+        suite.cases,
+        api_key=sides.api_key,
+        progress=progress,
+        side="candidate",
+    )
     cand_results = _judge_replies(suite, candidate, similarity)
     if sides.production_url is None:
         return cand_results, (), None
-    production = await ask_cases(sides.production_url, service, suite.cases, api_key=sides.api_key)
+    production = await ask_cases(
+        sides.production_url,
+        service,
+        suite.cases,
+        api_key=sides.api_key,
+        progress=progress,
+        side="production",
+    )
     prod_results = _judge_replies(suite, production, similarity)
     agreement = None
     if gate.min_agreement is not None:

@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from llmfleet.validate.stats import RequestSample
+
+OnSample = Callable[[RequestSample], None]
+"""told of each request as it ends (progress counts them)"""
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,12 @@ def _session(target: Target, connections: int) -> aiohttp.ClientSession:
     )
 
 
+def _ignore(_sample: RequestSample) -> None:
+    return None
+
+
 async def closed_loop(
-    target: Target, *, concurrency: int, duration_s: float
+    target: Target, *, concurrency: int, duration_s: float, on_sample: OnSample = _ignore
 ) -> list[RequestSample]:
     """``concurrency`` workers back to back until ``duration_s`` has passed."""
     loop = asyncio.get_running_loop()
@@ -116,6 +124,7 @@ async def closed_loop(
     async def worker(session: aiohttp.ClientSession) -> None:
         while loop.time() < deadline:
             samples.append(await send_one(session, target))
+            on_sample(samples[-1])
 
     async with _session(target, concurrency) as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
@@ -123,16 +132,27 @@ async def closed_loop(
 
 
 async def open_loop(
-    target: Target, *, rate: float, duration_s: float, seed: int = 0
+    target: Target,
+    *,
+    rate: float,
+    duration_s: float,
+    seed: int = 0,
+    on_sample: OnSample = _ignore,
 ) -> list[RequestSample]:
     """Poisson arrivals at ``rate`` per second for ``duration_s``; waits for every answer."""
     loop = asyncio.get_running_loop()
     arrivals = random.Random(seed)  # noqa: S311 - load shape, not security
     deadline = loop.time() + duration_s
+
+    async def one(session: aiohttp.ClientSession) -> RequestSample:
+        sample = await send_one(session, target)
+        on_sample(sample)
+        return sample
+
     async with _session(target, 1000) as session:
         tasks: list[asyncio.Task[RequestSample]] = []
         while loop.time() < deadline:
-            tasks.append(asyncio.create_task(send_one(session, target)))
+            tasks.append(asyncio.create_task(one(session)))
             await asyncio.sleep(arrivals.expovariate(rate))
         return list(await asyncio.gather(*tasks))
 
