@@ -23,7 +23,12 @@ from llmfleet.gateway.replicas import Snapshot, StaticSource
 from llmfleet.spec.model import ServiceSpec
 
 FAST_CONFIG = GatewayConfig(probe_interval_s=0.05, probe_timeout_s=0.5, eject_s=0.1)
-BOTH_LOOPS = ("test_connections.py", "test_server.py", "test_hostile_clients.py")
+BOTH_LOOPS = (
+    "test_connections.py",
+    "test_server.py",
+    "test_hostile_clients.py",
+    "test_openai_compat.py",
+)
 """Test modules of the gateway's own HTTP code, which production runs on uvloop."""
 
 

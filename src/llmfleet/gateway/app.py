@@ -26,7 +26,7 @@ from llmfleet.gateway import errors
 from llmfleet.gateway.admission import Router
 from llmfleet.gateway.errors import ApiError
 from llmfleet.gateway.failover import Failover
-from llmfleet.gateway.handlers import Handlers
+from llmfleet.gateway.handlers import MODEL_PATH, MODEL_PREFIX, Handlers
 from llmfleet.gateway.health import HealthTracker, Prober
 from llmfleet.gateway.intake import (
     Deferred,
@@ -210,6 +210,8 @@ class GatewayApp:
             if isinstance(verdict, ApiError):
                 return verdict.response()
         methods = self.routes.get(request.path)
+        if methods is None and request.path.startswith(MODEL_PREFIX):
+            methods = self.routes[MODEL_PATH]
         if methods is None:
             return errors.not_found(request.method, request.path).response()
         route = methods.get(request.method)

@@ -1,5 +1,7 @@
 """What a service's engine, as the spec starts it, can answer; pure.
 
+Embeddings and tool calls are the two things an engine may not do.
+
 The gateway refuses a request that the service's engine is known not to serve
 (embeddings from a llama-server started without ``--embeddings``) before any
 replica sees it: the client gets 400 naming the services that do serve it,
@@ -36,6 +38,18 @@ def why_no_embeddings(spec: ServiceSpec) -> str | None:
         task = _option(args, "--runner") or _option(args, "--task")
         if task in VLLM_GENERATE_TASKS:
             return f"its vLLM runs with the task '{task}'; --task embed serves embeddings"
+    return None
+
+
+TOOL_FIELDS = ("tools", "functions")
+"""Request fields that ask for tool (function) calls."""
+
+
+def why_no_tools(spec: ServiceSpec) -> str | None:
+    """Why the service's engine cannot call tools, or None when it can or may (its chat
+    template decides: llama-server with ``--jinja``, vLLM with a tool parser)."""
+    if spec.engine.kind == EngineKind.SIM:
+        return "the sim engine answers in prose and never calls a tool"
     return None
 
 

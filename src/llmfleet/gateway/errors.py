@@ -203,3 +203,19 @@ def no_embeddings(service: str, reason: str, serving: list[str]) -> ApiError:
         code="embeddings_not_served",
         param="model",
     )
+
+
+def no_tools(service: str, field: str, reason: str) -> ApiError:
+    """400: tool calls asked of a service whose engine cannot make them (rather than an
+    answer in prose that silently ignores ``field``)."""
+    return bad_request(
+        f"'{field}' cannot be served by the service '{service}': {reason}; "
+        f"send the request without '{field}', or to a service whose engine calls tools",
+        code="tools_not_supported",
+        param=field,
+    )
+
+
+CLIENT_CLOSED = 499
+"""nginx's "client closed request": the client left before its answer was complete.
+Not an error of the gateway's (kept out of the 5xx error rate), and not a success."""

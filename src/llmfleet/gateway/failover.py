@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +105,14 @@ class Call:
     """an ``observe.tracing.RequestTrace`` when the request is in the trace sample."""
     upstream_head: bytes = b""
     """extra header lines for the engine: ``traceparent`` of the current attempt."""
+    first_token_at: float | None = None
+    """when the first token reached the client (or the answer being collected)."""
+    received_precise: float = field(default_factory=time.perf_counter)
+    """``time.perf_counter`` when the request was admitted: the request log's duration
+    needs sub-millisecond resolution, which uvloop's loop clock does not have."""
+    request_id: str = ""
+    key_name: str | None = None
+    """the name of the caller's API key (never the key), for the request log."""
 
     @property
     def continuation(self) -> Mapping[str, Any]:
@@ -263,6 +272,8 @@ class Failover:
                     call.last_token_at = timer.observe(
                         self.clock(), call.last_token_at, call.started_at
                     )
+                    if call.first_token_at is None:
+                        call.first_token_at = call.last_token_at
                     if not stream.finished:  # else ``sink.finish`` writes it with the end
                         await sink.flush()
         finally:

@@ -25,9 +25,11 @@ def render_head(
     chunked: bool,
     date_line: bytes,
     keep_alive: bool,
+    extra: Mapping[str, str] | None = None,
 ) -> bytes:
     """An answer's status line and headers, ending with the blank line; pure. Without a
-    ``length`` the body is chunked (``chunked``) or ends with the connection."""
+    ``length`` the body is chunked (``chunked``) or ends with the connection. ``extra``
+    are the headers of the request rather than of the answer (``x-request-id``)."""
     parts = [STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status]
     if content_type == "application/json":
         parts.append(JSON_TYPE)
@@ -35,6 +37,8 @@ def render_head(
         parts.append(header_line("Content-Type", content_type))
     if headers:
         parts.extend(header_line(name, value) for name, value in headers.items())
+    if extra:
+        parts.extend(header_line(name, value) for name, value in extra.items())
     if length is not None:
         parts.append(b"Content-Length: %d\r\n" % length)
     elif chunked:

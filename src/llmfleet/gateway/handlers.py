@@ -11,6 +11,7 @@ its answer comes back unchanged too.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -21,19 +22,20 @@ from llmfleet.errors import PermanentUpstreamError
 from llmfleet.gateway import errors
 from llmfleet.gateway.balancing import prefix_key_of
 from llmfleet.gateway.bodies import BodyKind, check_body, service_of
-from llmfleet.gateway.capabilities import why_no_embeddings
+from llmfleet.gateway.capabilities import TOOL_FIELDS, why_no_embeddings, why_no_tools
 from llmfleet.gateway.failover import Call
 from llmfleet.gateway.keys import KeyInfo, authorize
 from llmfleet.gateway.messages import Answer, Request, Response, json_response
-from llmfleet.gateway.resume import is_resumable
+from llmfleet.gateway.resume import is_resumable, with_cached_tokens
 from llmfleet.gateway.sinks import JsonSink, SseSink
 from llmfleet.gateway.stream import StreamState
-from llmfleet.spec.model import RoutingStrategy
+from llmfleet.spec.model import RoutingStrategy, ServiceSpec
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from llmfleet.gateway.app import Gateway
+    from llmfleet.gateway.replicas import Snapshot
     from llmfleet.observe.requests import RequestObserver
 
 
@@ -50,6 +52,7 @@ class Handlers:
             "/v1/completions": {"POST": self.completions},
             "/v1/embeddings": {"POST": self.embeddings},
             "/v1/models": {"GET": self.models},
+            MODEL_PATH: {"GET": self.model},
             "/health": {"GET": self.health},
             "/ready": {"GET": self.ready},
             "/metrics": {"GET": self.metrics},
@@ -93,13 +96,13 @@ class Handlers:
             refusal = errors.engine_refused(call.service, exc.status, exc.body)
             status = str(refusal.status)
             return refusal.response()
-        except errors.ApiError:
-            status = None  # counted by the error middleware, which renders it
+        except BaseException as exc:
+            status = _failed_status(exc)
             raise
         finally:
             self._account(call, status, key, usage)
             if observe is not None:
-                observe.finish(call, status or "500", usage, sys.exc_info()[1])
+                observe.finish(call, status, usage, sys.exc_info()[1])
 
     async def embeddings(self, request: Request) -> Answer:
         call, key = await self._admit(request, BodyKind.EMBEDDING)
@@ -115,13 +118,13 @@ class Handlers:
             refusal = errors.engine_refused(call.service, exc.status, exc.body)
             status = str(refusal.status)
             return refusal.response()
-        except errors.ApiError:
-            status = None  # counted by the error middleware, which renders it
+        except BaseException as exc:
+            status = _failed_status(exc)
             raise
         finally:
             self._account(call, status, key, usage)
             if observe is not None:
-                observe.finish(call, status or "500", usage, sys.exc_info()[1])
+                observe.finish(call, status, usage, sys.exc_info()[1])
 
     def _check_serves_embeddings(self, call: Call) -> None:
         """400 before any replica is asked when the service's engine, as the spec
@@ -139,6 +142,9 @@ class Handlers:
         if observe is not None and observe.tracing is not None:
             parent = request.traceparent
             observe.start(call, parent, request.header("tracestate") if parent else None)
+            if call.trace is not None and not request.has_client_request_id:
+                request.request_id = call.trace.ids[0]  # one id for the answer, log and trace
+        call.request_id = request.request_id if observe is not None else ""
         return observe
 
     async def _admit(self, request: Request, kind: BodyKind) -> tuple[Call, KeyInfo | None]:
@@ -157,8 +163,10 @@ class Handlers:
         if spec.auth.required:
             key = await authorize(self.gw.key_verifier, request.headers, name, required=True)
             if key is not None:
-                self.gw.quotas.admit(key)
+                self._admit_key(request, key)
         check_body(kind, body)
+        if kind is BodyKind.CHAT:
+            _check_tools(name, spec, body)
         routing = spec.routing
         call = Call(
             service=name,
@@ -172,8 +180,19 @@ class Handlers:
             prefix_key=prefix_key_of(body, routing.prefix_chars)
             if routing.strategy == RoutingStrategy.PREFIX_AFFINITY
             else None,
+            key_name=key.name if key is not None else None,
         )
         return call, key
+
+    def _admit_key(self, request: Request, key: KeyInfo) -> None:
+        """Take one request from the key's quotas (429 when they are spent); the answer,
+        429 included, carries their state in ``x-ratelimit-*`` headers."""
+        quotas = self.gw.quotas
+        try:
+            quotas.admit(key)
+        finally:
+            if key.rpm is not None or key.tpm is not None:
+                request.reply_headers = quotas.headers(key)
 
     def _body(self, request: Request) -> bytes:
         """The body; one over the gateway-wide cap was not read (the server drains it)."""
@@ -194,11 +213,17 @@ class Handlers:
             self.gw.quotas.charge(key, int(usage.get("total_tokens", 0)))
 
     async def models(self, request: Request) -> Answer:
-        data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "llmfleet"}
-            for name in sorted(self.gw.router.snapshot.services)
-        ]
+        snapshot = self.gw.router.snapshot
+        data = [_model(name, snapshot) for name in sorted(snapshot.services)]
         return json_response({"object": "list", "data": data})
+
+    async def model(self, request: Request) -> Answer:
+        """``GET /v1/models/{id}``: one model, or OpenAI's 404 ``model_not_found``."""
+        name = request.path[len(MODEL_PREFIX) :]
+        snapshot = self.gw.router.snapshot
+        if name not in snapshot.services:
+            raise errors.unknown_model(name, list(snapshot.services))
+        return json_response(_model(name, snapshot))
 
     async def health(self, request: Request) -> Answer:
         return json_response({"status": "ok"})
@@ -220,6 +245,40 @@ class Handlers:
         return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 
+MODEL_PREFIX = "/v1/models/"
+MODEL_PATH = MODEL_PREFIX + "{id}"
+"""The one route with a parameter: ``GatewayApp`` sends every path under
+``MODEL_PREFIX`` here."""
+
+
+def _model(name: str, snapshot: Snapshot) -> dict[str, Any]:
+    """One model as OpenAI lists it. ``created``: when the replicas of the service's
+    revision started (its apply), 0 while none has started."""
+    started = [r.started_at for r in snapshot.replicas if r.service == name and r.started_at]
+    created = int(min(started)) if started else 0
+    return {"id": name, "object": "model", "created": created, "owned_by": "llmfleet"}
+
+
+def _failed_status(exc: BaseException) -> str | None:
+    """The status a request that raised ``exc`` is counted and logged with: 499 for a
+    client that left (its task cancelled, or its stream reset), None for an
+    ``ApiError`` (counted where it is rendered), else 500."""
+    if isinstance(exc, asyncio.CancelledError | ConnectionResetError):
+        return str(errors.CLIENT_CLOSED)
+    if isinstance(exc, errors.ApiError):
+        return None
+    return "500"
+
+
+def _check_tools(service: str, spec: ServiceSpec, body: dict[str, Any]) -> None:
+    """400 naming the field when tool calls are asked of an engine that cannot make them."""
+    asked = next((f for f in TOOL_FIELDS if body.get(f)), None)
+    if asked is not None:
+        reason = why_no_tools(spec)
+        if reason is not None:
+            raise errors.no_tools(service, asked, reason)
+
+
 def _parse_body(raw: bytes) -> Any:
     """The request's JSON value (400 if it is not JSON)."""
     try:
@@ -229,8 +288,10 @@ def _parse_body(raw: bytes) -> Any:
 
 
 def _usage_of(data: bytes) -> dict[str, Any] | None:
+    """The usage of a JSON answer, cached prompt tokens included (``with_cached_tokens``)."""
     try:
-        usage = orjson.loads(data).get("usage")
+        answer = orjson.loads(data)
+        usage = answer.get("usage")
     except (ValueError, AttributeError):
         return None
-    return usage if isinstance(usage, dict) else None
+    return with_cached_tokens(usage, answer.get("timings")) if isinstance(usage, dict) else None

@@ -8,6 +8,8 @@ hold no parsing and no socket code; ``server`` owns both.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,14 +20,24 @@ if TYPE_CHECKING:
     from llmfleet.gateway.protocol import HttpProtocol
 
 JSON = "application/json"
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+"""What a client's own ``x-request-id`` may be to be kept (and echoed, and logged): a
+short token of visible characters; anything else is replaced by one of ours."""
+
+
+def new_request_id() -> str:
+    """32 hex digits, the shape of a W3C trace id (a traced request uses its trace id)."""
+    return os.urandom(16).hex()
 
 
 class Request:
     """One request, its body read whole."""
 
     __slots__ = (
+        "_client_request_id",
         "_headers",
         "_raw_headers",
+        "_request_id",
         "body",
         "http10",
         "keep_alive",
@@ -34,6 +46,7 @@ class Request:
         "path",
         "protocol",
         "query",
+        "reply_headers",
         "service",
         "traceparent",
     )
@@ -51,6 +64,7 @@ class Request:
         oversize: int | None = None,
         protocol: HttpProtocol | None = None,
         traceparent: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -71,6 +85,31 @@ class Request:
         self.traceparent = traceparent
         """the W3C ``traceparent`` header, noted by the server as it parsed the headers
         (the one header every request is asked for when tracing is on)."""
+        self._client_request_id = request_id
+        self._request_id: str | None = None
+        self.reply_headers: dict[str, str] | None = None
+        """headers the answer carries whatever it is (200, an error, a stream): the
+        rate-limit state of the caller's key."""
+
+    @property
+    def request_id(self) -> str:
+        """The id the answer's ``x-request-id`` and the request's log line carry: the
+        client's own when it sent a sane one, else the trace id or a new one."""
+        found = self._request_id
+        if found is None:
+            found = self._client_request_id if self.has_client_request_id else None
+            found = self._request_id = found or new_request_id()
+        return found
+
+    @request_id.setter
+    def request_id(self, value: str) -> None:
+        self._request_id = value
+
+    @property
+    def has_client_request_id(self) -> bool:
+        """Whether the client sent a sane ``x-request-id`` (then a trace keeps it)."""
+        found = self._client_request_id
+        return found is not None and SANE_REQUEST_ID.fullmatch(found) is not None
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:

@@ -71,6 +71,13 @@ class GatewayMetrics:
             buckets=FAST_BUCKETS,
         )
         self.prompt_tokens = LabelledCounter(p + "prompt_tokens", "Prompt tokens", ["service"], r)
+        self.prompt_tokens_cached = LabelledCounter(
+            p + "prompt_tokens_cached",
+            "Prompt tokens the engine found in its cache (over prompt_tokens: the cache-hit "
+            "ratio, which says whether prefix routing works)",
+            ["service"],
+            r,
+        )
         self.completion_tokens = LabelledCounter(
             p + "completion_tokens", "Completion tokens", ["service"], r
         )
@@ -134,6 +141,7 @@ class ServiceSeries:
         self.e2e = metrics.e2e.labels(service)
         self.overhead = metrics.overhead.labels(service)
         self.prompt_tokens = metrics.prompt_tokens.labels(service)
+        self.prompt_tokens_cached = metrics.prompt_tokens_cached.labels(service)
         self.completion_tokens = metrics.completion_tokens.labels(service)
         self._requests: dict[tuple[str, str], CounterChild] = {}
         self._upstream: dict[str, CounterChild] = {}
@@ -159,6 +167,11 @@ class ServiceSeries:
             self.prompt_tokens.inc(prompt)
         if isinstance(completion, int):
             self.completion_tokens.inc(completion)
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict):
+            cached = details.get("cached_tokens")
+            if isinstance(cached, int) and cached > 0:
+                self.prompt_tokens_cached.inc(cached)
 
 
 class TokenTimer:

@@ -56,7 +56,7 @@ from llmfleet.gateway.intake import (
     bodies_full,
     request_timeout,
 )
-from llmfleet.gateway.messages import Request, Response, StreamResponse
+from llmfleet.gateway.messages import Request, Response, StreamResponse, new_request_id
 
 if TYPE_CHECKING:
     from llmfleet.gateway.server import Server
@@ -105,6 +105,8 @@ class HttpProtocol(asyncio.Protocol):
         self._expects_continue = False
         self._continued = False
         self._traceparent: str | None = None
+        self._request_id: str | None = None
+        """the client's ``x-request-id``, kept when sane (``Request.request_id``)."""
         self._head_done = False
         self._body: list[bytes] = []
         self._size = 0
@@ -216,6 +218,7 @@ class HttpProtocol(asyncio.Protocol):
         self._reading, self._head_done = True, False
         self._url, self._headers, self._header_bytes = b"", [], 0
         self._length, self._framed_body, self._traceparent = None, False, None
+        self._request_id = None
         self._expects_continue = self._continued = False
         self._body, self._size, self._limit = [], 0, self.server.max_body_bytes
         if self._timer is not None:
@@ -240,6 +243,8 @@ class HttpProtocol(asyncio.Protocol):
         elif len(name) == 11 and name.lower() == b"traceparent":
             # two are invalid (W3C trace context): "" starts a trace of our own
             self._traceparent = value.decode("latin-1") if self._traceparent is None else ""
+        elif len(name) == 12 and name.lower() == b"x-request-id" and self._request_id is None:
+            self._request_id = value.decode("latin-1")
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -458,6 +463,7 @@ class HttpProtocol(asyncio.Protocol):
             oversize=oversize,
             protocol=self,
             traceparent=self._traceparent,
+            request_id=self._request_id,
         )
 
     def _enqueue(self, request: Request) -> None:
@@ -517,7 +523,12 @@ class HttpProtocol(asyncio.Protocol):
             return
         body = response.body
         head = self._head_bytes(
-            response.status, response.content_type, response.headers, len(body), request.keep_alive
+            response.status,
+            response.content_type,
+            response.headers,
+            len(body),
+            request.keep_alive,
+            request=request,
         )
         transport = cast(asyncio.Transport, self.transport)
         if request.method == "HEAD":
@@ -535,12 +546,20 @@ class HttpProtocol(asyncio.Protocol):
         headers: Mapping[str, str] | None,
         length: int | None,
         keep_alive: bool,
+        *,
+        request: Request | None,
     ) -> bytes:
+        """The head of an answer to ``request`` (None: an error that ends the connection
+        before a request was whole), with its ``x-request-id`` and reply headers."""
+        extra = {"x-request-id": request.request_id if request else new_request_id()}
+        if request is not None and request.reply_headers:
+            extra.update(request.reply_headers)
         return render_head(
             status,
             content_type,
             headers,
             length,
+            extra=extra,
             chunked=self._chunked,
             date_line=self.server.date_line(),
             keep_alive=keep_alive,
@@ -556,7 +575,9 @@ class HttpProtocol(asyncio.Protocol):
         self._streaming = True
         keep_alive = request.keep_alive and self._chunked
         self.transport.write(
-            self._head_bytes(response.status, None, response.headers, None, keep_alive)
+            self._head_bytes(
+                response.status, None, response.headers, None, keep_alive, request=request
+            )
         )
 
     async def write_stream(self, data: bytes) -> None:
@@ -625,7 +646,12 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport is not None:
             response = error.response()
             head = self._head_bytes(
-                response.status, response.content_type, response.headers, len(response.body), False
+                response.status,
+                response.content_type,
+                response.headers,
+                len(response.body),
+                False,
+                request=None,
             )
             self.transport.write(head + response.body)
 

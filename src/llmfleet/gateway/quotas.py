@@ -4,11 +4,13 @@ Requests per minute: a bucket of ``rpm`` that refills ``rpm/60`` per second;
 each request takes one. Tokens per minute: a bucket of ``tpm`` that a request
 may enter while the bucket is positive and that is charged the request's real
 usage when it ends (it may go into debt, which later requests wait out). Both
-answer 429 with a Retry-After of the time the bucket needs.
+answer 429 with a Retry-After of the time the bucket needs. Every answer to a key
+with quotas carries their state in OpenAI's ``x-ratelimit-*`` headers.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -68,7 +70,33 @@ class Quotas:
                 )
             requests.level -= 1
 
+    def headers(self, key: KeyInfo) -> dict[str, str] | None:
+        """OpenAI's ``x-ratelimit-*`` headers of ``key`` now: limit, what is left and the
+        time until the bucket is full again, for requests and for tokens (None for a key
+        without quotas)."""
+        out: dict[str, str] = {}
+        for kind, table, per_minute in (
+            ("requests", self._requests, key.rpm),
+            ("tokens", self._tokens, key.tpm),
+        ):
+            if per_minute is None:
+                continue
+            bucket = self._bucket(table, key.id, per_minute)
+            out[f"x-ratelimit-limit-{kind}"] = str(per_minute)
+            out[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(bucket.level)))
+            out[f"x-ratelimit-reset-{kind}"] = duration_text(bucket.wait_for(bucket.capacity))
+        return out or None
+
     def charge(self, key: KeyInfo, tokens: int) -> None:
         """Charge a finished request's tokens to the key's tokens-per-minute bucket."""
         if key.tpm is not None and tokens > 0:
             self._bucket(self._tokens, key.id, key.tpm).level -= tokens
+
+
+def duration_text(seconds: float) -> str:
+    """A wait as OpenAI's reset headers spell it: ``20ms``, ``1.5s``, ``6m0s``; pure."""
+    if seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms"
+    minutes, rest = divmod(seconds, 60)
+    rest_text = f"{rest:.3f}".rstrip("0").rstrip(".")
+    return f"{int(minutes)}m{rest_text}s" if minutes else f"{rest_text}s"

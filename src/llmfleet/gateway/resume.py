@@ -115,11 +115,33 @@ def merge_usage(
         return dict(usage)
     prompt = max(0, int(usage.get("prompt_tokens", 0)) - earlier_tokens)
     completion = int(usage.get("completion_tokens", 0)) + earlier_tokens
-    return {
+    merged: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+    cached = _cached_tokens(usage)
+    if cached is not None:  # the last segment's, at most the original prompt
+        merged["prompt_tokens_details"] = {"cached_tokens": min(cached, prompt)}
+    return merged
+
+
+def _cached_tokens(usage: Mapping[str, Any]) -> int | None:
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    return cached if isinstance(cached, int) else None
+
+
+def with_cached_tokens(usage: dict[str, Any], timings: Any) -> dict[str, Any]:
+    """``usage`` with OpenAI's ``prompt_tokens_details.cached_tokens``: the engine's own
+    when it gave it, else llama-server's ``timings.cache_n`` (prompt tokens it found in
+    its cache; older releases report them only there); pure."""
+    if isinstance(usage.get("prompt_tokens_details"), Mapping) or not isinstance(timings, dict):
+        return usage
+    cached = timings.get("cache_n")
+    if not isinstance(cached, int):
+        return usage
+    return {**usage, "prompt_tokens_details": {"cached_tokens": cached}}
 
 
 def parse_chunk(payload: bytes) -> dict[str, Any] | None:

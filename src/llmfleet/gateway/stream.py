@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from llmfleet.errors import TemporaryUpstreamError
-from llmfleet.gateway.resume import EchoStripper, merge_usage, parse_chunk
+from llmfleet.gateway.resume import EchoStripper, merge_usage, parse_chunk, with_cached_tokens
 
 
 class UpstreamChunkError(TemporaryUpstreamError):
@@ -131,7 +131,7 @@ class StreamState:
         """Record a chunk's usage; raise on an error event. True if it has a choice."""
         usage = chunk.get("usage")
         if usage:
-            self.usage = usage
+            self.usage = with_cached_tokens(usage, chunk.get("timings"))
         if choices:
             return True
         if "error" in chunk:

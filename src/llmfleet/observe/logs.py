@@ -119,9 +119,11 @@ def request_fields(
     ttft_s: float | None = None,
     usage: Mapping[str, Any] | None,
     prompt: Any = None,
+    key_name: str | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """The ECS fields of one request-log line; a prompt only when the caller passes one
-    (``observability.log_prompts: true``). Keys are never logged."""
+    (``observability.log_prompts: true``). A key's name is logged, never the key."""
     fields: dict[str, Any] = {
         "event.dataset": "llmfleet.requests",
         "llmfleet.service": service,
@@ -130,9 +132,16 @@ def request_fields(
         "event.duration": int(duration_s * 1e9),
         "llmfleet.ttft_s": ttft_s,
     }
+    if request_id:
+        fields["http.request.id"] = request_id
+    if key_name is not None:
+        fields["llmfleet.key"] = key_name
     if usage:
         fields["llmfleet.prompt_tokens"] = usage.get("prompt_tokens")
         fields["llmfleet.completion_tokens"] = usage.get("completion_tokens")
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, Mapping) and details.get("cached_tokens") is not None:
+            fields["llmfleet.cached_tokens"] = details["cached_tokens"]
     if prompt is not None:
         fields["llmfleet.prompt"] = prompt
     return fields

@@ -9,12 +9,15 @@ the cap of the log file the lines go to, ``LLMFLEET_LOG_MAX_BYTES`` and
 
 This module knows nothing of the gateway's classes: it reads the few attributes
 it needs from the call object (``service``, ``path``, ``body``, ``started_at``,
-``attempts``, ``replica``, ``trace``), so the gateway can use it without an import cycle.
+``attempts``, ``replica``, ``trace``; and when present ``received_precise``,
+``first_token_at``, ``key_name``, ``request_id``), so the gateway can use it without
+an import cycle.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -97,13 +100,21 @@ class RequestObserver:
             self.tracing.shutdown()
 
     def finish(
-        self, call: Any, status: str, usage: Mapping[str, Any] | None, error: BaseException | None
+        self,
+        call: Any,
+        status: str | None,
+        usage: Mapping[str, Any] | None,
+        error: BaseException | None,
     ) -> None:
-        """End the trace and write the request's log line."""
+        """End the trace and write the request's log line. ``status`` is the one the
+        request was answered (or counted) with; None: the ``error``'s, else 500."""
         trace: RequestTrace | None = call.trace
         if trace is None and self.lines is None:
             return  # most requests with logs off: no spans to end, no line to write
-        code = int(status) if error is None else int(getattr(error, "status", 0) or 500)
+        if status is None or (error is not None and status == "200"):
+            code = int(getattr(error, "status", 0) or 500)
+        else:
+            code = int(status)
         if trace is not None:
             trace.end(code, usage)
         if self.lines is None:
@@ -112,9 +123,12 @@ class RequestObserver:
             service=call.service,
             replica=call.replica,
             status=code,
-            duration_s=self.clock() - call.started_at,
+            duration_s=_duration_s(call, self.clock),
+            ttft_s=_ttft_s(call),
             usage=usage,
             prompt=_prompt(call.body) if self.log_prompts else None,
+            key_name=getattr(call, "key_name", None),
+            request_id=getattr(call, "request_id", None) or None,
         )
         fields["llmfleet.failed_attempts"] = len(call.attempts)
         if trace is not None:
@@ -122,6 +136,20 @@ class RequestObserver:
         elif call.upstream_head:  # outside the sample: the ids the engine was sent
             fields["trace.id"], fields["span.id"] = head_ids(call.upstream_head)
         self.lines.write(f"{call.service} {call.path} {code}", fields)
+
+
+def _duration_s(call: Any, clock: Callable[[], float]) -> float:
+    """Since the request was admitted: by ``time.perf_counter`` when the call noted it
+    (uvloop's loop clock counts whole milliseconds), else by the observer's clock."""
+    precise = getattr(call, "received_precise", None)
+    if precise is not None:
+        return time.perf_counter() - float(precise)
+    return clock() - float(call.started_at)
+
+
+def _ttft_s(call: Any) -> float | None:
+    first = getattr(call, "first_token_at", None)
+    return None if first is None else float(first) - float(call.started_at)
 
 
 def _prompt(body: Mapping[str, Any]) -> Any:
