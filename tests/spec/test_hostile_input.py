@@ -120,11 +120,11 @@ CASES = {
         "5:5: services.chat.replicas: must be <= 1000, got 100000",
     ),
     "a billion slots": Case(
-        _add("    slots: 1.0e+9"), "5:5: services.chat.slots: must be <= 4096, got 1000000000.0"
+        _add("    slots: 1.0e+9"), "5:5: services.chat.slots: must be <= 4096, got 1.0e+9"
     ),
     "a context of 1e20 tokens": Case(
         _add("    context: 1.0e+20"),
-        "5:5: services.chat.context: must be <= 16777216, got 1e+20",
+        "5:5: services.chat.context: must be <= 16777216, got 1.0e+20",
     ),
     "a memory of 99999999999Ti": Case(
         _add("    resources: {memory: 99999999999Ti}"),
@@ -260,7 +260,7 @@ def test_a_loopback_gateway_needs_no_keys(host: str) -> None:
 
 
 def test_an_environment_override_of_the_host_is_where_the_problem_is() -> None:
-    text = BASE + "environments:\n  production: {}\n  staging: {gateway: {host: \"::\", port: 9}}\n"
+    text = BASE + 'environments:\n  production: {}\n  staging: {gateway: {host: "::", port: 9}}\n'
     with pytest.raises(SpecError) as caught:
         load_spec_text(text)
     [problem] = caught.value.problems

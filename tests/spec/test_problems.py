@@ -109,7 +109,7 @@ def test_wrong_types_are_short_and_say_what_was_written() -> None:
         """
     assert problems_of(text) == [
         "fleet.yaml:4:25: services.chat.engine.version: "
-        'must be a string, got 1.1 (quote it: "1.1")',
+        'must be a string, got 1.10 (quote it: "1.10")',
         "fleet.yaml:5:5: services.chat.slots: must be an integer, got 'two'",
         'fleet.yaml:6:14: services.chat.labels.tier: must be a string, got 1 (quote it: "1")',
         "fleet.yaml:7:5: services.chat.resources: must be a mapping, got a list",

@@ -22,7 +22,7 @@ from llmfleet.errors import SpecError, SpecProblem
 from llmfleet.spec.locations import Locations, place_findings
 from llmfleet.spec.model import EXTENSION_PREFIX, FleetSpec, ResolvedFleet
 from llmfleet.spec.parsing import parse_document
-from llmfleet.spec.problems import Finding, Key, rewrite_errors
+from llmfleet.spec.problems import Finding, Key, respell_numbers, rewrite_errors
 from llmfleet.spec.resolve import collect_resolution
 from llmfleet.spec.risks import spec_warnings
 
@@ -104,6 +104,7 @@ def _load(text: str, *, path: Path, filename: str) -> LoadedSpec:
         findings += resolution.findings
         resolved = resolution.fleet
     if findings or spec is None or resolved is None:
+        findings = respell_numbers(findings, document.written)
         raise SpecError(place_findings(findings, document.locations, filename=filename))
     warnings = place_findings(spec_warnings(spec, resolved), document.locations, filename=filename)
     return LoadedSpec(

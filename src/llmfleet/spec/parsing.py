@@ -17,14 +17,15 @@ where they happen, like any other problem.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from llmfleet.errors import SpecError, SpecProblem
 from llmfleet.spec.locations import Location, Locations
-from llmfleet.spec.problems import DocPath, Finding, describe, dotted
+from llmfleet.spec.problems import DocPath, Finding, WrittenNumber, describe, dotted
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _INT_TAG = "tag:yaml.org,2002:int"
@@ -43,6 +44,8 @@ class ParsedDocument:
     data: dict[str, Any]
     locations: Locations
     findings: tuple[Finding, ...]
+    written: Mapping[DocPath, WrittenNumber] = field(default_factory=dict)
+    """Numbers as the file spells them (``1.20`` reads as 1.2), for suggestions."""
 
 
 def parse_document(text: str, *, filename: str) -> ParsedDocument:
@@ -68,7 +71,9 @@ def parse_document(text: str, *, filename: str) -> ParsedDocument:
     finally:
         loader.dispose()
     mapping = _require_mapping(data, root, filename=filename)
-    return ParsedDocument(mapping, Locations(builder.index), tuple(builder.findings))
+    return ParsedDocument(
+        mapping, Locations(builder.index), tuple(builder.findings), builder.written
+    )
 
 
 class _RefusedError(Exception):
@@ -172,6 +177,7 @@ class _Builder:
         self._copy_root: DocPath | None = None  # where the alias being expanded was written
         self.index: dict[DocPath, Location] = {}
         self.findings: list[Finding] = []
+        self.written: dict[DocPath, WrittenNumber] = {}
 
     def build(self, node: yaml.Node, path: DocPath) -> Any:
         if not path:
@@ -223,7 +229,10 @@ class _Builder:
 
     def _scalar(self, node: yaml.Node, path: DocPath) -> Any:
         try:
-            return self._loader.construct_object(node, deep=True)
+            value = self._loader.construct_object(node, deep=True)
+            if isinstance(value, int | float) and isinstance(node.value, str):
+                self.written[path] = WrittenNumber(node.value, value)
+            return value
         except yaml.MarkedYAMLError as exc:
             self.findings.append(Finding(path, f"cannot read this value: {exc.problem}"))
         except (ValueError, OverflowError) as exc:  # a date that does not exist, a huge int

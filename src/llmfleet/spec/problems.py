@@ -15,7 +15,7 @@ import difflib
 import re
 import sys
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union, get_args, get_origin
 
@@ -80,6 +80,36 @@ def dotted(path: Sequence[Key]) -> str:
             out += f"[{part}]"
         else:
             out += f".{part}" if out else part
+    return out
+
+
+@dataclass(frozen=True)
+class WrittenNumber:
+    """A number as the file spells it (``1.20``) and as YAML read it (1.2)."""
+
+    text: str
+    value: int | float
+
+
+def respell_numbers(
+    findings: Iterable[Finding], written: Mapping[DocPath, WrittenNumber]
+) -> list[Finding]:
+    """Findings whose messages show a number as the file spells it, so a suggestion keeps
+    the user's digits: ``got 1.20 (quote it: "1.20")``, never ``"1.2"``.
+
+    Messages are written from the value YAML read (``describe``), before anyone knows
+    how it was spelt; this puts the spelling back at the one place a number is quoted.
+    """
+    out = []
+    for finding in findings:
+        number = written.get(finding.path)
+        shown = None if number is None else describe(number.value)
+        if number is None or number.text == shown or len(number.text) > 40:
+            out.append(finding)
+            continue
+        message = finding.message.replace(f"got {shown}", f"got {number.text}")
+        message = message.replace(f'quote it: "{shown}"', f'quote it: "{number.text}"')
+        out.append(Finding(finding.path, message))
     return out
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-_FLOW_UNSAFE = re.compile(r"[,\[\]{}#]|: |:$|^[\s!&*|>%@`'\"?]|\s$")
+_FLOW_UNSAFE = re.compile(r"[,\[\]{}#]|:(\s|$)|^:|^-(\s|$)|^[\s!&*|>%@`'\"?]|\s$")
 
 
 def spec_key(key: object) -> str:
@@ -50,14 +50,16 @@ def spelt(value: Any) -> str:
 
 
 def _spelt_string(text: str) -> str:
-    """Bare where YAML reads the text back as this very string, else double-quoted."""
+    """Bare where YAML reads the text back as this very string, as an item and as a key of
+    a flow collection, else double-quoted."""
     if not text or not text.isprintable() or _FLOW_UNSAFE.search(text):
         return _quoted(text)
     try:
-        read_back = yaml.safe_load(text)
+        as_item = yaml.safe_load(f"[{text}]")
+        as_key = yaml.safe_load(f"{{{text}: 0}}")
     except yaml.YAMLError:
         return _quoted(text)
-    return text if read_back == text else _quoted(text)
+    return text if as_item == [text] and as_key == {text: 0} else _quoted(text)
 
 
 def _quoted(text: str) -> str:
