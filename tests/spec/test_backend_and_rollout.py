@@ -97,3 +97,13 @@ def test_rollout_and_model_volume_change_no_replica_hash() -> None:
     other = load_spec_text(text).resolved.environment("production").services["chat"]
     assert other.model_volume.claim == "models"
     assert base.runtime_hash() == other.runtime_hash()
+
+
+def test_a_local_backend_written_out_with_its_defaults_loads_again() -> None:
+    """A saved revision holds the backend as dumped, defaults included
+    (``gateway_replicas: 2``, ``gpu_products: {}``): it must load again, or validate,
+    promote and rollback of a local fleet fail on the revision they saved."""
+    from llmfleet.spec.placement import BackendSpec
+
+    dumped = BackendSpec().model_dump(mode="json")
+    assert BackendSpec.model_validate(dumped).kind is BackendKind.LOCAL

@@ -83,7 +83,14 @@ class BackendSpec(_Frozen):
     @classmethod
     def _cluster_keys_need_kubernetes(cls, value: Any) -> Any:
         if isinstance(value, dict) and value.get("kind", "local") == "local":
-            written = [key for key in _CLUSTER_KEYS if value.get(key) is not None]
+            # A saved revision holds the defaults as dumped; only a value a user chose counts.
+            fields = cls.model_fields
+            written = [
+                key
+                for key in _CLUSTER_KEYS
+                if value.get(key) is not None
+                and value[key] != fields[key].get_default(call_default_factory=True)
+            ]
             if written:
                 raise ValueError(
                     f"{', '.join(written)} only mean something on a cluster; "
