@@ -194,3 +194,45 @@ def test_the_garbage_collector_leaves_start_up_objects_and_short_lived_ones_alon
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True"]
+
+
+async def test_every_answered_request_is_logged_after_a_sigterm(tmp_path: Path, sims) -> None:
+    """``llmfleet down`` stops the gateway with SIGTERM: the request lines still in its
+    buffer (written once a second) are flushed, one per answered request."""
+    import json
+    import os
+    import signal
+
+    sim = spawn(sims)
+    snap = tmp_path / "snapshot.json"
+    snap.write_text(json.dumps({
+        "generation": 1,
+        "services": {"chat": service().model_dump(mode="json")},
+        "replicas": [replica("chat", sim, 0).to_json()],
+    }))
+    port, log_path = free_port(), tmp_path / "gateway.log"
+    env = {**os.environ, "LLMFLEET_REQUEST_LOGS": "1"}
+    with log_path.open("w") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "llmfleet.gateway", "--environment", "e", "--port",
+            str(port), "--static-snapshot", str(snap),
+            stdout=asyncio.subprocess.PIPE, stderr=log, env=env,
+        )
+    try:
+        assert proc.stdout is not None
+        await asyncio.wait_for(proc.stdout.readline(), 10)
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        async with aiohttp.ClientSession() as session:
+            for _ in range(12):
+                url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                async with session.post(url, json=body) as resp:
+                    assert resp.status == 200, await resp.text()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    logged = [line for line in lines if line.get("event.dataset") == "llmfleet.requests"]
+    assert len(logged) == 12, log_path.read_text()[-2000:]

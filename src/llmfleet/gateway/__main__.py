@@ -7,7 +7,8 @@
 agent for benches and debugging.
 
 Prints ``llmfleet gateway listening on http://H:P`` once it serves. A port that
-is taken is refused with a message and exit code 1.
+is taken is refused with a message and exit code 1. SIGTERM or SIGINT stops it
+cleanly (exit 0), every answered request's log line written.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import gc
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmfleet.gateway.app import create_app
+from llmfleet.gateway.app import GatewayApp, create_app
 from llmfleet.gateway.keys import KeyVerifier, StoreKeyVerifier
 from llmfleet.gateway.replicas import AgentSource, ReplicaSource, StaticSource, snapshot_from_json
 
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from llmfleet.observe.requests import RequestObserver
 
 log = logging.getLogger("llmfleet.gateway")
+CLOSE_GRACE_S = 60.0
+"""how long answers in progress may take to finish once the gateway is told to stop."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -133,10 +137,24 @@ async def serve(args: argparse.Namespace, sock: socket.socket, source: ReplicaSo
     await app.serve(sock=sock)
     settle_garbage_collector()
     print(f"llmfleet gateway listening on http://{args.host}:{args.port}", flush=True)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
-        await app.close(grace_s=60.0)
+        await close(app, observer)
+
+
+async def close(app: GatewayApp, observer: RequestObserver | None) -> None:
+    """Stop on SIGTERM (how the agent stops a gateway) as on Ctrl-C: write the request
+    lines held so far at once (a SIGKILL may follow the grace), let the answers in
+    progress finish, then write theirs and send the spans."""
+    if observer is not None and observer.lines is not None:
+        observer.lines.flush()
+    try:
+        await app.close(grace_s=CLOSE_GRACE_S)
+    finally:
         if observer is not None:
             observer.close()
 
