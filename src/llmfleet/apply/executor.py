@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmfleet.apply.actual import actual_environment
 from llmfleet.apply.prepare import Prepared, prepare_service, replica_spec
 from llmfleet.backends.local.client import LocalBackend
 from llmfleet.engines.base import Progress
 from llmfleet.engines.registry import get_adapter
 from llmfleet.errors import ApplyError, FleetError, GpuShortageError, StalePlanError
 from llmfleet.plan.model import Action, Op, Plan, Target
+from llmfleet.plan.seen import ActualEnvironment, seen_runtime
 from llmfleet.settings import Settings
 from llmfleet.spec.model import ResolvedEnvironment
 from llmfleet.state.records import Outcome, Revision, RevisionKind
@@ -58,12 +60,28 @@ def apply_plan(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> R
                 f"{current}",
                 hint="run `llmfleet plan` again",
             )
+        check_runtime_unchanged(plan, actual_environment(ctx.backend, plan.environment))
         try:
             _execute(plan, desired, ctx)
         except FleetError as exc:
             _record(plan, desired, ctx, outcome="failed", error=str(exc))
             raise ApplyError(str(exc), done=ctx.done, hint=exc.hint) from exc
         return _record(plan, desired, ctx, outcome="success", error=None)
+
+
+def check_runtime_unchanged(plan: Plan, actual: ActualEnvironment) -> None:
+    """Refuse ``plan`` when what runs is not what it was made against (a `down`, a
+    replica gone): its actions were chosen for processes that may no longer exist,
+    and carrying them out would record a success over a runtime nobody planned."""
+    if plan.seen is None:
+        return
+    now = seen_runtime(actual)
+    if now.digest != plan.seen.digest:
+        raise StalePlanError(
+            f"what runs in {plan.environment} changed since the plan was made: it saw "
+            f"{plan.seen.summary}, now {now.summary}",
+            hint="run `llmfleet plan` again (`--out FILE` to save it) and apply that plan",
+        )
 
 
 def _record(

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from llmfleet.apply.executor import ApplyContext, apply_plan
+from llmfleet.apply.executor import ApplyContext, apply_plan, check_runtime_unchanged
 from llmfleet.cli import render
 from llmfleet.cli.output import errors
 from llmfleet.cli.workspace import Workspace
@@ -39,13 +39,14 @@ def _context(
 
 def current_plan(ws: Workspace) -> Plan:
     latest = ws.store.latest_revision(ws.environment)
-    recorded = frozenset(latest.spec.get("services", {})) if latest else frozenset()
+    services = latest.spec.get("services", {}) if latest else {}
     return plan_changes(
         ws.desired,
         ws.actual(),
         serial=ws.store.current_serial(ws.environment),
         spec_hash=ws.loaded.resolved.spec_hash(),
-        recorded_services=recorded,
+        recorded_services=frozenset(services),
+        recorded_replicas={name: int(s.get("replicas", 0)) for name, s in services.items()},
     )
 
 
@@ -63,6 +64,12 @@ def _saved_plan(ws: Workspace, plan_file: Path) -> Plan:
             f"{ws.spec_file} changed since {plan_file} was made",
             hint="run `llmfleet plan --out` again",
         )
+    if plan.seen is None:
+        raise StalePlanError(
+            f"{plan_file} does not record what ran when it was made (an older llmfleet)",
+            hint="run `llmfleet plan --out` again",
+        )
+    check_runtime_unchanged(plan, ws.actual())
     return plan
 
 

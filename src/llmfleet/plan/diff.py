@@ -8,13 +8,14 @@ changed by hand is drift and shows up in the plan.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llmfleet import __version__
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.plan.model import Action, Op, Plan, Target
+from llmfleet.plan.seen import ActualEnvironment as ActualEnvironment  # callers import it here
+from llmfleet.plan.seen import seen_runtime
 from llmfleet.spec.model import IN_PLACE_FIELDS, REPLACE_FIELDS, ResolvedEnvironment, ServiceSpec
 from llmfleet.spec.spelling import spec_key, spelt
 
@@ -27,17 +28,6 @@ PREFERENCE = {
     ReplicaState.DRAINING: 5,
     ReplicaState.STOPPED: 6,
 }
-
-
-@dataclass(frozen=True)
-class ActualEnvironment:
-    """What runs in one environment, as the backend reports it."""
-
-    replicas: Sequence[ReplicaStatus] = ()
-    services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    gateway: ReplicaStatus | None = None
-    observability: Mapping[str, Any] | None = None  # alerts, tracing, logs, as last pushed
-    costs: Mapping[str, Any] | None = None  # prices, as last pushed (None: an older agent)
 
 
 def runtime_config(service: ServiceSpec) -> dict[str, Any]:
@@ -75,12 +65,16 @@ def plan_changes(
     serial: int,
     spec_hash: str,
     recorded_services: frozenset[str] = frozenset(),
+    recorded_replicas: Mapping[str, int] | None = None,
 ) -> Plan:
     """Every action that makes ``actual`` match ``desired``; pure and deterministic.
 
-    ``recorded_services`` (the services of the last applied revision) only shapes the
-    reasons: a missing replica of a recorded service is drift, not new.
+    ``recorded_services`` and ``recorded_replicas`` (the services of the last applied
+    revision, with their replica counts) only shape the reasons: a missing replica of
+    a recorded service is drift, not new, and one beyond the recorded count is the
+    spec's change (``replicas: 2 -> 3``), not drift.
     """
+    recorded = dict(recorded_replicas or {})
     by_service: dict[str, list[ReplicaStatus]] = defaultdict(list)
     for replica in actual.replicas:
         by_service[replica.service].append(replica)
@@ -88,8 +82,10 @@ def plan_changes(
     notes: list[str] = []
     for name in sorted(desired.services):
         service = desired.services[name]
-        known = name in recorded_services
-        actions += _replica_actions(name, service, by_service.get(name, []), notes, known=known)
+        known = name in recorded_services or name in recorded
+        running = by_service.get(name, [])
+        before = recorded.get(name, service.replicas)  # unknown: a missing one is drift
+        actions += _replica_actions(name, service, running, notes, known=known, before=before)
         actions += _service_actions(
             name, service, actual.services.get(name), bool(by_service.get(name))
         )
@@ -104,7 +100,7 @@ def plan_changes(
     actions += _gateway_actions(desired, actual.gateway, notes)
     actions += _observability_actions(desired, actual, bool(actions))
     actions += _costs_actions(desired, actual, bool(actions))
-    return Plan(desired.name, serial, spec_hash, tuple(actions), tuple(notes))
+    return Plan(desired.name, serial, spec_hash, tuple(actions), tuple(notes), seen_runtime(actual))
 
 
 def _observability_actions(
@@ -160,15 +156,22 @@ def _replica_actions(
     notes: list[str],
     *,
     known: bool,
+    before: int,
 ) -> list[Action]:
+    """``before``: how many replicas the last applied revision gave the service."""
     by_slot: dict[int, list[ReplicaStatus]] = defaultdict(list)
     for replica in _ordered(running):
         by_slot[replica.slot].append(replica)
     actions: list[Action] = []
     for slot in range(service.replicas):
         group = by_slot.pop(slot, [])
-        had = known or bool(running)
-        actions += _slot_actions(name, slot, service, group, had_service=had, notes=notes)
+        if not (known or running):
+            missing = "new replica"
+        elif slot >= before:
+            missing = f"replicas: {before} -> {service.replicas}"
+        else:
+            missing = "replica is not running (drift)"
+        actions += _slot_actions(name, slot, service, group, missing=missing, notes=notes)
     slots = len({r.slot for r in running})
     for slot in sorted(by_slot):
         reason = f"replicas: {slots} -> {service.replicas}" if slot >= service.replicas else ""
@@ -182,12 +185,12 @@ def _slot_actions(
     service: ServiceSpec,
     group: list[ReplicaStatus],
     *,
-    had_service: bool,
+    missing: str,
     notes: list[str],
 ) -> list[Action]:
+    """The actions of one slot; ``missing`` is the reason to create an empty one."""
     if not group:
-        reason = "replica is not running (drift)" if had_service else "new replica"
-        return [Action(Op.CREATE, Target.REPLICA, service=name, slot=slot, reasons=(reason,))]
+        return [Action(Op.CREATE, Target.REPLICA, service=name, slot=slot, reasons=(missing,))]
     keep, extras = group[0], group[1:]
     actions = [_delete(r, "duplicate of this slot, left by an interrupted apply") for r in extras]
     if keep.runtime_hash != service.runtime_hash():
@@ -271,4 +274,4 @@ def plan_destroy(environment: str, actual: ActualEnvironment, *, serial: int) ->
                 Op.DELETE, Target.GATEWAY, replica_id=actual.gateway.replica_id, reasons=(reason,)
             )
         )
-    return Plan(environment, serial, "", tuple(actions))
+    return Plan(environment, serial, "", tuple(actions), seen=seen_runtime(actual))

@@ -61,11 +61,20 @@ class Action:
 
 
 @dataclass(frozen=True)
+class SeenRuntime:
+    """What ran when a plan was made: a digest to compare, a summary to show."""
+
+    digest: str
+    summary: str
+
+
+@dataclass(frozen=True)
 class Plan:
     """Every change needed to make ``environment`` match the spec.
 
-    ``serial`` is the state serial the plan was built from: applying it after the
-    state moved on is refused (the plan may be wrong by then).
+    ``serial`` is the state serial the plan was built from and ``seen`` what ran then
+    (``plan.seen``): applying it after either moved on is refused (the plan may be
+    wrong by then). ``seen`` is None only for plans built by hand, in tests.
     """
 
     environment: str
@@ -73,6 +82,7 @@ class Plan:
     spec_hash: str
     actions: tuple[Action, ...]
     notes: tuple[str, ...] = field(default=())
+    seen: SeenRuntime | None = None
 
     @property
     def has_changes(self) -> bool:
@@ -96,6 +106,7 @@ class Plan:
             "spec_hash": self.spec_hash,
             "actions": [a.to_json() for a in self.actions],
             "notes": list(self.notes),
+            "seen": asdict(self.seen) if self.seen else None,
         }
 
     @classmethod
@@ -106,4 +117,5 @@ class Plan:
             spec_hash=body["spec_hash"],
             actions=tuple(Action.from_json(a) for a in body["actions"]),
             notes=tuple(body.get("notes", ())),
+            seen=SeenRuntime(**body["seen"]) if body.get("seen") else None,
         )
