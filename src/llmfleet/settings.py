@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import os
+import pwd
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def account_name() -> str:
+    """Who acts, as history and locks record it: ``LLMFLEET_USER`` if set, else the
+    account of this process's uid. Not ``$USER``: cron, systemd and containers often
+    leave it unset (history said "unknown" while the lock said "root"), and anyone
+    can set it to anything."""
+    override = os.environ.get("LLMFLEET_USER")
+    if override:
+        return override
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid with no account (some containers)
+        return f"uid {os.getuid()}"
 
 
 @dataclass(frozen=True)
@@ -32,7 +47,7 @@ class Settings:
             cache_dir = Path.home() / ".cache" / "llmfleet"
         home_env = os.environ.get("LLMFLEET_HOME")
         home = Path(home_env) if home_env else (spec_dir or Path.cwd()) / ".llmfleet"
-        user = os.environ.get("LLMFLEET_USER") or os.environ.get("USER") or "unknown"
+        user = account_name()
         return cls(cache_dir=cache_dir.resolve(), home=home.resolve(), user=user)
 
     @property

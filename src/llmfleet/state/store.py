@@ -12,7 +12,6 @@ refused inside the same transaction that would have recorded it.
 
 from __future__ import annotations
 
-import getpass
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from llmfleet.errors import FleetError, StateCorruptError, StateError
+from llmfleet.settings import account_name
 from llmfleet.state import journal, keys, locking, measurements, revisions
 from llmfleet.state.connection import (
     Target,
@@ -56,10 +56,8 @@ def utc_now() -> datetime:
 
 
 def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in some containers
-        return "unknown"
+    """The lock holder's name: the same account that history records (settings)."""
+    return account_name()
 
 
 class StateStore:
