@@ -252,8 +252,11 @@ def logs(
     spec_file: SpecFile = DEFAULT_SPEC,
     env: Env = "production",
     lines: Annotated[int, typer.Option("--lines", "-n")] = 50,
+    raw: Annotated[bool, typer.Option("--raw", help="JSON log lines as written")] = False,
 ) -> None:
     """The last lines of every replica of a service (or of the gateway)."""
+    from llmfleet.observe.log_lines import read_log_line
+
     with workspace(spec_file, env) as ws:
         backend = ws.backend
         if service == "gateway":
@@ -266,7 +269,9 @@ def logs(
         for replica_id in sorted(ids):
             console.print(Text(f"==> {replica_id} <==", style="bold"))
             for line in backend.logs(replica_id, lines=lines):
-                console.print(Text(line))
+                entry = None if raw else read_log_line(line)
+                shown = Text(line) if entry is None else render.log_line_text(entry)
+                console.print(shown, soft_wrap=True)  # a line stays one line, as grep wants
 
 
 @app.command()

@@ -16,6 +16,7 @@ from llmfleet.plan.model import SYMBOLS, Op, Plan
 
 if TYPE_CHECKING:
     from llmfleet.errors import SpecProblem
+    from llmfleet.observe.log_lines import LogEntry
     from llmfleet.state.records import Revision
 
 OP_STYLE = {Op.CREATE: "green", Op.UPDATE: "yellow", Op.REPLACE: "magenta", Op.DELETE: "red"}
@@ -65,6 +66,7 @@ def render_status(
     console: Console, replicas: Sequence[ReplicaStatus], gateways: Sequence[ReplicaStatus]
 ) -> None:
     table = Table(title="Replicas", title_justify="left")
+    labelled = any(r.labels for r in replicas)  # no empty column for fleets without labels
     for column in (
         "env",
         "service",
@@ -76,11 +78,13 @@ def render_status(
         "port",
         "uptime",
         "restarts",
+        *(("labels",) if labelled else ()),
     ):
         table.add_column(
             column, justify="right" if column in {"slot", "pid", "port", "restarts"} else "left"
         )
     for r in sorted(replicas, key=lambda r: (r.environment, r.service, r.slot)):
+        labels = ",".join(f"{k}={v}" for k, v in sorted(r.labels.items()))
         table.add_row(
             Text(r.environment),
             Text(r.service),
@@ -92,6 +96,7 @@ def render_status(
             str(r.port),
             _uptime(r),
             str(r.restarts),
+            *((Text(labels),) if labelled else ()),
         )
     console.print(table)
     for gateway in gateways:
@@ -137,3 +142,30 @@ def render_spec_warnings(console: Console, warnings: Sequence[SpecProblem]) -> N
     """Allowed but risky settings (``spec.risks``), each at its file:line:col, in yellow."""
     for warning in warnings:
         console.print(Text("warning: ", style="bold yellow") + Text(warning.render()))
+
+
+LEVEL_STYLE = {
+    "DEBUG": "dim",
+    "INFO": "",
+    "WARNING": "yellow",
+    "ERROR": "red",
+    "CRITICAL": "bold red",
+}
+
+
+def log_line_text(entry: LogEntry) -> Text:
+    """``2026-12-05 10:31:02.123Z INFO  message  status=200 ... 12.3 ms request_id=...``"""
+    level = entry.level.upper()
+    text = Text(f"{entry.timestamp.replace('T', ' ')} ")
+    text.append(f"{level:<5}", style=LEVEL_STYLE.get(level, ""))
+    text.append(f" {entry.message}")
+    extras = [f"{name}={value}" for name, value in entry.summary]
+    if entry.duration_ms is not None:
+        extras.append(f"{entry.duration_ms:.1f} ms")
+    if entry.request_id:
+        extras.append(f"request_id={entry.request_id}")
+    if extras:
+        text.append("  " + " ".join(extras), style="dim")
+    if entry.error:
+        text.append(f"  {entry.error}", style="red")
+    return text
