@@ -41,6 +41,7 @@ environments:
 observability:
   metrics_port: METRICS_PORT
   evaluate_every_s: 0.5
+  metric_labels: [team, tier]
 """
 NO_DATA_ON_SIM = {
     "KV cache usage": "vLLM's and older llama-server builds' gauge; the sim has no KV cache",
@@ -214,8 +215,22 @@ def drive_failover(fleet: Fleet) -> None:
             break
 
 
+def check_labels(fleet: Fleet, url: str) -> None:
+    """The allow-listed spec labels are on the fleet's and the gateway's series (owner,
+    not on the list, is not); `status` shows every label."""
+    for family in (
+        "llmfleet_gateway_requests_total",
+        "llmfleet_replica_state",
+        "llmfleet_requests_running",
+        "llmfleet_gateway_retries_total",
+    ):
+        assert has_data(url, f'{family}{{team="search",tier="gold"}}'), family
+    assert not has_data(url, '{owner!=""}')
+    assert "owner=alice,team=search,tier=gold" in fleet.run("status").stdout
+
+
 @pytest.mark.timeout(120)
-def test_every_panel_query_runs_in_a_real_prometheus_scraping_a_fleet(
+def test_every_panel_query_and_the_allowed_labels_in_a_real_prometheus_scraping_a_fleet(
     fleet: Fleet, prometheus: Callable[[str], str]
 ) -> None:
     metrics_port = free_port()
@@ -252,6 +267,7 @@ def test_every_panel_query_runs_in_a_real_prometheus_scraping_a_fleet(
             if panel["title"] not in NO_DATA_ON_SIM and not eventually_has_data(url, promql):
                 empty.append(promql)
     assert empty == []
+    check_labels(fleet, url)
     for title in FAILOVER:
         panel = next(p for p in panels if p["title"] == title)
         promql = filled(panel["targets"][0]["expr"], instance).replace("[1m]", "[1h]")

@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client import generate_latest
 
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.engines.sim.metrics import SimMetrics
-from llmfleet.observe.fleet import FleetScraper, Target
+from llmfleet.gateway.metrics import GatewayMetrics
+from llmfleet.observe.fleet import MAX_LABEL_VALUE_CHARS, FleetScraper, Target, allowed_labels
 
 
 def free_port() -> int:
@@ -77,3 +79,43 @@ async def test_scrape_is_concurrent_cached_and_survives_dead_targets(
     assert up == {"r0": "1", "r1": "1", "dead": "0"}
     assert 'llmfleet_requests_running{environment="production",service="chat",replica="r0"' in text
     assert 'state="ready"} 1' in text
+
+
+async def test_allowed_spec_labels_are_added_to_replica_and_gateway_series(
+    engines: tuple[list[int], list[int]],
+) -> None:
+    """Labels on the allow-list reach every series of their service, values capped; others
+    (owner) stay out of the metrics, so what Prometheus indexes is bounded by the spec."""
+    ports, _hits = engines
+    gateway = GatewayMetrics()
+    gateway.of("chat").count_request("/v1/chat/completions", "200")
+    app = web.Application()
+    body = generate_latest(gateway.registry)
+
+    async def handle(_request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="text/plain")
+
+    app.router.add_get("/metrics", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    gw_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", gw_port).start()
+    labels = {"team": "search", "tier": "g" * 500, "owner": "alice"}
+    targets = [Target(status("r0", ports[0])), Target(status("gw", gw_port, engine="gateway"))]
+    loop = asyncio.get_running_loop()
+    try:
+        async with aiohttp.ClientSession() as session:
+            scraper = FleetScraper(
+                session=session, targets=lambda: targets, clock=loop.time, wall_clock=time.time,
+                service_labels=lambda env, svc: allowed_labels(
+                    labels if (env, svc) == ("production", "chat") else {}, ("team", "tier")))
+            text = await scraper.render()
+    finally:
+        await runner.cleanup()
+    tier = f'tier="{"g" * MAX_LABEL_VALUE_CHARS}"'
+    for family in ("llmfleet_requests_running", "llmfleet_replica_state",
+                   "llmfleet_gateway_requests_total", "llmfleet_target_up"):
+        lines = [line for line in text.splitlines()
+                 if line.startswith(family + "{") and 'engine="gateway"' not in line]
+        assert lines and all('team="search"' in line and tier in line for line in lines), family
+    assert "alice" not in text and "g" * (MAX_LABEL_VALUE_CHARS + 1) not in text

@@ -53,6 +53,25 @@ def test_bad_otlp_endpoint_is_refused() -> None:
         FleetSpec.model_validate(body)
 
 
+@pytest.mark.parametrize(("labels", "message"), [
+    (["team", "tier", "a", "b", "c", "d"], "at most 5"),
+    (["service"], "llmfleet's own"),
+    (["engine_x"], "llmfleet's own"),
+    (["app.kubernetes.io/name"], "Prometheus label name"),
+    (["team", "team"], "twice"),
+])
+def test_metric_labels_are_a_short_list_of_free_prometheus_names(
+    labels: list[str], message: str
+) -> None:
+    """The allow-list keeps cardinality in check: few names, none that clash with ours."""
+    body = spec()
+    body["observability"] = {"metric_labels": labels}
+    with pytest.raises(ValueError, match=message):
+        FleetSpec.model_validate(body)
+    body["observability"] = {"metric_labels": ["team", "tier"]}
+    assert FleetSpec.model_validate(body).observability.metric_labels == ("team", "tier")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,18 +10,21 @@ at once cost one round of requests.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
 
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
-from llmfleet.observe.exposition import Sample, parse_text, render_samples
+from llmfleet.observe.exposition import Labels, Sample, parse_text, render_samples
 from llmfleet.observe.normalise import normalise_metrics
+from llmfleet.spec.observability import MAX_LABEL_VALUE_CHARS
 
 SampleSource = Callable[[], list[Sample]]
 DerivedSource = Callable[[list[Sample]], list[Sample]]
 """Series computed from a scrape's own samples (costs from the token counters)."""
+ServiceLabels = Callable[[str, str], Labels]
+"""(environment, service) -> the spec labels to add to its series (the allow-listed ones)."""
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,14 @@ def target_labels(status: ReplicaStatus) -> dict[str, str]:
     }
 
 
-def replica_samples(status: ReplicaStatus, *, now: float) -> list[Sample]:
+def allowed_labels(labels: Mapping[str, str], allowed: Sequence[str]) -> Labels:
+    """The labels named in ``allowed`` (``observability.metric_labels``), values capped; pure."""
+    return tuple((name, labels[name][:MAX_LABEL_VALUE_CHARS]) for name in allowed if name in labels)
+
+
+def replica_samples(status: ReplicaStatus, *, now: float, extra: Labels = ()) -> list[Sample]:
     """State (one series per state, 1 for the current one), restarts and uptime; pure."""
-    ours = (*target_labels(status).items(), ("engine_version", status.engine_version))
+    ours = (*target_labels(status).items(), ("engine_version", status.engine_version), *extra)
     out = [
         Sample(
             "llmfleet_replica_state",
@@ -82,14 +90,27 @@ def replica_samples(status: ReplicaStatus, *, now: float) -> list[Sample]:
     return out
 
 
-def gateway_samples(text: str, environment: str) -> list[Sample]:
-    """A gateway's own ``llmfleet_gateway_*`` series with its environment added; pure."""
+def gateway_samples(
+    text: str, environment: str, service_labels: ServiceLabels | None = None
+) -> list[Sample]:
+    """A gateway's own ``llmfleet_gateway_*`` series with its environment added, and the
+    labels of the service a series is about (``service_labels``); pure given that."""
+    extra: dict[str, Labels] = {}
+
+    def of(labels: Labels) -> Labels:
+        service = dict(labels).get("service")
+        if service is None or service_labels is None:
+            return ()
+        if service not in extra:
+            extra[service] = service_labels(environment, service)
+        return extra[service]
+
     return [
         Sample(
             raw.family,
             raw.kind if raw.kind != "unknown" else "untyped",
             raw.name,
-            (("environment", environment), *raw.labels),
+            (("environment", environment), *raw.labels, *of(raw.labels)),
             raw.value,
         )
         for raw in parse_text(text)
@@ -111,6 +132,7 @@ class FleetScraper:
         timeout_s: float = 2.0,
         extra: Sequence[SampleSource] = (),
         derived: Sequence[DerivedSource] = (),
+        service_labels: ServiceLabels = lambda _environment, _service: (),
     ) -> None:
         self._session = session
         self._targets = targets
@@ -120,6 +142,7 @@ class FleetScraper:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.extra = list(extra)
         self.derived = list(derived)
+        self.service_labels = service_labels
         self._cached: tuple[float, list[Sample]] | None = None
         self._inflight: asyncio.Future[list[Sample]] | None = None
 
@@ -165,7 +188,8 @@ class FleetScraper:
     async def _scrape_one(self, target: Target) -> list[Sample]:
         status = target.status
         text = await self._fetch(f"{status.url}{target.metrics_path}", target.api_key)
-        labels = target_labels(status)
+        extra = () if target.is_gateway else self.service_labels(status.environment, status.service)
+        labels = target_labels(status) | dict(extra)
         up = Sample(
             "llmfleet_target_up",
             "gauge",
@@ -174,9 +198,9 @@ class FleetScraper:
             0.0 if text is None else 1.0,
         )
         if target.is_gateway:
-            return [up, *gateway_samples(text or "", status.environment)]
+            return [up, *gateway_samples(text or "", status.environment, self.service_labels)]
         engine = normalise_metrics(status.engine, text, labels) if text else []
-        return [up, *replica_samples(status, now=self._wall()), *engine]
+        return [up, *replica_samples(status, now=self._wall(), extra=extra), *engine]
 
     async def _fetch(self, url: str, api_key: str | None) -> str | None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None

@@ -23,8 +23,8 @@ from aiohttp import web
 from llmfleet.observe import signals
 from llmfleet.observe.alerts import Alert, AlertEvaluator, ServiceRules, active_conditions
 from llmfleet.observe.costs import EnvironmentPrices, cost_samples, environment_prices
-from llmfleet.observe.exposition import Sample
-from llmfleet.observe.fleet import FleetScraper, Target
+from llmfleet.observe.exposition import Labels, Sample
+from llmfleet.observe.fleet import FleetScraper, Target, allowed_labels
 from llmfleet.observe.gpu import GpuReport, NvmlReader, gpu_samples, unhealthy_gpus
 from llmfleet.observe.machine import MachineSampler
 from llmfleet.observe.notify import Notifier
@@ -71,6 +71,8 @@ class Observer:
         self.settings = Observability(metrics_port=None)
         self.rules: dict[str, list[ServiceRules]] = {}
         self.prices: dict[str, EnvironmentPrices] = {}
+        self.labels: dict[str, dict[str, dict[str, str]]] = {}
+        """environment -> service -> the spec's labels, as the last apply pushed them"""
         self._targets = targets
         self._clock = clock
         self._wall = wall_clock
@@ -87,6 +89,7 @@ class Observer:
             wall_clock=wall_clock,
             extra=[self._own_samples],
             derived=[lambda samples: cost_samples(samples, self.prices)],
+            service_labels=self.metric_labels,
         )
         self._history: collections.deque[tuple[float, list[Sample]]] = collections.deque()
         self._poked = asyncio.Event()
@@ -107,6 +110,9 @@ class Observer:
         if observability is not None:
             self.settings = Observability.model_validate(observability)
         self.rules[environment] = service_rules(environment, services)
+        self.labels[environment] = {
+            name: dict(body.get("labels") or {}) for name, body in services.items()
+        }
         prices = environment_prices(costs, services)
         if prices is None:
             self.prices.pop(environment, None)
@@ -115,8 +121,15 @@ class Observer:
         self.scraper.cache_s = self.settings.scrape_cache_s
         await self._bind()
 
+    def metric_labels(self, environment: str, service: str) -> Labels:
+        """The allow-listed labels of a service (read from the last apply, so an in-place
+        label change shows in the metrics at once)."""
+        labels = self.labels.get(environment, {}).get(service, {})
+        return allowed_labels(labels, self.settings.metric_labels)
+
     def forget(self, environment: str) -> None:
         self.rules.pop(environment, None)
+        self.labels.pop(environment, None)
         self.prices.pop(environment, None)
 
     def poke(self) -> None:

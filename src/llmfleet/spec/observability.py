@@ -94,6 +94,34 @@ class GpuLimits(_Frozen):
     poll_s: float = Field(default=10.0, gt=0)
 
 
+MAX_METRIC_LABELS = 5
+MAX_LABEL_VALUE_CHARS = 64
+"""A service has one value per label, so the labels add no series; the caps keep a
+mistaken spec (a commit hash, a paragraph) from bloating every series of the fleet."""
+OWN_LABELS = frozenset({
+    "environment", "service", "replica", "engine", "engine_version", "state", "status",
+    "endpoint", "le", "quantile", "gpu", "uuid", "reason", "direction", "alertname",
+    "alertstate", "severity", "instance", "job", "model_name",
+})  # fmt: skip
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def check_metric_labels(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The allow-list of service labels exported as metric labels; pure."""
+    if len(names) > MAX_METRIC_LABELS:
+        raise ValueError(f"at most {MAX_METRIC_LABELS} labels, got {len(names)}")
+    for name in names:
+        if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+            raise ValueError(
+                f"{name!r} is not a Prometheus label name (letters, digits, _; no leading __)"
+            )
+        if name in OWN_LABELS or name.startswith("engine_"):
+            raise ValueError(f"{name!r} is one of llmfleet's own metric labels; pick another")
+    if len(set(names)) != len(names):
+        raise ValueError("a label is named twice")
+    return names
+
+
 class Observability(_Frozen):
     """Fleet-wide observability settings (``observability:`` at the top of fleet.yaml)."""
 
@@ -119,6 +147,16 @@ class Observability(_Frozen):
     webhooks: tuple[Webhook, ...] = ()
     evaluate_every_s: float = Field(default=5.0, gt=0, description="alert evaluation period")
     gpu: GpuLimits = Field(default_factory=GpuLimits)
+    metric_labels: tuple[str, ...] = Field(
+        default=(),
+        description=f"service labels added to the metrics (at most {MAX_METRIC_LABELS}; "
+        f"values cut at {MAX_LABEL_VALUE_CHARS} characters); the others stay out",
+    )
+
+    @field_validator("metric_labels")
+    @classmethod
+    def _few_free_label_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_metric_labels(value)
 
     @field_validator("otlp_endpoint")
     @classmethod
