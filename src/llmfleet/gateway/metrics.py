@@ -111,7 +111,8 @@ class GatewayMetrics:
         self.registry.register(_RouterCollector(lambda: router, self.expect))
 
     def expect(self, services: Iterable[str], replicas: Iterable[tuple[str, str]]) -> None:
-        """Export 0 for the failure counters of every service and (service, replica) known.
+        """Export 0 for the failure counters (and cached prompt tokens) of every service
+        and (service, replica) known.
 
         A counter that first appears at 1 is lost to ``rate()`` and ``increase()``, so
         the first retry, resumed stream or ejection would never show on a dashboard.
@@ -120,6 +121,7 @@ class GatewayMetrics:
         for service in services:
             self.retries.labels(service)
             self.resumed.labels(service)
+            self.prompt_tokens_cached.labels(service)  # the first cache hit counts too
         current = set(replicas)
         for pair in self._expected_replicas - current:
             self.ejections.remove(*pair)

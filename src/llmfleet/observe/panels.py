@@ -161,6 +161,18 @@ PANELS: tuple[Panel, ...] = (
         ),
     ),
     _panel(
+        "KV cache",
+        "Cached prompt tokens (gateway): does routing find warm caches",
+        "percentunit",
+        (
+            zero_if_absent(
+                per_service_rate(GW + "prompt_tokens_cached_total"),
+                per_service_rate(GW + "prompt_tokens_total"),
+            ),
+            "{{service}}",
+        ),
+    ),
+    _panel(
         "Replica health",
         "Replicas by state",
         "short",
