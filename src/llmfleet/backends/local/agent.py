@@ -32,6 +32,7 @@ import logging
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from llmfleet.backends.local import ports
 from llmfleet.backends.local.gateways import gateway_spec
 from llmfleet.backends.local.gpus import assign_gpus, wanted_gpus
 from llmfleet.backends.local.layout import LOGS_FOLDER, SOCKET_NAME, STATE_NAME
-from llmfleet.backends.local.supervisor import Managed, Supervisor
+from llmfleet.backends.local.supervisor import Managed, Supervisor, log_limits_from_env
 from llmfleet.backends.local.table import read_table, write_table
 from llmfleet.backends.local.wire import spec_from_json, spec_to_json
 from llmfleet.engines.gpus import visible_gpus
@@ -59,13 +60,21 @@ class Agent:
 
     def __init__(self, *, home: Path, session: aiohttp.ClientSession) -> None:
         self.home = home
-        self.generation = 0
+        # Unique to this agent's life, not 0: a gateway that outlived the previous
+        # agent skips a snapshot whose generation equals the last one it saw, and a
+        # restarted agent counting from 0 again reached it (a replica that moved
+        # port while the agent was away stayed unknown to the gateway).
+        self.generation = time.time_ns() // 1000
         self.environments: dict[str, dict[str, Any]] = {}
         self._changed = asyncio.Event()
-        self.replicas = Supervisor(session=session, on_change=self.changed)
+        self.ports = ports.PortLeases.for_user(ports.port_range_from_env())
+        self.replicas = Supervisor(
+            session=session,
+            on_change=self.changed,
+            ports=self.ports,
+            log_limits=log_limits_from_env(os.environ),
+        )
         self.gateways = Supervisor(session=session, on_change=self.changed)
-        self._range = ports.port_range_from_env()
-        self._next_port = self._range[0]
         self.stopped = asyncio.Event()
         self.observer = attach_observer(self, session)
         self._gpus: int | None = None
@@ -102,10 +111,7 @@ class Agent:
         if wanted_gpus(spec):
             others = (m.spec for m in self.replicas.processes.values())
             spec = assign_gpus(spec, others, count=self._gpu_count())
-        port = spec.port or ports.allocate_port(
-            self._taken_ports(), start=self._next_port, port_range=self._range
-        )
-        self._next_port = port + 1
+        port = self.ports.claim(spec.port, taken=self._taken_ports())
         managed = self._managed(spec, port=port, folder=spec.environment, adopt_pid=adopt_pid)
         if adopt_pid is None and api_key is None and spec.launch.api_key_env:
             api_key = secrets.token_urlsafe(32)

@@ -9,6 +9,13 @@ state machine::
        v  |
     BACKOFF / CRASH_LOOP (3 exits in a row without becoming ready)
 
+A replica's port is not its for life: other programs share the machine's ports,
+and one may take it while the replica restarts. Before each start the port is
+checked; a taken one is left for another free one (``ports.PortLeases``), and the
+change reaches the gateway with the next snapshot of the agent (``on_change``).
+Replica logs are capped (``LLMFLEET_LOG_MAX_BYTES``, ``LLMFLEET_LOG_FILES``): an
+engine that prints a lot, or restarts often, does not fill the disk.
+
 Time comes from the running loop, so tests can drive it with a fake clock.
 """
 
@@ -16,25 +23,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import replace
 
 import aiohttp
 
-from llmfleet.backends.base import ReplicaSpec, ReplicaState, ReplicaStatus
-from llmfleet.backends.exits import describe_exit
+from llmfleet.backends.base import ReplicaState
 from llmfleet.backends.local import process
-from llmfleet.backends.local.probing import engine_busy, run_probe
-from llmfleet.private_files import open_private
+from llmfleet.backends.local.managed import Managed, exit_words, log_limits_from_env, log_line
+from llmfleet.backends.local.ports import PortLeases, port_free
+from llmfleet.backends.local.probing import engine_busy, knows_own_key, run_probe
+from llmfleet.observe.rotation import LogLimits, cap_appended_file
+
+__all__ = ["Managed", "Supervisor", "backoff_delay", "log_limits_from_env"]
 
 CRASH_LOOP_AFTER = 3
 LIVENESS_EVERY_S = 2.0
 LIVENESS_FAILURES = 3
 READINESS_POLL_S = 0.05
+LOG_CHECK_EVERY_S = 2.0
 
 
 def backoff_delay(failures: int) -> float:
@@ -48,80 +56,26 @@ def backoff_delay(failures: int) -> float:
     return float(min(30.0, 0.5 * 2 ** (failures - 2)))
 
 
-@dataclass
-class Managed:
-    """One supervised process and what the agent knows of it."""
-
-    spec: ReplicaSpec
-    port: int
-    argv: list[str]
-    log_path: Path
-    state: ReplicaState = ReplicaState.STARTING
-    pid: int | None = None
-    started_at: float | None = None
-    ready_at: float | None = None
-    restarts: int = 0
-    failures: int = 0
-    last_exit: int | None = None
-    stopping: bool = False
-    adopted_pid: int | None = None
-    hardware_fault: str | None = None  # set by observe.local on a GPU fault
-    api_key: str | None = field(default=None, repr=False)
-    """the engine's API key, made by the agent; given in its environment (``launch_env``)"""
-    task: asyncio.Task[None] | None = None
-    exited: asyncio.Future[Any] | None = field(default=None, repr=False)
-
-    def launch_env(self) -> dict[str, str]:
-        """The extra environment of the process: the spec's, and the API key under the
-        variable its engine reads (argv is readable by every local user)."""
-        env = dict(self.spec.launch.env)
-        if self.api_key and self.spec.launch.api_key_env:
-            env[self.spec.launch.api_key_env] = self.api_key
-        return env
-
-    def status(self, *, log_lines: int = 0) -> ReplicaStatus:
-        spec = self.spec
-        return ReplicaStatus(
-            replica_id=spec.replica_id,
-            environment=spec.environment,
-            service=spec.service,
-            slot=spec.slot,
-            runtime_hash=spec.runtime_hash,
-            engine=spec.engine,
-            engine_version=spec.engine_version,
-            state=self.state,
-            port=self.port,
-            pid=self.pid,
-            started_at=self.started_at,
-            ready_at=self.ready_at,
-            restarts=self.restarts,
-            last_exit=self.last_exit,
-            log_tail=tuple(process.tail_lines(self.log_path, lines=log_lines)) if log_lines else (),
-            served_name=spec.served_name,
-            labels=dict(spec.labels),
-            config=dict(spec.config),
-        )
-
-
-def _exit_words(code: int | None) -> str:
-    """'was killed by SIGILL: ...' or 'exited with code 3', for the replica's log."""
-    meaning = str(describe_exit(code))
-    return f"was {meaning}" if meaning.startswith(("killed", "stopped")) else meaning
-
-
-def _log_line(path: Path, line: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    with os.fdopen(fd, "a") as handle:
-        handle.write(line + "\n")
-
-
 class Supervisor:
-    """Owns every ``Managed`` process; calls ``on_change`` whenever a state changes."""
+    """Owns every ``Managed`` process; calls ``on_change`` whenever a state changes.
 
-    def __init__(self, *, session: aiohttp.ClientSession, on_change: Callable[[], None]) -> None:
+    With ``ports`` a replica whose port is taken moves to a leased free one, and
+    stopping it releases its lease; without (gateways, on the port the user chose)
+    it restarts where it was. ``log_limits`` caps the logs; None: uncapped (a
+    gateway rotates its own)."""
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        on_change: Callable[[], None],
+        ports: PortLeases | None = None,
+        log_limits: LogLimits | None = None,
+    ) -> None:
         self._session = session
         self._on_change = on_change
+        self._ports = ports
+        self._log_limits = log_limits
         self.processes: dict[str, Managed] = {}
 
     def _set(self, managed: Managed, state: ReplicaState) -> None:
@@ -137,10 +91,16 @@ class Supervisor:
 
     async def _run(self, managed: Managed) -> None:
         while not managed.stopping:
+            self._cap_log(managed, force=True)
+            problem = self._port_problem(managed)
+            if problem is not None:
+                log_line(managed.log_path, f"llmfleet: {problem}")
+                await self._count_failure(managed)
+                continue
             try:
                 await self._launch(managed)
             except OSError as exc:  # e.g. the executable is gone from the cache
-                _log_line(managed.log_path, f"llmfleet: cannot start {managed.argv[0]}: {exc}")
+                log_line(managed.log_path, f"llmfleet: cannot start {managed.argv[0]}: {exc}")
                 await self._after_exit(managed, 127)
                 continue
             probe = asyncio.create_task(self._probe(managed))
@@ -152,13 +112,51 @@ class Supervisor:
                 return
             await self._after_exit(managed, code)
 
+    def _port_problem(self, managed: Managed) -> str | None:
+        """Move a replica off a port another program holds (logged; the table and the
+        gateway learn it through ``on_change``); a problem to report when it cannot
+        move. An adopted process holds its port itself, and without leases there is
+        nowhere to move to: both start where they are."""
+        old = managed.port
+        if managed.adopted_pid is not None or self._ports is None or port_free(old):
+            return None
+        taken = {m.port for m in self.processes.values()}
+        try:
+            new = self._ports.move(old, taken=taken)
+        except OSError as exc:
+            return f"port {old} is in use by another program, and {exc}"
+        self._move(managed, new)
+        log_line(
+            managed.log_path,
+            f"llmfleet: port {old} is in use by another program; moved this replica to port {new}",
+        )
+        return None
+
+    def _move(self, managed: Managed, port: int) -> None:
+        spec = managed.spec
+        managed.port = port
+        managed.argv = [arg.replace("{port}", str(port)) for arg in spec.launch.argv]
+        if spec.port is not None:
+            managed.spec = replace(spec, port=port)
+        self._on_change()
+
+    def _cap_log(self, managed: Managed, *, force: bool = False) -> None:
+        """Keep the log under the cap; checked at most every ``LOG_CHECK_EVERY_S``."""
+        if self._log_limits is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if force or now - managed.log_checked_at >= LOG_CHECK_EVERY_S:
+            managed.log_checked_at = now
+            cap_appended_file(managed.log_path, self._log_limits)
+
     async def _launch(self, managed: Managed) -> None:
         managed.ready_at = None
-        managed.started_at = time.time()
-        if managed.adopted_pid is not None:
+        if managed.adopted_pid is not None:  # keeps the start time its table gave it
+            managed.started_at = managed.started_at or time.time()
             managed.pid, managed.adopted_pid = managed.adopted_pid, None
             managed.exited = asyncio.ensure_future(process.wait_pid(managed.pid))
         else:
+            managed.started_at = time.time()
             proc = await process.spawn(
                 managed.argv, env=managed.launch_env(), log_path=managed.log_path
             )
@@ -175,9 +173,13 @@ class Supervisor:
     async def _after_exit(self, managed: Managed, code: int | None) -> None:
         # The engine's own last lines rarely say why it died by a signal: say it at the
         # end of its log, where `status` and a failed apply show the tail.
-        _log_line(managed.log_path, f"llmfleet: the engine {_exit_words(code)}")
+        log_line(managed.log_path, f"llmfleet: the engine {exit_words(code)}")
         managed.last_exit = code
         managed.restarts += 1
+        await self._count_failure(managed)
+
+    async def _count_failure(self, managed: Managed) -> None:
+        """One more start that did not reach ready: back off longer each time."""
         managed.failures += 1
         stuck = managed.failures >= CRASH_LOOP_AFTER
         self._set(managed, ReplicaState.CRASH_LOOP if stuck else ReplicaState.BACKOFF)
@@ -186,7 +188,8 @@ class Supervisor:
 
     async def _probe(self, managed: Managed) -> None:
         base = f"http://127.0.0.1:{managed.port}"
-        while not await self._ready_once(managed, base):  # noqa: ASYNC110 - polling HTTP
+        while not await self._ready_once(managed, base):
+            self._cap_log(managed)
             await asyncio.sleep(READINESS_POLL_S)
         managed.failures = 0
         managed.ready_at = time.time()
@@ -196,6 +199,10 @@ class Supervisor:
         await self._watch_liveness(managed, base)
 
     async def _ready_once(self, managed: Managed, base: str) -> bool:
+        """Whether the replica is ready: its own engine (``knows_own_key``), not
+        whatever else answers on its port, passes every readiness probe."""
+        if not await knows_own_key(self._session, base, managed.spec, api_key=managed.api_key):
+            return False
         for probe in managed.spec.readiness:
             if not await run_probe(self._session, base, probe, api_key=managed.api_key):
                 return False
@@ -205,6 +212,7 @@ class Supervisor:
         misses = 0
         while True:
             await asyncio.sleep(LIVENESS_EVERY_S)
+            self._cap_log(managed)
             ok = await run_probe(
                 self._session, base, managed.spec.liveness, api_key=managed.api_key
             )
@@ -232,6 +240,8 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await managed.task
         self.processes.pop(replica_id, None)
+        if self._ports is not None:
+            self._ports.release(managed.port)
         self._on_change()
 
     async def _drain(self, managed: Managed, *, timeout_s: float) -> None:
