@@ -97,17 +97,24 @@ def start_prometheus(binary: str, tmp: Path, target: str) -> tuple[subprocess.Po
 
 
 @pytest.fixture
-def prometheus(prometheus_bin: str, tmp_path: Path) -> Iterator[Callable[[str], str]]:
-    """A starter: call it with the scrape target; the process is killed whatever happens."""
+def prometheus(prometheus_bin: str, tmp_path: Path) -> Iterator[Callable[[str], Callable[[], str]]]:
+    """A starter: call it with the scrape target, then call what it returns to wait for
+    Prometheus to be ready (start it early: it loads while the fleet starts). The process
+    is stopped whatever happens."""
     procs: list[subprocess.Popen[bytes]] = []
+    home = tmp_path / "prom"
 
-    def start(target: str) -> str:
-        proc, url = start_prometheus(prometheus_bin, tmp_path / "prom", target)
+    def start(target: str) -> Callable[[], str]:
+        proc, url = start_prometheus(prometheus_bin, home, target)
         procs.append(proc)
-        wait_until(lambda: ready(url), what="Prometheus ready", proc=proc, log=tmp_path / "prom")
-        return url
 
-    (tmp_path / "prom").mkdir()
+        def wait_ready() -> str:
+            wait_until(lambda: ready(url), what="Prometheus ready", proc=proc, log=home)
+            return url
+
+        return wait_ready
+
+    home.mkdir()
     try:
         yield start
     finally:
@@ -231,13 +238,14 @@ def check_labels(fleet: Fleet, url: str) -> None:
 
 @pytest.mark.timeout(120)
 def test_every_panel_query_and_the_allowed_labels_in_a_real_prometheus_scraping_a_fleet(
-    fleet: Fleet, prometheus: Callable[[str], str]
+    fleet: Fleet, prometheus: Callable[[str], Callable[[], str]]
 ) -> None:
     metrics_port = free_port()
     fleet.write(SPEC.replace("METRICS_PORT", str(metrics_port)))
-    fleet.run("apply", "--yes")
     instance = f"127.0.0.1:{metrics_port}"
-    url = prometheus(instance)
+    wait_ready = prometheus(instance)
+    fleet.run("apply", "--yes")
+    url = wait_ready()
     # the failure counters start at 0, so the first failure shows in rate() and increase()
     for family in ("retries", "resumed_streams", "ejections"):
         wait_until(
