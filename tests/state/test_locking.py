@@ -73,7 +73,7 @@ def test_stale_lock_of_dead_process_is_broken(location: Location) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert child.returncode == 9, child.stderr
-    with location.open(user="ada") as store:
+    with location.open(user="ada", settle=False) as store:
         left = store.lock_info()
         assert left is not None and left.holder == child.stdout.strip()
         with store.lock(purpose="after the crash") as info:

@@ -52,7 +52,7 @@ class ApplyContext:
 
 def apply_plan(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> Revision:
     """Execute ``plan`` under the state lock and record the revision; see module doc."""
-    with ctx.store.lock("apply", purpose=f"{ctx.kind} {plan.environment}"):
+    with ctx.store.lock("apply", purpose=f"{ctx.kind} {plan.environment}") as held:
         current = ctx.store.current_serial(plan.environment)
         if current != plan.serial:
             raise StalePlanError(
@@ -61,11 +61,16 @@ def apply_plan(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> R
                 hint="run `llmfleet plan` again",
             )
         check_runtime_unchanged(plan, actual_environment(ctx.backend, plan.environment))
+        if plan.has_changes:
+            ctx.store.note_apply_started(
+                held, environment=plan.environment, kind=ctx.kind, user=ctx.user,
+                message=ctx.message, spec_hash=plan.spec_hash, plan=plan.to_json(),
+            )  # fmt: skip
         try:
             _execute(plan, desired, ctx)
         except FleetError as exc:
             _record(plan, desired, ctx, outcome="failed", error=str(exc))
-            raise ApplyError(str(exc), done=ctx.done, hint=exc.hint) from exc
+            raise ApplyError(exc.message, done=ctx.done, hint=exc.hint) from exc
         return _record(plan, desired, ctx, outcome="success", error=None)
 
 

@@ -357,6 +357,9 @@ def unlock(
     """Break the state lock left by a command that died (never one still running here)."""
     with workspace(spec_file, "production") as ws:
         info = ws.store.lock_info("apply")
+        if info is None and ws.store.settled is not None:
+            console.print(Text(f"unlocked: {ws.store.settled.error}"))
+            return
         if info is None:
             console.print("the state is not locked")
             return

@@ -124,7 +124,8 @@ def render_history(console: Console, revisions: Sequence[Revision]) -> None:
         table.add_column(column)
     for rev in revisions:
         actions = rev.plan.get("actions", []) if isinstance(rev.plan, dict) else []
-        outcome = Text(rev.outcome, style="green" if rev.outcome == "success" else "red")
+        shown = "interrupted" if (rev.error or "").startswith("interrupted:") else rev.outcome
+        outcome = Text(shown, style="green" if rev.outcome == "success" else "red")
         table.add_row(
             str(rev.serial),
             Text(rev.environment),

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine
 
 from llmfleet.errors import FleetError, StateCorruptError, StateError
 from llmfleet.settings import account_name
-from llmfleet.state import journal, keys, locking, measurements, revisions
+from llmfleet.state import interrupted, journal, keys, locking, measurements, revisions
 from llmfleet.state.connection import (
     Target,
     create_state_engine,
@@ -77,6 +77,7 @@ class StateStore:
         self._identity = identity
         self._clock = clock
         self._shelf = shelf
+        self.settled: Revision | None = None  # an interrupted apply recorded at open
 
     @classmethod
     def open(
@@ -88,8 +89,12 @@ class StateStore:
         busy_timeout_s: float = 10.0,
         connect_timeout_s: float = 5.0,
         clock: Clock = utc_now,
+        settle: bool = True,
     ) -> StateStore:
         """Open (and on first use create) the state at ``url``.
+
+        With ``settle`` (the CLI), an apply of this host that died holding the lock is
+        recorded as interrupted first (``settle_interrupted``).
 
         ``sqlite:///relative`` is relative to ``base_dir``, the spec's folder.
         ``user`` names lock holders (default: the login name). Waits for a busy
@@ -111,6 +116,8 @@ class StateStore:
                 if lost and target.sqlite_path and holds_no_tables(target.sqlite_path):
                     raise lost
                 ensure_schema(engine, where=target.display, lost=lost)
+                if settle:
+                    store.settled = store.settle_interrupted()
             except BaseException:
                 engine.dispose()
                 raise
@@ -238,8 +245,10 @@ class StateStore:
         """Hold lock ``name`` for the block; released even when the block raises.
 
         Raises ``LockHeldError`` (holder and since) when a live process holds it;
-        a lock left by a dead process of this host is broken and taken.
+        a lock left by a dead process of this host is broken and taken (its apply
+        recorded as interrupted first, see ``settle_interrupted``).
         """
+        self.settle_interrupted(name)
         now = self._clock()
         with self._write() as conn:
             info = locking.claim(conn, name=name, purpose=purpose, me=self._identity, now=now)
@@ -248,6 +257,42 @@ class StateStore:
         finally:
             with self._write() as conn:
                 locking.remove_lock(conn, name, token=info.token)
+
+    def note_apply_started(
+        self,
+        lock: LockInfo,
+        *,
+        environment: str,
+        kind: RevisionKind,
+        user: str,
+        message: str,
+        spec_hash: str,
+        plan: dict[str, Any],
+    ) -> None:
+        """Note, under ``lock``, that an apply starts changing the runtime, so that the
+        next command can record it as interrupted if this process dies."""
+        record = {"kind": kind, "user": user, "message": message, "spec_hash": spec_hash,
+                  "plan": plan}  # fmt: skip
+        with self._write() as conn:
+            interrupted.note_start(
+                conn, lock=lock, environment=environment, record=record, now=self._clock()
+            )
+
+    def settle_interrupted(self, name: str = "apply") -> Revision | None:
+        """Record the apply of a dead process of this host that holds lock ``name`` as
+        interrupted, and remove its lock; returns that revision, if one was recorded.
+        Cheap when there is nothing to settle: one read."""
+        held = self.lock_info(name)
+        if held is None or not locking.is_stale(held, self._identity):
+            return None
+        with self._write() as conn:
+            again = locking.read_lock(conn, name)
+            if again is None or again.token != held.token:
+                return None  # settled by another command meanwhile
+            settled = interrupted.settle(conn, held, now=self._clock())
+        if settled is not None:
+            self._snapshot()
+        return settled
 
     def lock_info(self, name: str = "apply") -> LockInfo | None:
         with self._read() as conn:
