@@ -244,6 +244,8 @@ def status(
             sys.stdout.write(dumps(document))
             return
         render.render_status(console, replicas, gateways)
+        for problem in backend.agent_info().get("problems", []):  # e.g. its table unsaved
+            console.print(f"[bold yellow]warning:[/] {problem}", highlight=False)
 
 
 @app.command()

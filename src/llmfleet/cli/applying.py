@@ -89,6 +89,9 @@ def run_apply(
 ) -> None:
     started = time.monotonic()
     render.render_spec_warnings(errors, ws.loaded.warnings)
+    # Started (or restarted, adopting what its table lists) before planning: a plan
+    # made while the agent was down saw no replicas, and carrying it out doubled them.
+    ws.backend.ensure_agent()
     plan = _saved_plan(ws, plan_file) if plan_file else current_plan(ws)
     render.render_plan(console, plan)
     if _unchanged(ws, plan):

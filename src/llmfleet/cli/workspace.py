@@ -46,9 +46,15 @@ class Workspace:
 
     @cached_property
     def backend(self) -> LocalBackend:
+        """The runtime, its agent started first when it died and left processes running:
+        every command that reads or changes the runtime (status, plan, apply, down,
+        destroy, validate, ...) sees what really runs, never an empty runtime beside
+        replicas still serving (``LocalBackend.adopt_orphans``)."""
         from llmfleet.backends.local.client import LocalBackend
 
-        return LocalBackend(self.settings.home)
+        backend = LocalBackend(self.settings.home)
+        backend.adopt_orphans()
+        return backend
 
     @property
     def store(self) -> StateStore:

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import sys
 import time
 from pathlib import Path
@@ -45,7 +46,7 @@ from llmfleet.backends.local.gateways import gateway_spec
 from llmfleet.backends.local.gpus import assign_gpus, wanted_gpus
 from llmfleet.backends.local.layout import LOGS_FOLDER, SOCKET_NAME, STATE_NAME
 from llmfleet.backends.local.supervisor import Managed, Supervisor, log_limits_from_env
-from llmfleet.backends.local.table import read_table, write_table
+from llmfleet.backends.local.table import TableKeeper, read_table
 from llmfleet.backends.local.wire import spec_from_json, spec_to_json
 from llmfleet.engines.gpus import visible_gpus
 from llmfleet.errors import GpuShortageError, UnsafePathError
@@ -78,14 +79,30 @@ class Agent:
         self.stopped = asyncio.Event()
         self.observer = attach_observer(self, session)
         self._gpus: int | None = None
+        self.table = TableKeeper(home, body=self._table_body)
 
     def changed(self) -> None:
-        """Bump the generation, wake long-polls and persist the table."""
+        """Bump the generation, wake long-polls and persist the table (a failed save is
+        kept in ``table.problem`` and retried; it never reaches the caller)."""
         self.observer.poke()
         self.generation += 1
         self._changed.set()
         self._changed = asyncio.Event()
-        self._save()
+        self.table.save()
+
+    def set_environment(self, environment: str, config: dict[str, Any]) -> str | None:
+        """Make ``config`` the environment's only once the table holds it; on a failed
+        save the previous config stays and the problem is returned (an apply that
+        fails must not leave its config live)."""
+        previous = self.environments.get(environment)
+        self.environments[environment] = config
+        problem = self.table.save()
+        if problem is not None:
+            if previous is None:
+                del self.environments[environment]
+            else:
+                self.environments[environment] = previous
+        return problem
 
     async def wait_change(self, generation: int, *, timeout_s: float) -> None:
         if generation != self.generation:
@@ -168,13 +185,12 @@ class Agent:
         self.gateways.start(managed)
         return managed
 
-    def _save(self) -> None:
-        body = {
+    def _table_body(self) -> dict[str, Any]:
+        return {
             "replicas": [_persisted(m) for m in self.replicas.processes.values()],
             "gateways": [_persisted(m) for m in self.gateways.processes.values()],
             "environments": self.environments,
         }
-        write_table(self.home, body)
 
     def restore(self) -> None:
         """Adopt replicas a previous agent left running; restart the ones that died.
@@ -189,37 +205,64 @@ class Agent:
             pid = _adoptable(item)
             key = item.get("api_key")
             try:
-                self.start_replica(
+                managed = self.start_replica(
                     _with_port(spec, item["port"]),
                     adopt_pid=pid,
                     api_key=key if isinstance(key, str) and key else None,
                 )
             except GpuShortageError as exc:  # a table saved before GPUs were assigned
                 log.error("cannot restore replica %s: %s", spec.replica_id, exc)
+                continue
+            managed.started_at = _started_at(item) if pid else None  # uptime goes on
         for item in body.get("gateways", []):
             spec = spec_from_json(item["spec"])
-            managed = self._managed(
-                spec, port=item["port"], folder="gateways", adopt_pid=_adoptable(item)
-            )
+            pid = _adoptable(item)
+            managed = self._managed(spec, port=item["port"], folder="gateways", adopt_pid=pid)
+            managed.started_at = _started_at(item) if pid else None
             self.gateways.start(managed)
 
     async def shutdown(self) -> None:
-        await self.gateways.stop_all(drain_timeout_s=0)
-        await self.replicas.stop_all(drain_timeout_s=5)
-        self.environments.clear()
-        self._save()
-        self.stopped.set()
+        """Stop every gateway and replica, then let ``serve`` exit, whatever fails on the
+        way (a home deleted under us, a full disk): a step that raises is logged and the
+        next one runs; what a failed stop left running is killed."""
+        try:
+            for supervisor, drain_s in ((self.gateways, 0.0), (self.replicas, 5.0)):
+                try:
+                    await supervisor.stop_all(drain_timeout_s=drain_s)
+                except Exception:
+                    log.exception("stopping every process failed; killing what is left")
+                    _kill_left(supervisor)
+            self.environments.clear()
+            self.table.save()
+            self.table.close()
+        finally:
+            self.stopped.set()
 
 
 def _persisted(managed: Managed) -> dict[str, Any]:
     """A table row; the engine's key too, or a restarted agent could not talk to the
-    replica it adopts (the table is this user's only, 0600)."""
+    replica it adopts (the table is this user's only, 0600), and its start time, or an
+    adopted replica's uptime would start again at 0."""
     return {
         "spec": spec_to_json(managed.spec),
         "port": managed.port,
         "pid": managed.pid,
         "api_key": managed.api_key,
+        "started_at": managed.started_at,
     }
+
+
+def _started_at(item: dict[str, Any]) -> float | None:
+    value = item.get("started_at")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _kill_left(supervisor: Supervisor) -> None:
+    from llmfleet.backends.local.process import signal_group
+
+    for managed in supervisor.processes.values():
+        if managed.pid is not None:
+            signal_group(managed.pid, signal.SIGKILL)
 
 
 def _with_port(spec: ReplicaSpec, port: int) -> ReplicaSpec:
@@ -229,11 +272,9 @@ def _with_port(spec: ReplicaSpec, port: int) -> ReplicaSpec:
 
 
 def _adoptable(item: dict[str, Any]) -> int | None:
-    from llmfleet.backends.local.process import pid_runs
+    from llmfleet.backends.local.process import listed_pid
 
-    pid = item.get("pid")
-    argv0 = item["spec"]["launch"]["argv"][0]
-    return pid if isinstance(pid, int) and pid_runs(pid, argv0) else None
+    return listed_pid(item)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,10 @@
 
 Ids in the path and the query (``{id}``, ``{env}``, ``?environment=``) are checked by
 one middleware before any handler runs: they become file names and log lookups.
+A request that would add to what the agent runs is refused with 507 and the cause
+while its table cannot be saved (a restarted agent could not adopt what it started);
+one that stops or reads things never is. An unexpected failure is answered with its
+cause too, not aiohttp's "Server got itself in trouble".
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -25,6 +30,11 @@ from llmfleet.errors import GpuShortageError
 from llmfleet.observe.local import add_observe_routes
 
 AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent", Agent)
+UNSAVED_HINT = (
+    "free space on that disk, or make the folder writable again; the agent keeps "
+    "supervising and saves it as soon as it can"
+)
+log = logging.getLogger(__name__)
 MAX_LONG_POLL_S = 60.0
 PATH_IDS = {"id": "replica id", "env": "environment"}
 
@@ -51,10 +61,34 @@ async def check_ids(request: web.Request, handler: Handler) -> web.StreamRespons
     return await handler(request)
 
 
+@web.middleware
+async def name_failures(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A handler's unexpected error, answered with its cause (and logged in full)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        log.exception("%s %s failed", request.method, request.path)
+        body = {"error": f"{type(exc).__name__}: {exc}", "hint": "see the agent's log"}
+        return web.json_response(body, status=500)
+
+
+def _unsaved(problem: str) -> web.Response:
+    """507: the table cannot be saved, so the agent takes on nothing new."""
+    return web.json_response({"error": problem, "hint": UNSAVED_HINT}, status=507)
+
+
 async def info(request: web.Request) -> web.Response:
     agent = _agent(request)
+    problems = [agent.table.problem] if agent.table.problem else []
     return web.json_response(
-        {"pid": os.getpid(), "home": str(agent.home), "generation": agent.generation}
+        {
+            "pid": os.getpid(),
+            "home": str(agent.home),
+            "generation": agent.generation,
+            "problems": problems,
+        }
     )
 
 
@@ -76,6 +110,9 @@ async def start_replica(request: web.Request) -> web.Response:
         spec = spec_from_json(await request.json())
     except (ValueError, KeyError, TypeError) as exc:
         raise _bad_request(f"malformed replica spec: {exc}") from exc
+    problem = _agent(request).table.save()
+    if problem is not None:
+        return _unsaved(problem)
     try:
         managed = _agent(request).start_replica(spec)
     except GpuShortageError as exc:
@@ -154,12 +191,15 @@ async def put_environment(request: web.Request) -> web.Response:
             check_id("service", name)
     except ValueError as exc:
         raise _bad_request(str(exc)) from exc
-    agent.environments[request.match_info["env"]] = {
+    config = {
         "services": body["services"],
         "continuation": body.get("continuation", {}),
         "observability": body.get("observability"),
         "costs": body.get("costs"),
     }
+    problem = agent.set_environment(request.match_info["env"], config)
+    if problem is not None:
+        return _unsaved(problem)
     await agent.observer.configure(
         request.match_info["env"], body["services"], body.get("observability"), body.get("costs")
     )
@@ -188,6 +228,9 @@ async def list_gateways(request: web.Request) -> web.Response:
 
 
 async def put_gateway(request: web.Request) -> web.Response:
+    problem = _agent(request).table.save()
+    if problem is not None:
+        return _unsaved(problem)
     managed = await _agent(request).run_gateway(request.match_info["env"], await request.json())
     return web.json_response(managed.status().to_json())
 
@@ -204,7 +247,7 @@ async def shutdown(request: web.Request) -> web.Response:
 
 
 def build_app(agent: Agent) -> web.Application:
-    app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[check_ids])
+    app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[name_failures, check_ids])
     app[AGENT_KEY] = agent
     app.router.add_get("/v1/agent", info)
     app.router.add_get("/v1/replicas", list_replicas)
@@ -240,9 +283,12 @@ async def serve(home: Path, *, socket_name: str) -> None:
         loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(agent.shutdown()))
         agent.restore()
         await agent.observer.start(agent.environments)
-        print(f"llmfleet agent {os.getpid()} serving on {socket_path}", flush=True)
+        with contextlib.suppress(OSError):  # a full disk under the log: serve all the same
+            print(f"llmfleet agent {os.getpid()} serving on {socket_path}", flush=True)
         await agent.stopped.wait()
-        await agent.observer.stop()
-        await runner.cleanup()
-    with contextlib.suppress(FileNotFoundError):
+        try:
+            await agent.observer.stop()
+        finally:
+            await runner.cleanup()
+    with contextlib.suppress(OSError):  # gone with a deleted home, or never made
         socket_path.unlink()

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from llmfleet.backends.base import ReplicaSpec, ReplicaState, ReplicaStatus
 from llmfleet.backends.exits import describe_exit
 from llmfleet.backends.local.layout import AGENT_LOG_NAME, SOCKET_NAME, STATE_NAME
+from llmfleet.backends.local.process import listed_pid, pid_alive
+from llmfleet.backends.local.table import read_table
 from llmfleet.backends.local.wire import spec_to_json
 from llmfleet.errors import (
     AgentUnreachableError,
@@ -105,8 +107,24 @@ class LocalBackend:
             body = response.json()
             raise GpuShortageError(body["error"], hint=body.get("hint"))
         if response.status_code >= 400:
-            raise BackendError(f"the local agent refused {method} {path}: {response.text}")
+            raise self._refusal(method, path, response)
         return response.json()
+
+    def _refusal(self, method: str, path: str, response: httpx.Response) -> BackendError:
+        """The agent's own words when it gave some (``{"error", "hint"}``: e.g. 507, its
+        table cannot be written), else the status and where its log is."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            return BackendError(
+                f"the local agent refused {method} {path}: {body['error']}", hint=body.get("hint")
+            )
+        return BackendError(
+            f"the local agent failed on {method} {path} (HTTP {response.status_code})",
+            hint=f"see {self.home / AGENT_LOG_NAME}",
+        )
 
     def running(self) -> bool:
         """True if this user's agent accepts connections (a raw connect: cheap, and it
@@ -115,6 +133,25 @@ class LocalBackend:
         if not private_folder(self.home, create=False) or not check_private(self.socket_path):
             return False
         return self._socket_answers()
+
+    def adopt_orphans(self) -> bool:
+        """Start the agent when it is gone but its table lists processes that still run
+        (it was killed: kill -9, the OOM killer), so that it adopts them; True if it did.
+
+        A command that reported or planned without them would lie: ``plan`` showed
+        every replica as missing, ``apply`` doubled the fleet, ``down`` left them
+        running. Starting the agent changes nothing that runs; when nothing listed
+        runs (after ``down``, or a reboot) no agent is started."""
+        if self.running() or not private_folder(self.home, create=False):
+            return False
+        table = read_table(self.home)
+        if table is None:
+            return False
+        rows = [*table.get("replicas", []), *table.get("gateways", [])]
+        if not any(isinstance(row, dict) and listed_pid(row) for row in rows):
+            return False
+        self.ensure_agent()
+        return True
 
     def ensure_agent(self) -> None:
         """Start the agent if it is not running; wait until it answers."""
@@ -287,12 +324,25 @@ class LocalBackend:
     def stop_gateway(self, environment: str) -> None:
         self._call("DELETE", f"/v1/gateways/{environment}")
 
+    def agent_info(self) -> dict[str, Any]:
+        """The agent's pid, generation and ``problems`` (e.g. its table cannot be saved)."""
+        return dict(self._call("GET", "/v1/agent"))
+
     def shutdown(self, *, timeout_s: float = 60.0) -> bool:
-        """Stop every replica and gateway and the agent itself; False if it was not running."""
+        """Stop every replica and gateway and the agent itself; False if it was not
+        running. Returns once the agent's process is gone; raises ``BackendError`` when
+        it is still alive after ``timeout_s`` (never a success that did not happen)."""
         if not self.running():
             return False
+        pid = int(self.agent_info()["pid"])
         self._call("POST", "/v1/shutdown")
         deadline = time.monotonic() + timeout_s
-        while self.socket_path.exists() and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
+        if pid_alive(pid):
+            raise BackendError(
+                f"the local agent (pid {pid}) is still running {timeout_s:.0f} s after it was "
+                "asked to stop; its replicas and gateways may still run",
+                hint=f"see {self.home / AGENT_LOG_NAME}; `kill {pid}` stops it and them",
+            )
         return True

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,17 @@ def pid_runs(pid: int, argv0: str) -> bool:
     except OSError:
         return False
     return bool(cmdline) and cmdline[0].decode(errors="replace") == argv0
+
+
+def listed_pid(row: Mapping[str, Any]) -> int | None:
+    """The pid of an agent table row when that process still runs the row's program
+    (None for a row of a process that is gone, or whose pid another program reuses)."""
+    pid = row.get("pid")
+    try:
+        argv0 = row["spec"]["launch"]["argv"][0]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return pid if isinstance(pid, int) and pid_runs(pid, str(argv0)) else None
 
 
 async def wait_pid(pid: int, *, poll_s: float = 0.2) -> None:
