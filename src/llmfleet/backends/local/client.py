@@ -1,7 +1,8 @@
 """``LocalBackend``: the Backend protocol over the local agent's unix socket.
 
 Synchronous (httpx), for the CLI. ``ensure_agent`` starts the agent as a detached
-process when it is not running, so it outlives the command that started it. httpx
+process when it is not running (``starting``), so it outlives the command that
+started it; ``adopt_orphans`` when it died and left processes running. httpx
 is imported on the first call to a running agent: a command that finds no agent
 (``status``, ``plan`` before the first apply) does not pay for it.
 
@@ -12,10 +13,7 @@ say: the client talks only to a socket in a home that is this user's only
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from llmfleet.backends.base import ReplicaSpec, ReplicaState, ReplicaStatus
 from llmfleet.backends.exits import describe_exit
-from llmfleet.backends.local.layout import AGENT_LOG_NAME, SOCKET_NAME, STATE_NAME
-from llmfleet.backends.local.process import listed_pid, pid_alive
-from llmfleet.backends.local.table import read_table
+from llmfleet.backends.local.layout import AGENT_LOG_NAME, SOCKET_NAME
+from llmfleet.backends.local.process import pid_alive
+from llmfleet.backends.local.starting import orphans_running, start_agent
 from llmfleet.backends.local.wire import spec_to_json
 from llmfleet.errors import (
     AgentUnreachableError,
@@ -34,12 +32,11 @@ from llmfleet.errors import (
     PortInUseError,
     ReplicaFailedError,
 )
-from llmfleet.private_files import check_private, open_private, private_folder, refuse_foreign_peer
+from llmfleet.private_files import check_private, private_folder, refuse_foreign_peer
 
 if TYPE_CHECKING:
     import httpx
 
-AGENT_START_TIMEOUT_S = 15.0
 FAILED_STATES = frozenset({ReplicaState.CRASH_LOOP})
 
 
@@ -142,54 +139,15 @@ class LocalBackend:
         every replica as missing, ``apply`` doubled the fleet, ``down`` left them
         running. Starting the agent changes nothing that runs; when nothing listed
         runs (after ``down``, or a reboot) no agent is started."""
-        if self.running() or not private_folder(self.home, create=False):
-            return False
-        table = read_table(self.home)
-        if table is None:
-            return False
-        rows = [*table.get("replicas", []), *table.get("gateways", [])]
-        if not any(isinstance(row, dict) and listed_pid(row) for row in rows):
+        if self.running() or not orphans_running(self.home):
             return False
         self.ensure_agent()
         return True
 
     def ensure_agent(self) -> None:
         """Start the agent if it is not running; wait until it answers."""
-        if self.running():
-            return
-        private_folder(self.home)
-        check_private(self.home / STATE_NAME)  # the agent refuses it too; here the user sees why
-        log_path = self.home / AGENT_LOG_NAME
-        log = open_private(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        argv = [sys.executable, "-m", "llmfleet.backends.local.agent", "--daemonize"]
-        try:
-            # --daemonize forks and the first process exits at once: nothing is left
-            # for us to reap, and the agent is no child of this command.
-            started = subprocess.run(
-                [*argv, "--home", str(self.home)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                check=False,
-                timeout=AGENT_START_TIMEOUT_S,
-            )
-        finally:
-            os.close(log)
-        if started.returncode != 0:
-            raise AgentUnreachableError(
-                f"the local agent refused to start (exit code {started.returncode})",
-                hint=f"see {log_path}",
-            )
-        deadline = time.monotonic() + AGENT_START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.running():
-                return
-            time.sleep(0.05)
-        raise AgentUnreachableError(
-            f"the local agent did not start within {AGENT_START_TIMEOUT_S:.0f} s",
-            hint=f"see {log_path}",
-        )
+        if not self.running():
+            start_agent(self.home, answers=self.running)
 
     def list_replicas(
         self, environment: str | None = None, *, log_lines: int = 0
