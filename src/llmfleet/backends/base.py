@@ -75,10 +75,12 @@ class ReplicaStatus:
     served_name: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    """where the engine listens: this machine locally, a pod's address in a cluster."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def to_json(self) -> dict[str, Any]:
         body = dict(self.__dict__)

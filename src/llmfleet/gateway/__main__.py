@@ -4,7 +4,8 @@
         [--state-url URL --state-base-dir DIR]
 
 ``--static-snapshot FILE`` (the agent's JSON answer in a file) replaces the
-agent for benches and debugging.
+agent for benches and debugging. ``--kubernetes-config FILE`` (in a cluster)
+replaces it with the EndpointSlices of the services that file names.
 
 Prints ``llmfleet gateway listening on http://H:P`` once it serves. A port that
 is taken is refused with a message and exit code 1. SIGTERM or SIGINT stops it
@@ -49,6 +50,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--agent-socket", help="unix socket of the local agent")
     source.add_argument(
         "--static-snapshot", help="JSON file in the agent's format (benches, debugging)"
+    )
+    source.add_argument(
+        "--kubernetes-config",
+        help="services.json of the gateway's ConfigMap: follow the services' EndpointSlices",
+    )
+    parser.add_argument(
+        "--kubernetes-api",
+        help="API server URL without credentials (kubectl proxy; default: the pod's own "
+        "service account)",
     )
     parser.add_argument(
         "--state-url",
@@ -97,6 +107,20 @@ def replica_source(args: argparse.Namespace) -> ReplicaSource:
     if args.static_snapshot:
         body = json.loads(Path(args.static_snapshot).read_text())
         return StaticSource(snapshot_from_json(body))
+    if args.kubernetes_config:
+        from llmfleet.gateway.discovery import (
+            ApiServer,
+            EndpointSliceSource,
+            load_cluster_services,
+        )
+
+        try:
+            cluster = load_cluster_services(Path(args.kubernetes_config))
+            api = ApiServer(args.kubernetes_api) if args.kubernetes_api else ApiServer.in_cluster()
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: {args.kubernetes_config}: {exc}", file=sys.stderr)
+            raise SystemExit(1) from exc
+        return EndpointSliceSource(cluster, api)
     return AgentSource(args.agent_socket, args.environment)
 
 

@@ -17,7 +17,7 @@ from llmfleet.backends.kubernetes.context import RenderContext
 from llmfleet.backends.kubernetes.labels import GATEWAY as COMPONENT
 from llmfleet.backends.kubernetes.names import GATEWAY, KEY_FIELD, engine_key_secret, engine_name
 from llmfleet.backends.kubernetes.services import disruption_budget
-from llmfleet.spec.model import IN_PLACE_FIELDS
+from llmfleet.engines.registry import get_adapter
 
 CONFIG_MOUNT = "/etc/llmfleet"
 KEYS_MOUNT = "/etc/llmfleet/engine-keys"
@@ -71,17 +71,20 @@ def _role_binding(ctx: RenderContext, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _config_map(ctx: RenderContext, meta: dict[str, Any], ports: dict[str, int]) -> dict[str, Any]:
-    """What the gateway routes by: each service's gateway settings and where its pods are."""
+    """What the gateway routes by (``gateway.discovery`` reads it): each service's spec,
+    the fields that make its engine continue a message, and where its pods are."""
     services = {
         name: {
-            "config": service.model_dump(mode="json", include=set(IN_PLACE_FIELDS)),
+            "spec": service.model_dump(mode="json"),
+            "continuation": dict(get_adapter(service.engine.kind).continuation_fields()),
             "endpoints": {"service": engine_name(name), "port": ports[name]},
             "key_file": f"{KEYS_MOUNT}/{name}",
         }
         for name, service in sorted(ctx.environment.services.items())
     }
-    body = json.dumps({"environment": ctx.environment.name, "services": services},
-                      indent=2, sort_keys=True)  # fmt: skip
+    document = {"environment": ctx.environment.name, "namespace": ctx.namespace,
+                "services": services}  # fmt: skip
+    body = json.dumps(document, indent=2, sort_keys=True)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
             "data": {"services.json": body}}  # fmt: skip
 
