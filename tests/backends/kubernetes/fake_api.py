@@ -465,3 +465,17 @@ def _json(status: int, body: Obj) -> web.Response:
     return web.Response(
         body=json.dumps(body).encode(), status=status, headers={"Content-Type": "application/json"}
     )
+
+
+def main() -> None:
+    """Serve in a process of its own until stdin closes (benches: a server sharing the
+    client's interpreter would share its GIL and slow both)."""
+    import sys
+
+    with FakeApiServer() as server:
+        print(server.url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
