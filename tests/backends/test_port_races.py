@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -241,10 +242,7 @@ def test_a_port_taken_while_the_replica_was_down_is_left_and_the_gateway_follows
     os.kill(before.pid, signal.SIGKILL)
     with socket.socket() as squatter, leftovers(fleet, gateway) as pids:
         fleet.wait_for(lambda: _gone(agent) and _gone(before.pid), what="both to die")
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        with contextlib.suppress(OSError):  # taken by someone else already: the same case
-            squatter.bind(("127.0.0.1", before.port))
-            squatter.listen()
+        squat(squatter, before.port)
         fleet.backend.ensure_agent()
         fleet.wait_for(lambda: len(fleet.ready()) == 1, timeout=SETTLE_S, what="a ready replica")
         after = fleet.ready()[0]
@@ -252,6 +250,23 @@ def test_a_port_taken_while_the_replica_was_down_is_left_and_the_gateway_follows
         assert after.replica_id == before.replica_id and after.port != before.port
         fleet.wait_for(lambda: _chat_works(fleet), timeout=SETTLE_S, what="the gateway to follow")
         assert fleet.run("plan", "--detailed-exitcode", check=False).returncode == 0
+
+
+def squat(squatter: socket.socket, port: int) -> None:
+    """Listen on ``port``. Agents check a port by binding it for an instant, so a bind
+    may fail for a moment: retry; a port someone holds for longer is the same case."""
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            squatter.bind(("127.0.0.1", port))
+        except OSError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+        else:
+            squatter.listen()
+            return
 
 
 @contextlib.contextmanager
