@@ -23,8 +23,9 @@ class Backend:
     def start_replica(self, spec: Any) -> None:
         self.calls.append(("start", spec.replica_id))
         if self.short and ("stop", "old") not in self.calls:
-            raise GpuShortageError("replica new needs 1 GPU(s); this machine has 1, 0 free "
-                                   "(held: GPU 0: old)")
+            raise GpuShortageError(
+                "replica new needs 1 GPU(s); this machine has 1, 0 free (held: GPU 0: old)"
+            )
 
     def stop_replica(self, replica_id: str, *, drain_timeout_s: float) -> None:
         self.calls.append(("stop", replica_id))
@@ -35,10 +36,15 @@ class Backend:
 
 
 def replace(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    monkeypatch.setattr(executor, "replica_spec",
-                        lambda environment, slot, prepared: SimpleNamespace(replica_id="new"))
-    plan = SimpleNamespace(environment="p", actions=[
-        Action(Op.REPLACE, Target.REPLICA, service="chat", slot=0, replica_id="old")])
+    monkeypatch.setattr(
+        executor,
+        "replica_spec",
+        lambda environment, slot, prepared: SimpleNamespace(replica_id="new"),
+    )
+    plan = SimpleNamespace(
+        environment="p",
+        actions=[Action(Op.REPLACE, Target.REPLICA, service="chat", slot=0, replica_id="old")],
+    )
     progress: list[str] = []
     ctx = SimpleNamespace(backend=backend, progress=progress.append, done=[])
     executor._replace_replicas(plan, {"chat": None}, ctx)  # type: ignore[arg-type]
