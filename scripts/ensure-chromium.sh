@@ -11,21 +11,6 @@ if [[ -n $found ]]; then
     echo "chromium: $found"
     exit 0
 fi
-if [[ $(id -u) -eq 0 ]]; then
-    as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-else
-    echo "chromium is not installed and this user cannot install it (not root, no sudo)." >&2
-    echo "Install Debian's 'chromium' package, or put chromium on PATH." >&2
-    exit 1
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "chromium is not installed and apt-get is missing; install Chromium" >&2
-    echo "with this system's package manager." >&2
-    exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-"${as_root[@]}" apt-get update -qq >&2
-"${as_root[@]}" apt-get install -y -qq --no-install-recommends chromium >&2
+source "$(dirname "$0")/lib/apt-install.sh"
+apt_install "chromium" chromium
 echo "chromium: $(command -v chromium)"

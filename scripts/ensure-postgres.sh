@@ -24,25 +24,8 @@ if bin_dir=$(find_bin_dir); then
     exit 0
 fi
 
-if [[ $(id -u) -eq 0 ]]; then
-    as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-else
-    echo "PostgreSQL is not installed and this user cannot install it (not root, no sudo)." >&2
-    echo "Install Debian's 'postgresql' package, or put initdb and pg_ctl on PATH." >&2
-    exit 1
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "PostgreSQL is not installed and apt-get is missing; install PostgreSQL's server" >&2
-    echo "binaries (initdb, pg_ctl) with this system's package manager." >&2
-    exit 1
-fi
-
-echo "installing PostgreSQL with apt-get..." >&2
-export DEBIAN_FRONTEND=noninteractive
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+source "$(dirname "$0")/lib/apt-install.sh"
+apt_install "PostgreSQL (initdb, pg_ctl)" postgresql
 
 if ! bin_dir=$(find_bin_dir); then
     echo "apt-get installed postgresql but initdb/pg_ctl were not found under /usr/lib/postgresql" >&2
