@@ -29,6 +29,7 @@ from llmfleet.gateway.replicas import Snapshot, StaticSource
 from llmfleet.spec.model import ServiceSpec
 from tests.engines.test_llamacpp_real import free_port, wait_healthy
 from tests.fixtures.engines import LLAMACPP_VERSION, QUICKSTART_MODEL, REAL_TIMEOUT_S
+from tests.fixtures.processes import stop_process
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(REAL_TIMEOUT_S)]
 TEMPLATE = Path(__file__).parent / "data" / "chatml_tools.jinja"
@@ -79,12 +80,7 @@ def llama(
             wait_healthy(client)
         yield spec, port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture

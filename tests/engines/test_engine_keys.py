@@ -28,6 +28,7 @@ from llmfleet.engines.sim.process import start_sim
 from llmfleet.engines.vllm import VllmAdapter
 from llmfleet.spec.model import ServiceSpec
 from tests.fixtures.engines import LLAMACPP_VERSION, QUICKSTART_MODEL, REAL_TIMEOUT_S
+from tests.fixtures.processes import stop_process
 
 ADAPTERS: list[tuple[Any, str, str]] = [
     (LlamaCppAdapter(), "llamacpp", "LLAMA_API_KEY"),
@@ -128,12 +129,7 @@ def keyed_llama_server(
         try:
             yield f"http://127.0.0.1:{port}", key, proc.pid
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 @pytest.mark.real

@@ -15,6 +15,7 @@ from llmfleet.engines.environment import engine_environment
 from llmfleet.engines.llamacpp import LlamaCppAdapter
 from llmfleet.spec.model import ServiceSpec
 from tests.fixtures.engines import LLAMACPP_VERSION, QUICKSTART_MODEL, REAL_TIMEOUT_S
+from tests.fixtures.processes import stop_process
 
 READY_WITHIN_S = 60.0
 
@@ -27,27 +28,28 @@ def free_port() -> int:
 
 @pytest.fixture
 def running_server(llama_server_bin: Path, smollm_model: Path, tmp_path: Path) -> Iterator[str]:
-    service = ServiceSpec.model_validate({
-        "model": QUICKSTART_MODEL,
-        "engine": {"kind": "llamacpp", "version": LLAMACPP_VERSION},
-        "slots": 2, "context": 512, "resources": {"cpus": 2},
-    })
+    service = ServiceSpec.model_validate(
+        {
+            "model": QUICKSTART_MODEL,
+            "engine": {"kind": "llamacpp", "version": LLAMACPP_VERSION},
+            "slots": 2,
+            "context": 512,
+            "resources": {"cpus": 2},
+        }
+    )
     launch = LlamaCppAdapter().local_command(
-        service, executable=llama_server_bin, model_path=smollm_model, served_name="chat")
+        service, executable=llama_server_bin, model_path=smollm_model, served_name="chat"
+    )
     port = free_port()
     argv = [part.replace("{port}", str(port)) for part in launch.argv]
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(  # as the agent starts it: the install's proved setting included
-        argv, stdout=log, stderr=subprocess.STDOUT, env=engine_environment(launch.env))
+        argv, stdout=log, stderr=subprocess.STDOUT, env=engine_environment(launch.env)
+    )
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 
@@ -70,10 +72,15 @@ def test_real_llama_server_becomes_healthy_and_answers(running_server: str) -> N
     with httpx.Client(base_url=running_server, timeout=30) as client:
         took = wait_healthy(client)
         print(f"llama-server healthy after {took:.2f} s")
-        reply = client.post("/v1/chat/completions", json={
-            "model": "chat", "messages": [{"role": "user", "content": "Say hello."}],
-            "max_tokens": 8, "temperature": 0,
-        })
+        reply = client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "chat",
+                "messages": [{"role": "user", "content": "Say hello."}],
+                "max_tokens": 8,
+                "temperature": 0,
+            },
+        )
         assert reply.status_code == 200, reply.text
         body = reply.json()
         assert body["choices"][0]["message"]["content"].strip()

@@ -25,6 +25,7 @@ import pytest
 
 from llmfleet.observe.grafana import grafana_dashboard
 from tests.fixtures.fleet import Fleet, free_port
+from tests.fixtures.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = """
@@ -119,12 +120,7 @@ def prometheus(prometheus_bin: str, tmp_path: Path) -> Iterator[Callable[[str], 
         yield start
     finally:
         for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def ready(url: str) -> bool:

@@ -17,11 +17,16 @@ from llmfleet.observe.exposition import Sample, parse_text, render_samples
 from llmfleet.observe.normalise import normalise_metrics
 from llmfleet.spec.model import ServiceSpec
 from tests.fixtures.engines import LLAMACPP_VERSION, QUICKSTART_MODEL, REAL_TIMEOUT_S
+from tests.fixtures.processes import stop_process
 
 DATA = Path(__file__).parent / "data"
 LABELS = {"service": "chat", "replica": "r0", "engine": "x"}
-COMMON = {"llmfleet_requests_running", "llmfleet_requests_waiting",
-          "llmfleet_prompt_tokens_total", "llmfleet_generation_tokens_total"}
+COMMON = {
+    "llmfleet_requests_running",
+    "llmfleet_requests_waiting",
+    "llmfleet_prompt_tokens_total",
+    "llmfleet_generation_tokens_total",
+}
 
 
 def by_name(samples: list[Sample]) -> dict[str, list[Sample]]:
@@ -51,8 +56,9 @@ def test_vllm_recorded_metrics_map_onto_common_names() -> None:
 
 def test_llamacpp_recorded_metrics_map_onto_the_same_names_as_vllm() -> None:
     """One dashboard serves both: the common names exist for llama-server and vLLM."""
-    llama = by_name(normalise_metrics("llamacpp", (DATA / "llamacpp_metrics.txt").read_text(),
-                                      LABELS))
+    llama = by_name(
+        normalise_metrics("llamacpp", (DATA / "llamacpp_metrics.txt").read_text(), LABELS)
+    )
     vllm = by_name(normalise_metrics("vllm", (DATA / "vllm_metrics.txt").read_text(), LABELS))
     assert set(llama) >= COMMON and set(vllm) >= COMMON
     assert llama["llmfleet_prompt_tokens_total"][0].value == 32
@@ -74,8 +80,9 @@ def test_older_llama_server_kv_cache_series_reach_the_kv_cache_panel() -> None:
     llama = by_name(normalise_metrics("llamacpp", OLDER_LLAMA_SERVER, LABELS))
     assert llama["llmfleet_kv_cache_usage_ratio"][0].value == 0.5
     assert llama["llmfleet_kv_cache_tokens"][0].value == 1234
-    cached = by_name(normalise_metrics("llamacpp", (DATA / "llamacpp_metrics.txt").read_text(),
-                                       LABELS))
+    cached = by_name(
+        normalise_metrics("llamacpp", (DATA / "llamacpp_metrics.txt").read_text(), LABELS)
+    )
     assert cached["llmfleet_prompt_tokens_cached_total"][0].kind == "counter"  # reuse panel
 
 
@@ -109,16 +116,25 @@ def free_port() -> int:
 @pytest.mark.timeout(REAL_TIMEOUT_S)
 def test_live_llama_server_metrics_normalise(llama_server_bin: Path, smollm_model: Path) -> None:
     """A real llama-server's /metrics after one request yields the common names with values."""
-    service = ServiceSpec.model_validate({
-        "model": QUICKSTART_MODEL, "engine": {"kind": "llamacpp", "version": LLAMACPP_VERSION},
-        "slots": 1, "context": 256})
+    service = ServiceSpec.model_validate(
+        {
+            "model": QUICKSTART_MODEL,
+            "engine": {"kind": "llamacpp", "version": LLAMACPP_VERSION},
+            "slots": 1,
+            "context": 256,
+        }
+    )
     launch = LlamaCppAdapter().local_command(
-        service, executable=llama_server_bin, model_path=smollm_model, served_name="chat")
+        service, executable=llama_server_bin, model_path=smollm_model, served_name="chat"
+    )
     port = free_port()
     argv = [part.replace("{port}", str(port)) for part in launch.argv]
     proc = subprocess.Popen(  # the install's proved setting included, as the agent does
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env=engine_environment(launch.env))
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=engine_environment(launch.env),
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             deadline = time.monotonic() + 60
@@ -129,13 +145,17 @@ def test_live_llama_server_metrics_normalise(llama_server_bin: Path, smollm_mode
                 except (httpx.TransportError, ValueError):
                     pass
                 time.sleep(0.05)
-            client.post("/v1/chat/completions", json={
-                "model": "chat", "messages": [{"role": "user", "content": "hi"}],
-                "max_tokens": 3})
+            client.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "chat",
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "max_tokens": 3,
+                },
+            )
             text = client.get("/metrics").text
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc)
     samples = by_name(normalise_metrics("llamacpp", text, LABELS))
     assert set(samples) >= COMMON
     assert samples["llmfleet_generation_tokens_total"][0].value >= 1
