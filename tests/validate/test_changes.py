@@ -20,7 +20,7 @@ def test_engine_version_args_and_model_come_first_as_written() -> None:
         replicas=3,
     )
     assert service_changes(production, candidate) == (
-        SpecChange("engine.args", "[]", "[--ctx, 4096]"),
+        SpecChange("engine.args", "[]", '[--ctx, "4096"]'),
         SpecChange("engine.version", "1.1.0", "1.2.0"),
         SpecChange("model.source", "sim:tiny", "sim:small"),
         SpecChange("replicas", "2", "3"),

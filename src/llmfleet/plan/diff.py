@@ -17,7 +17,7 @@ from llmfleet.plan.model import Action, Op, Plan, Target
 from llmfleet.plan.seen import ActualEnvironment as ActualEnvironment  # callers import it here
 from llmfleet.plan.seen import seen_runtime
 from llmfleet.spec.model import IN_PLACE_FIELDS, REPLACE_FIELDS, ResolvedEnvironment, ServiceSpec
-from llmfleet.spec.spelling import spec_key, spelt
+from llmfleet.spec.spelling import leaf_changes, spelt
 
 PREFERENCE = {
     ReplicaState.READY: 0,
@@ -40,22 +40,12 @@ def in_place_config(service: ServiceSpec) -> dict[str, Any]:
     return service.model_dump(mode="json", include=set(IN_PLACE_FIELDS))
 
 
-def field_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+def field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human lines ``path: old -> new`` for every leaf that differs; pure."""
-    lines: list[str] = []
-    for key in sorted(set(old) | set(new)):
-        path = f"{prefix}{spec_key(key)}"
-        before, after = old.get(key), new.get(key)
-        if isinstance(before, Mapping) and isinstance(after, Mapping):
-            lines += field_changes(before, after, prefix=path + ".")
-        elif before != after:
-            lines.append(f"{path}: {_show(before)} -> {_show(after)}")
-    return lines
-
-
-def _show(value: Any) -> str:
-    """As fleet.yaml spells it (``for: 1m``, ``null``), never a Python repr."""
-    return spelt(value)
+    return [
+        f"{path}: {spelt(before)} -> {spelt(after)}"
+        for path, before, after in leaf_changes(old, new)
+    ]
 
 
 def plan_changes(

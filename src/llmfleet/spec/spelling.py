@@ -28,6 +28,22 @@ def spec_key(key: object) -> str:
     return name
 
 
+def leaf_changes(
+    old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = ""
+) -> list[tuple[str, Any, Any]]:
+    """``(path, old, new)`` for every leaf that differs between two dumped specs, paths
+    spelt with spec keys (``alerts.for``), mappings compared key by key."""
+    changes: list[tuple[str, Any, Any]] = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{spec_key(key)}"
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            changes += leaf_changes(before, after, prefix=path + ".")
+        elif before != after:
+            changes.append((path, before, after))
+    return changes
+
+
 def spelt(value: Any) -> str:
     """``value`` in YAML flow style, keys by their spec names."""
     if value is None:
