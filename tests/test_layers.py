@@ -100,3 +100,29 @@ def test_layer_imports_only_what_it_may(layer: str) -> None:
         for path in (SRC / layer).rglob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+CONCRETE_BACKENDS = ("llmfleet.backends.local", "llmfleet.backends.kubernetes")
+
+
+def imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.add(node.module)
+    return modules
+
+
+@pytest.mark.parametrize("layer", ["apply", "releases", "plan", "gateway"])
+def test_layer_talks_to_the_backend_protocol_never_a_concrete_backend(layer: str) -> None:
+    """apply, releases, plan and the gateway go through ``backends.base.Backend``;
+    which backend runs an environment is chosen in ``backends.choice``."""
+    offenders = {
+        str(path.relative_to(SRC)): sorted(
+            m for m in imported_modules(path) if m.startswith(CONCRETE_BACKENDS)
+        )
+        for path in (SRC / layer).rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}

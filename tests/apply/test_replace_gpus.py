@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from llmfleet.apply import executor
+from llmfleet.backends.local import fleet
 from llmfleet.errors import GpuShortageError, ReplicaFailedError
 from llmfleet.plan.model import Action, Op, Target
 
@@ -37,7 +37,7 @@ class Backend:
 
 def replace(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(
-        executor,
+        fleet,
         "replica_spec",
         lambda environment, slot, prepared: SimpleNamespace(replica_id="new"),
     )
@@ -46,8 +46,8 @@ def replace(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         actions=[Action(Op.REPLACE, Target.REPLICA, service="chat", slot=0, replica_id="old")],
     )
     progress: list[str] = []
-    ctx = SimpleNamespace(backend=backend, progress=progress.append, done=[])
-    executor._replace_replicas(plan, {"chat": None}, ctx)  # type: ignore[arg-type]
+    ctx = SimpleNamespace(progress=progress.append, done=[])
+    fleet._replace_replicas(backend, plan, {"chat": None}, ctx)  # type: ignore[arg-type]
     assert ctx.done == ["-/+ chat[0]"]
     return progress
 

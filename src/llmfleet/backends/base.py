@@ -1,18 +1,24 @@
-"""The Backend protocol: where replicas actually run.
+"""The Backend protocol (where an environment runs) and the replica vocabulary.
 
 ``apply`` is the only caller that changes anything; ``plan`` only lists. The local
-backend runs replicas as processes under a supervising agent; a Kubernetes
-backend runs the same ``ReplicaSpec`` as pods from its ``container``.
+backend runs replicas as processes under a supervising agent; the Kubernetes
+backend runs the same containers as pods of Deployments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmfleet.engines.base import ContainerSpec, LaunchCommand, Probe
+
+if TYPE_CHECKING:  # the seam's types; none imports a backend at run time
+    from llmfleet.apply.executor import ApplyContext
+    from llmfleet.plan.model import Plan, SeenRuntime
+    from llmfleet.plan.seen import ActualEnvironment
+    from llmfleet.spec.model import ResolvedEnvironment
 
 
 class ReplicaState(StrEnum):
@@ -97,22 +103,53 @@ class ReplicaStatus:
 
 
 class Backend(Protocol):
-    """Runs replicas. Every method is synchronous and safe to call from the CLI."""
+    """Where one environment runs: the seam plan, apply, releases and status go through.
 
-    name: str
+    ``environments.E.backend.kind`` picks the implementation (``cli.workspace`` builds
+    it): ``backends.local.fleet.LocalFleet`` (replicas as processes under this
+    machine's agent, replaced create-before-destroy one at a time) or
+    ``backends.kubernetes.fleet.KubernetesFleet`` (objects in a cluster, changed by
+    server-side apply, rolled out by Deployments). Plans use the same vocabulary on
+    both (``+ ~ -/+ -``); what an action addresses differs (a replica slot locally,
+    ``KIND/NAME`` in a cluster). Apply (``apply.executor``) holds the state lock,
+    refuses stale plans and records the revision; ``carry_out`` only changes the
+    runtime. Every method is synchronous and safe to call from the CLI.
+    """
 
-    def list_replicas(self, environment: str | None = None) -> list[ReplicaStatus]:
-        """Every replica this backend runs (any state), optionally of one environment."""
+    kind: str
+    """``local`` or ``kubernetes``: what status and messages call it."""
 
-    def start_replica(self, spec: ReplicaSpec) -> ReplicaStatus:
-        """Start a replica and return at once (state STARTING)."""
+    def actual(self, environment: str) -> ActualEnvironment:
+        """What runs in ``environment`` (empty when nothing does); reads only."""
 
-    def wait_ready(self, replica_ids: Sequence[str], *, timeout_s: float) -> None:
-        """Block until all are READY; raise ``ReplicaFailedError`` (with log tail) if one
-        crash-loops or the timeout passes."""
+    def seen(self, environment: str) -> SeenRuntime:
+        """A digest of what runs that a plan records and apply compares: a saved plan
+        whose runtime changed since is refused."""
 
-    def stop_replica(self, replica_id: str, *, drain_timeout_s: float) -> None:
-        """Drain (no new requests, wait for in-flight ones) then stop and forget it."""
+    def plan(
+        self,
+        desired: ResolvedEnvironment,
+        *,
+        serial: int,
+        spec_hash: str,
+        recorded_services: frozenset[str] = frozenset(),
+        recorded_replicas: Mapping[str, int] | None = None,
+    ) -> Plan:
+        """What ``carry_out`` would change to run ``desired``; changes nothing."""
 
-    def logs(self, replica_id: str, *, lines: int) -> list[str]:
-        """The last ``lines`` lines of a replica's output."""
+    def plan_destroy(self, environment: str, *, serial: int) -> Plan:
+        """What tearing ``environment`` down removes; changes nothing."""
+
+    def before_apply(self) -> None:
+        """Called before an apply plans: the local backend starts its agent, so the plan
+        sees the processes it adopts; a cluster needs nothing."""
+
+    def carry_out(self, plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> None:
+        """Make ``plan``'s changes; append each one done to ``ctx.done``. Raises a
+        ``FleetError`` when a change fails (what was done stays in ``ctx.done``)."""
+
+    def gateway_url(self, desired: ResolvedEnvironment) -> str:
+        """Where clients reach the environment's gateway (OpenAI base URL without /v1)."""
+
+    def close(self) -> None:
+        """Release connections; never stops what runs."""

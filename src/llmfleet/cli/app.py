@@ -230,6 +230,13 @@ def status(
     from llmfleet.cli.json_views import dumps, status_document
 
     with workspace(spec_file, env or "production") as ws:
+        if env is not None and ws.fleet.kind == "kubernetes":
+            from llmfleet.backends.kubernetes.fleet import KubernetesFleet
+            from llmfleet.cli.cluster import show_cluster_status
+
+            assert isinstance(ws.fleet, KubernetesFleet)
+            show_cluster_status(console, ws.fleet, as_json=as_json)
+            return
         backend = ws.backend
         if not backend.running():
             if as_json:

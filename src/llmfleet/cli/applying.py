@@ -14,8 +14,7 @@ from llmfleet.apply.executor import ApplyContext, apply_plan, check_runtime_unch
 from llmfleet.cli import render
 from llmfleet.cli.output import errors
 from llmfleet.cli.workspace import Workspace
-from llmfleet.errors import FleetError, StalePlanError
-from llmfleet.plan.diff import plan_changes, plan_destroy
+from llmfleet.errors import ApplyError, FleetError, StalePlanError
 from llmfleet.plan.model import Plan
 from llmfleet.spec.model import ResolvedEnvironment
 from llmfleet.state.records import RevisionKind
@@ -25,7 +24,7 @@ def _context(
     ws: Workspace, *, message: str, kind: RevisionKind, progress: Callable[[str], None]
 ) -> ApplyContext:
     return ApplyContext(
-        backend=ws.backend,
+        backend=ws.fleet,
         store=ws.store,
         settings=ws.settings,
         spec_dir=ws.spec_dir,
@@ -40,9 +39,8 @@ def _context(
 def current_plan(ws: Workspace) -> Plan:
     latest = ws.store.latest_revision(ws.environment)
     services = latest.spec.get("services", {}) if latest else {}
-    return plan_changes(
+    return ws.fleet.plan(
         ws.desired,
-        ws.actual(),
         serial=ws.store.current_serial(ws.environment),
         spec_hash=ws.loaded.resolved.spec_hash(),
         recorded_services=frozenset(services),
@@ -69,7 +67,7 @@ def _saved_plan(ws: Workspace, plan_file: Path) -> Plan:
             f"{plan_file} does not record what ran when it was made (an older llmfleet)",
             hint="run `llmfleet plan --out` again",
         )
-    check_runtime_unchanged(plan, ws.actual())
+    check_runtime_unchanged(plan, ws.fleet.seen(ws.environment))
     return plan
 
 
@@ -89,30 +87,32 @@ def run_apply(
 ) -> None:
     started = time.monotonic()
     render.render_spec_warnings(errors, ws.loaded.warnings)
-    # Started (or restarted, adopting what its table lists) before planning: a plan
-    # made while the agent was down saw no replicas, and carrying it out doubled them.
-    ws.backend.ensure_agent()
+    ws.fleet.before_apply()
     plan = _saved_plan(ws, plan_file) if plan_file else current_plan(ws)
     render.render_plan(console, plan)
     if _unchanged(ws, plan):
         return
     if plan.has_changes and not yes and plan_file is None and not typer.confirm("Apply this plan?"):
         raise typer.Exit(1)
-    revision = apply_plan(
-        plan, ws.desired, _context(ws, message=message, kind="apply", progress=progress)
-    )
-    gateway = ws.desired.gateway
+    try:
+        revision = apply_plan(
+            plan, ws.desired, _context(ws, message=message, kind="apply", progress=progress)
+        )
+    except ApplyError as exc:
+        from llmfleet.cli.failures import with_logs_hint
+
+        raise with_logs_hint(ws, exc) from exc.__cause__
     console.print(
         f"[green]Apply complete[/] in {time.monotonic() - started:.1f} s: "
-        f"revision {revision.serial} of {ws.environment}. Gateway: http://{gateway.host}:{gateway.port}/v1"
+        f"revision {revision.serial} of {ws.environment}. "
+        f"Gateway: {ws.fleet.gateway_url(ws.desired)}/v1"
     )
 
 
 def run_destroy(
     ws: Workspace, *, console: Console, yes: bool, progress: Callable[[str], None]
 ) -> None:
-    actual = ws.actual()
-    plan = plan_destroy(ws.environment, actual, serial=ws.store.current_serial(ws.environment))
+    plan = ws.fleet.plan_destroy(ws.environment, serial=ws.store.current_serial(ws.environment))
     render.render_plan(console, plan)
     if not yes and plan.has_changes and not typer.confirm(f"Destroy {ws.environment}?"):
         raise typer.Exit(1)

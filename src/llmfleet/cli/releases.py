@@ -53,7 +53,7 @@ def release_context(spec_file: Path) -> Iterator[ReleaseContext]:
         yield ReleaseContext(
             loaded=ws.loaded,
             store=ws.store,
-            backend=ws.backend,
+            backend_for=ws.fleet_for,
             settings=ws.settings,
             spec_dir=ws.spec_dir,
             user=ws.settings.user,

@@ -21,6 +21,7 @@ from llmfleet.spec.loading import LoadedSpec, load_spec
 from llmfleet.spec.model import ResolvedEnvironment, ServiceSpec
 
 if TYPE_CHECKING:
+    from llmfleet.backends.base import Backend
     from llmfleet.backends.local.client import LocalBackend
     from llmfleet.plan.diff import ActualEnvironment
     from llmfleet.state.store import StateStore
@@ -31,6 +32,7 @@ class Workspace:
     spec_file: Path
     environment: str
     _store: StateStore | None = field(default=None, init=False)
+    _fleets: dict[str, Backend] = field(default_factory=dict, init=False)
 
     @cached_property
     def loaded(self) -> LoadedSpec:
@@ -65,7 +67,29 @@ class Workspace:
             self._store = StateStore.open(self.loaded.resolved.state, base_dir=self.spec_dir)
         return self._store
 
+    @property
+    def fleet(self) -> Backend:
+        """The ``Backend`` this command's environment runs on."""
+        return self.fleet_for(self.environment)
+
+    def fleet_for(self, environment: str) -> Backend:
+        """The ``Backend`` of ``environment``, by its ``backend.kind`` (local when the spec
+        no longer has it: what a recorded local environment ran on). Built once."""
+        if environment not in self._fleets:
+            from llmfleet.backends.choice import backend_for
+
+            envs = self.loaded.resolved.environments
+            self._fleets[environment] = backend_for(
+                envs[environment].backend if environment in envs else None,
+                environment=envs.get(environment),
+                fleet=self.loaded.resolved.name,
+                local=lambda: self.backend,
+            )
+        return self._fleets[environment]
+
     def close(self) -> None:
+        for fleet in self._fleets.values():
+            fleet.close()
         if self._store is not None:
             self._store.close()
         if "backend" in self.__dict__:
@@ -96,7 +120,5 @@ class Workspace:
         return services[name]
 
     def actual(self) -> ActualEnvironment:
-        """What really runs in this environment (empty if the agent is not running)."""
-        from llmfleet.apply.actual import actual_environment
-
-        return actual_environment(self.backend, self.environment)
+        """What really runs in this environment (empty if nothing does)."""
+        return self.fleet.actual(self.environment)

@@ -23,6 +23,7 @@ class Target(StrEnum):
     GATEWAY = "gateway"
     OBSERVABILITY = "observability"  # in-place: alerts, tracing and log settings
     COSTS = "costs"  # in-place: the prices the metrics endpoint's cost series use
+    OBJECT = "object"  # a cluster object (``Deployment/chat``) a Kubernetes backend applies
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,13 @@ class Action:
     slot: int | None = None
     replica_id: str | None = None
     reasons: tuple[str, ...] = ()
+    object: str | None = None
+    """``KIND/NAME`` of a cluster object (target OBJECT)."""
 
     @property
     def address(self) -> str:
+        if self.target is Target.OBJECT:
+            return self.object or "?"
         if self.target is Target.GATEWAY:
             return "gateway"
         if self.target in (Target.OBSERVABILITY, Target.COSTS):

@@ -7,14 +7,13 @@ recorded like any apply and refused like one when another apply holds the lock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from llmfleet.apply.actual import actual_environment
 from llmfleet.apply.executor import ApplyContext, apply_plan
-from llmfleet.backends.local.client import LocalBackend
+from llmfleet.backends.base import Backend
 from llmfleet.engines.base import Progress
-from llmfleet.plan.diff import plan_changes, plan_destroy
 from llmfleet.settings import Settings
 from llmfleet.spec.loading import LoadedSpec
 from llmfleet.spec.model import ResolvedEnvironment
@@ -31,7 +30,8 @@ class ReleaseContext:
 
     loaded: LoadedSpec
     store: StateStore
-    backend: LocalBackend
+    backend_for: Callable[[str], Backend]
+    """the ``Backend`` an environment runs on (staging may run elsewhere than production)"""
     settings: Settings
     spec_dir: Path
     user: str
@@ -58,22 +58,23 @@ def apply_environment(
     """Plan ``desired`` against what runs and apply it, recorded as ``kind``."""
     latest = ctx.store.latest_revision(desired.name)
     recorded = frozenset(latest.spec.get("services", {})) if latest else frozenset()
-    plan = plan_changes(
+    backend = ctx.backend_for(desired.name)
+    plan = backend.plan(
         desired,
-        actual_environment(ctx.backend, desired.name),
         serial=ctx.store.current_serial(desired.name),
         spec_hash=spec_hash or ctx.loaded.resolved.spec_hash(),
         recorded_services=recorded,
     )
-    return apply_plan(plan, desired, _apply_context(ctx, kind, message, parent_serial))
+    return apply_plan(plan, desired, _apply_context(ctx, backend, kind, message, parent_serial))
 
 
 def destroy_environment(ctx: ReleaseContext, environment: str, *, message: str) -> Revision | None:
     """Tear ``environment`` down; None when nothing ran there."""
-    actual = actual_environment(ctx.backend, environment)
+    backend = ctx.backend_for(environment)
+    actual = backend.actual(environment)
     if not actual.replicas and actual.gateway is None and not actual.services:
         return None
-    plan = plan_destroy(environment, actual, serial=ctx.store.current_serial(environment))
+    plan = backend.plan_destroy(environment, serial=ctx.store.current_serial(environment))
     gateway = ctx.loaded.resolved.environments.get(environment)
     empty = ResolvedEnvironment(
         name=environment,
@@ -82,14 +83,18 @@ def destroy_environment(ctx: ReleaseContext, environment: str, *, message: str) 
         else ctx.loaded.resolved.environments[PRODUCTION].gateway,
         services={},
     )
-    return apply_plan(plan, empty, _apply_context(ctx, "destroy", message, None))
+    return apply_plan(plan, empty, _apply_context(ctx, backend, "destroy", message, None))
 
 
 def _apply_context(
-    ctx: ReleaseContext, kind: RevisionKind, message: str, parent_serial: int | None
+    ctx: ReleaseContext,
+    backend: Backend,
+    kind: RevisionKind,
+    message: str,
+    parent_serial: int | None,
 ) -> ApplyContext:
     return ApplyContext(
-        backend=ctx.backend,
+        backend=backend,
         store=ctx.store,
         settings=ctx.settings,
         spec_dir=ctx.spec_dir,

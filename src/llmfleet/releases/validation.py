@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from llmfleet.apply.actual import actual_environment
 from llmfleet.errors import ReleaseError, StateError
 from llmfleet.releases.candidates import candidate_hash, only_services, pick_services
 from llmfleet.releases.context import (
@@ -127,7 +126,7 @@ def _validation_key(
 
 def _require_production(ctx: ReleaseContext) -> tuple[ResolvedEnvironment, int]:
     latest = ctx.store.latest_revision(PRODUCTION)
-    actual = actual_environment(ctx.backend, PRODUCTION)
+    actual = ctx.backend_for(PRODUCTION).actual(PRODUCTION)
     if latest is None or actual.gateway is None or not latest.spec.get("services"):
         raise ReleaseError(
             "production is not running, so there is nothing to compare the candidate with",
@@ -150,7 +149,7 @@ def _suite(ctx: ReleaseContext, validation: ValidationSpec) -> QualitySuite | No
 
 def clean_stale_staging(ctx: ReleaseContext) -> bool:
     """Destroy staging replicas left by a validation that died; True when any were."""
-    actual = actual_environment(ctx.backend, STAGING)
+    actual = ctx.backend_for(STAGING).actual(STAGING)
     if not actual.replicas and actual.gateway is None:
         return False
     ctx.progress("staging still runs replicas of an earlier validation; tearing them down")

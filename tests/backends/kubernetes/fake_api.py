@@ -20,6 +20,9 @@ llmfleet renders. What it keeps honest, and where it is simpler:
   ``drop_watches()`` cuts every stream, as an API server restart does.
 - Recorded sequences: ``after_apply(kind, name, statuses)`` plays a Deployment's
   recorded status changes once it is applied; ``put``/``delete`` drive EndpointSlices.
+- ``controller=True`` plays a cluster's controllers, for end-to-end runs through the
+  CLI: an applied Deployment gets its pods (ready, on node ``node-a``) and a rolled-out
+  status; a deleted one loses its pods. No recording needed.
 
 The server owns its state on its own loop; the test's calls hop onto that loop, so
 sync clients (lightkube's) and async tests (the gateway's) can both use it.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import itertools
 import json
 import re
@@ -169,7 +173,8 @@ class Watcher:
 class FakeApiServer:
     """The API server; ``url`` once started. Use as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, controller: bool = False) -> None:
+        self.controller = controller
         self.objects: dict[Key, Obj] = {}
         self.owners: dict[Key, dict[Path, str]] = {}
         self.events: list[tuple[int, str, str, Obj]] = []  # rv, type, kind, object
@@ -295,6 +300,9 @@ class FakeApiServer:
     def _delete(self, key: Key) -> Obj | None:
         obj = self.objects.pop(key, None)
         self.owners.pop(key, None)
+        if obj is not None and self.controller and key[0] == "Deployment":
+            for pod in self._pods_of(obj):
+                self._delete(("Pod", key[1], pod["metadata"]["name"]))
         if obj is not None:
             obj = copy.deepcopy(obj)
             obj["metadata"]["resourceVersion"] = str(next(self._rv))
@@ -349,7 +357,49 @@ class FakeApiServer:
         self._record(key[0], "MODIFIED" if old else "ADDED", merged)
         if steps := self._recordings.pop((key[0], key[2]), None):
             asyncio.get_running_loop().create_task(self._play(key, steps))
+        elif self.controller and key[0] == "Deployment":
+            self._roll_out(key)
         return _json(200 if old else 201, merged)
+
+    def _pods_of(self, deployment: Obj) -> list[Obj]:
+        labels = deployment["spec"]["selector"]["matchLabels"]
+        namespace = deployment["metadata"]["namespace"]
+        return [o for (k, ns, _), o in sorted(self.objects.items())
+                if k == "Pod" and ns == namespace
+                and labels.items() <= (o["metadata"].get("labels") or {}).items()]  # fmt: skip
+
+    def _roll_out(self, key: Key) -> None:
+        """What the Deployment and ReplicaSet controllers and kubelets would end with:
+        the template's pods, ready; old pods gone; a status that says rolled out."""
+        deployment = self.objects[key]
+        spec, generation = deployment["spec"], deployment["metadata"]["generation"]
+        template = spec["template"]
+        digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+        wanted = {f"{key[2]}-{digest}-{index}" for index in range(spec.get("replicas", 1))}
+        for pod in self._pods_of(deployment):
+            if pod["metadata"]["name"] not in wanted:
+                self._delete(("Pod", key[1], pod["metadata"]["name"]))
+        for index in range(spec.get("replicas", 1)):
+            name = f"{key[2]}-{digest}-{index}"
+            if ("Pod", key[1], name) in self.objects:
+                continue
+            labels = {**template["metadata"]["labels"], "pod-template-hash": digest}
+            ready = [{"type": "PodScheduled", "status": "True"},
+                     {"type": "Ready", "status": "True"}]  # fmt: skip
+            statuses = [{"name": c["name"], "image": c["image"], "imageID": "", "ready": True,
+                         "restartCount": 0, "state": {"running": {}}}
+                        for c in template["spec"]["containers"]]  # fmt: skip
+            self._put({"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": name, "namespace": key[1], "labels": labels},
+                       "spec": {**template["spec"], "nodeName": "node-a"},
+                       "status": {"phase": "Running", "podIP": f"10.0.0.{10 + index}",
+                                  "startTime": "2026-12-05T12:00:00Z", "conditions": ready,
+                                  "containerStatuses": statuses}}, None, None)  # fmt: skip
+        replicas = spec.get("replicas", 1)
+        status = {"observedGeneration": generation, "replicas": replicas,
+                  "updatedReplicas": replicas, "readyReplicas": replicas,
+                  "availableReplicas": replicas}  # fmt: skip
+        self._put({**self.objects[key], "status": status}, None, None)
 
     async def _play(self, key: Key, steps: list[Obj]) -> None:
         for step in steps:

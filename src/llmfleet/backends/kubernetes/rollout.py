@@ -127,7 +127,7 @@ async def _failure(client: Any, deployment: Manifest, message: str) -> ReplicaFa
     async for pod in client.list(Pod, namespace=namespace, labels=labels):
         body = to_manifest(pod, api_version="v1", kind="Pod")
         pod_name = body["metadata"]["name"]
-        reasons += [f"pod {pod_name}: {r}" for r in _pod_reasons(body)]
+        reasons += [f"pod {pod_name}: {r}" for r in pod_reasons(body)]
         fields = {"involvedObject.name": pod_name}
         async for event in client.list(Event, namespace=namespace, fields=fields):
             reasons.append(f"pod {pod_name}: {event.reason}: {event.message}")
@@ -136,7 +136,7 @@ async def _failure(client: Any, deployment: Manifest, message: str) -> ReplicaFa
     )
 
 
-def _pod_reasons(pod: Manifest) -> list[str]:
+def pod_reasons(pod: Manifest) -> list[str]:
     """Why a pod's containers are not running: waiting reasons and last terminations."""
     reasons = []
     status = pod.get("status") or {}

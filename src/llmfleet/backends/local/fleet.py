@@ -1,0 +1,268 @@
+"""The local backend as a ``Backend``: replicas as processes under this machine's agent.
+
+Apply here is replica by replica. Order: gateway config (in-place updates) first,
+then new replicas, then rolling replacements (create-before-destroy: the new
+replica is ready before the old one is drained and stopped, so a service never
+has zero ready replicas), then deletes, then the gateway. A replacement whose new
+replica fails keeps the old one serving and stops the apply. Engines and models
+are prepared on this machine first (``apply.prepare``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from llmfleet.apply.prepare import Prepared, prepare_service, replica_spec
+from llmfleet.backends.local.client import LocalBackend
+from llmfleet.engines.registry import get_adapter
+from llmfleet.errors import FleetError, GpuShortageError
+from llmfleet.plan.diff import plan_changes, plan_destroy
+from llmfleet.plan.model import Action, Op, Plan, SeenRuntime, Target
+from llmfleet.plan.seen import ActualEnvironment, seen_runtime
+from llmfleet.spec.model import ResolvedEnvironment
+
+if TYPE_CHECKING:
+    from llmfleet.apply.executor import ApplyContext
+
+READY_TIMEOUT_S = 300.0
+DRAIN_TIMEOUT_S = 60.0
+
+
+class LocalFleet:
+    """``Backend`` over the agent's client (``runtime``), which the CLI shares for
+    what only this machine has (``down``, the agent's problems)."""
+
+    kind = "local"
+
+    def __init__(self, runtime: LocalBackend) -> None:
+        self.runtime = runtime
+
+    def actual(self, environment: str) -> ActualEnvironment:
+        """Replicas, the gateway and the config the agent holds (empty: no agent)."""
+        runtime = self.runtime
+        if not runtime.running():
+            return ActualEnvironment()
+        config = runtime.environment_config(environment)
+        gateways = [g for g in runtime.gateways() if g.environment == environment]
+        return ActualEnvironment(
+            replicas=runtime.list_replicas(environment),
+            services=config.get("services", {}),
+            gateway=gateways[0] if gateways else None,
+            observability=config.get("observability"),
+            costs=config.get("costs"),
+        )
+
+    def seen(self, environment: str) -> SeenRuntime:
+        return seen_runtime(self.actual(environment))
+
+    def plan(
+        self,
+        desired: ResolvedEnvironment,
+        *,
+        serial: int,
+        spec_hash: str,
+        recorded_services: frozenset[str] = frozenset(),
+        recorded_replicas: Mapping[str, int] | None = None,
+    ) -> Plan:
+        return plan_changes(
+            desired,
+            self.actual(desired.name),
+            serial=serial,
+            spec_hash=spec_hash,
+            recorded_services=recorded_services,
+            recorded_replicas=recorded_replicas,
+        )
+
+    def plan_destroy(self, environment: str, *, serial: int) -> Plan:
+        return plan_destroy(environment, self.actual(environment), serial=serial)
+
+    def before_apply(self) -> None:
+        # Started (or restarted, adopting what its table lists) before planning: a plan
+        # made while the agent was down saw no replicas, and carrying it out doubled them.
+        self.runtime.ensure_agent()
+
+    def carry_out(self, plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> None:
+        carry_out_locally(self.runtime, plan, desired, ctx)
+
+    def gateway_url(self, desired: ResolvedEnvironment) -> str:
+        return f"http://{desired.gateway.host}:{desired.gateway.port}"
+
+    def close(self) -> None:
+        """The runtime is the workspace's; it closes it."""
+
+
+def carry_out_locally(
+    runtime: LocalBackend, plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext
+) -> None:
+    """The local apply; see the module docstring for its order."""
+    if not plan.has_changes:
+        return
+    runtime.ensure_agent()
+    prepared = _prepare_all(plan, desired, ctx)
+    _push_service_config(runtime, plan, desired, ctx)
+    # New replicas spawn first (an engine takes longest to load), the gateway alongside,
+    # then both are waited for: neither waits for the other to start.
+    started = _start_new_replicas(runtime, plan, prepared, ctx)
+    _start_gateway(runtime, plan, desired, ctx)
+    _await_new_replicas(runtime, started, ctx)
+    _replace_replicas(runtime, plan, prepared, ctx)
+    for action in _actions(plan, Op.DELETE, Target.REPLICA):
+        assert action.replica_id is not None
+        ctx.progress(f"- {action.address}: draining {action.replica_id}")
+        runtime.stop_replica(action.replica_id, drain_timeout_s=DRAIN_TIMEOUT_S)
+        ctx.done.append(f"- {action.address}")
+    _finish_gateway(runtime, plan, ctx)
+    if not desired.services:
+        runtime.forget_environment(plan.environment)
+
+
+def _actions(plan: Plan, op: Op, target: Target) -> list[Action]:
+    return [a for a in plan.actions if a.op is op and a.target is target]
+
+
+def _prepare_all(
+    plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext
+) -> dict[str, Prepared]:
+    names = {
+        a.service
+        for a in plan.actions
+        if a.target is Target.REPLICA and a.op in (Op.CREATE, Op.REPLACE) and a.service
+    }
+    return {
+        name: prepare_service(
+            name,
+            desired.services[name],
+            settings=ctx.settings,
+            store=ctx.store,
+            spec_dir=ctx.spec_dir,
+            progress=ctx.progress,
+        )
+        for name in sorted(names)
+    }
+
+
+def _push_service_config(
+    runtime: LocalBackend, plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext
+) -> None:
+    """Tell the gateway the services' settings; this is what in-place updates change."""
+    services = {name: svc.model_dump(mode="json") for name, svc in desired.services.items()}
+    continuation = {
+        name: dict(get_adapter(svc.engine.kind).continuation_fields())
+        for name, svc in desired.services.items()
+    }
+    runtime.set_environment_config(
+        plan.environment,
+        services=services,
+        continuation=continuation,
+        observability=desired.observability.model_dump(mode="json"),
+        costs=desired.costs.model_dump(mode="json"),
+    )
+    ctx.done.extend(f"~ {a.address}" for a in _actions(plan, Op.UPDATE, Target.SERVICE))
+    ctx.done.extend(f"~ {a.address}" for a in _actions(plan, Op.UPDATE, Target.OBSERVABILITY))
+    ctx.done.extend(f"~ {a.address}" for a in _actions(plan, Op.UPDATE, Target.COSTS))
+
+
+def _start_new_replicas(
+    runtime: LocalBackend, plan: Plan, prepared: dict[str, Prepared], ctx: ApplyContext
+) -> list[tuple[Action, str]]:
+    started: list[tuple[Action, str]] = []
+    for action in _actions(plan, Op.CREATE, Target.REPLICA):
+        assert action.service is not None and action.slot is not None
+        spec = replica_spec(plan.environment, action.slot, prepared[action.service])
+        try:
+            runtime.start_replica(spec)
+        except FleetError:
+            _stop_unready(runtime, ctx, [rid for _, rid in started])
+            raise
+        started.append((action, spec.replica_id))
+        ctx.progress(f"+ {action.address}: starting {spec.replica_id}")
+    return started
+
+
+def _await_new_replicas(
+    runtime: LocalBackend, started: list[tuple[Action, str]], ctx: ApplyContext
+) -> None:
+    if not started:
+        return
+    try:
+        runtime.wait_ready([rid for _, rid in started], timeout_s=READY_TIMEOUT_S)
+    except FleetError:
+        _stop_unready(runtime, ctx, [rid for _, rid in started])
+        raise
+    ctx.done.extend(f"+ {action.address}" for action, _ in started)
+
+
+def _stop_unready(runtime: LocalBackend, ctx: ApplyContext, replica_ids: list[str]) -> None:
+    """Stop new replicas that never became ready (a crash loop would burn the CPU)."""
+    ready = {r.replica_id for r in runtime.list_replicas() if r.state == "ready"}
+    for replica_id in replica_ids:
+        if replica_id not in ready:
+            runtime.stop_replica(replica_id, drain_timeout_s=0)
+
+
+def _replace_replicas(
+    runtime: LocalBackend, plan: Plan, prepared: dict[str, Prepared], ctx: ApplyContext
+) -> None:
+    """Rolling, one replica at a time: new one ready, then the old one drained.
+
+    When the machine has no free GPUs for the new replica beside the old one, the
+    old one is drained first and the new one takes its GPUs (one replica less
+    while it starts), rather than the update being refused."""
+    for action in _actions(plan, Op.REPLACE, Target.REPLICA):
+        assert action.service is not None and action.slot is not None and action.replica_id
+        spec = replica_spec(plan.environment, action.slot, prepared[action.service])
+        ctx.progress(f"-/+ {action.address}: starting {spec.replica_id}")
+        in_place = False
+        try:
+            runtime.start_replica(spec)
+        except GpuShortageError:
+            ctx.progress(
+                f"-/+ {action.address}: no free GPU beside {action.replica_id}: "
+                "draining it first, the new replica takes its GPUs"
+            )
+            runtime.stop_replica(action.replica_id, drain_timeout_s=DRAIN_TIMEOUT_S)
+            in_place = True
+            runtime.start_replica(spec)
+        try:
+            runtime.wait_ready([spec.replica_id], timeout_s=READY_TIMEOUT_S)
+        except FleetError as exc:
+            runtime.stop_replica(spec.replica_id, drain_timeout_s=0)
+            exc.message += (
+                f"\n  {action.replica_id} was stopped to free its GPUs; nothing else was "
+                "replaced (`llmfleet rollback` brings back the last revision)"
+                if in_place
+                else f"\n  {action.replica_id} was kept serving; nothing else was replaced"
+            )
+            raise
+        if not in_place:
+            ctx.progress(f"-/+ {action.address}: draining {action.replica_id}")
+            runtime.stop_replica(action.replica_id, drain_timeout_s=DRAIN_TIMEOUT_S)
+        ctx.done.append(f"-/+ {action.address}")
+
+
+def _start_gateway(
+    runtime: LocalBackend, plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext
+) -> None:
+    wanted = [a for a in plan.actions if a.target is Target.GATEWAY and a.op is not Op.DELETE]
+    if not wanted:
+        return
+    gateway = desired.gateway
+    ctx.progress(f"gateway: listening on http://{gateway.host}:{gateway.port}")
+    runtime.run_gateway(
+        plan.environment,
+        host=gateway.host,
+        port=gateway.port,
+        state_url=ctx.state_url,
+        state_base_dir=str(ctx.spec_dir),
+    )
+
+
+def _finish_gateway(runtime: LocalBackend, plan: Plan, ctx: ApplyContext) -> None:
+    """Stop a deleted gateway, or wait until a started one answers."""
+    if _actions(plan, Op.DELETE, Target.GATEWAY):
+        runtime.stop_gateway(plan.environment)
+        ctx.done.append("- gateway")
+    elif [a for a in plan.actions if a.target is Target.GATEWAY]:
+        runtime.wait_gateway(plan.environment, timeout_s=30.0)
+        ctx.done.append("+ gateway")

@@ -1,0 +1,57 @@
+"""``status`` of an environment that runs on a cluster: its pods, where they run, and
+why one is not ready (ImagePullBackOff, Insufficient nvidia.com/gpu, OOMKilled, ...)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from llmfleet.backends.base import ReplicaState, ReplicaStatus
+from llmfleet.backends.kubernetes.fleet import KubernetesFleet
+from llmfleet.backends.kubernetes.rollout import failure_hint
+from llmfleet.cli.render import STATE_STYLE
+
+
+def show_cluster_status(console: Console, fleet: KubernetesFleet, *, as_json: bool) -> None:
+    pods = fleet.pods()
+    engines = [p for p in pods if p.service]
+    gateways = [p for p in pods if not p.service]
+    if as_json:
+        from llmfleet.cli.json_views import dumps, status_document
+
+        document = status_document(running=bool(pods), replicas=engines, gateways=gateways)
+        sys.stdout.write(dumps(document))
+        return
+    if not pods:
+        where = f"{fleet.environment} in namespace {fleet.namespace}"
+        console.print(Text(f"No pods of {where}. `llmfleet apply` creates them."))
+        return
+    render_pods(console, pods, namespace=fleet.namespace)
+
+
+def render_pods(console: Console, pods: Sequence[ReplicaStatus], *, namespace: str) -> None:
+    table = Table(title=f"Pods in namespace {namespace}", title_justify="left")
+    for column in ("env", "service", "pod", "engine", "state", "node", "ip", "restarts"):
+        table.add_column(column, justify="right" if column == "restarts" else "left")
+    for pod in sorted(pods, key=lambda p: (p.service, p.replica_id)):
+        table.add_row(
+            Text(pod.environment),
+            Text(pod.service or "(gateway)"),
+            Text(pod.replica_id),
+            Text(f"{pod.engine} {pod.engine_version}"),
+            Text(str(pod.state), style=STATE_STYLE.get(pod.state, "")),
+            Text(str(pod.config.get("node", "-"))),
+            Text(pod.host or "-"),
+            str(pod.restarts),
+        )
+    console.print(table)
+    for pod in pods:
+        if pod.state is not ReplicaState.READY and pod.log_tail:
+            console.print(Text(pod.replica_id, style="bold red") + Text(" is not ready:"))
+            for line in pod.log_tail:
+                console.print(Text(f"    | {line}"))
+            console.print(Text(f"    fix: {failure_hint(pod.log_tail)}"))

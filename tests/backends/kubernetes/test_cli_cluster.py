@@ -1,0 +1,148 @@
+"""An environment with ``backend: {kind: kubernetes}`` through the CLI, end to end:
+plan, apply, status, a change, rollback and destroy against the fake API server
+(with its controllers on) reached through a kubeconfig, as kubectl finds one.
+The local runtime is never started."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.backends.kubernetes.fake_api import FakeApiServer
+
+LLMFLEET = [sys.executable, "-m", "llmfleet"]
+NS = "shop-prod"
+SPEC = """
+name: shop
+services:
+  chat:
+    model: sim:tiny
+    engine: {kind: sim, version: "1.2.0"}
+    replicas: REPLICAS
+environments:
+  production:
+    backend: {kind: kubernetes, context: fake, namespace: shop-prod}
+"""
+
+
+@pytest.fixture
+def cluster() -> Iterator[FakeApiServer]:
+    with FakeApiServer(controller=True) as server:
+        yield server
+
+
+@pytest.fixture
+def project(tmp_path: Path, cluster: FakeApiServer) -> Path:
+    kubeconfig = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "other",
+        "clusters": [{"name": "fake", "cluster": {"server": cluster.url}},
+                     {"name": "other", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "nobody", "user": {}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "nobody"}},
+                     {"name": "other", "context": {"cluster": "other", "user": "nobody"}}],
+    }  # fmt: skip
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    write_spec(tmp_path, replicas=1)
+    return tmp_path
+
+
+def write_spec(folder: Path, *, replicas: int) -> None:
+    (folder / "fleet.yaml").write_text(SPEC.replace("REPLICAS", str(replicas)))
+
+
+def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(folder / "kubeconfig"), "COLUMNS": "200",
+           "LLMFLEET_HOME": str(folder / "home")}  # fmt: skip
+    env.pop("LLMFLEET_KUBERNETES_API", None)
+    return subprocess.run(
+        [*LLMFLEET, *args, "-f", str(folder / "fleet.yaml")],
+        capture_output=True, text=True, timeout=60, check=False, env=env, cwd=folder,
+    )  # fmt: skip
+
+
+def pods(cluster: FakeApiServer) -> list[str]:
+    return sorted(name for kind, ns, name in cluster.objects if kind == "Pod" and ns == NS)
+
+
+def test_plan_apply_status_change_rollback_destroy_on_a_cluster(
+    project: Path, cluster: FakeApiServer
+) -> None:
+    planned = cli(project, "plan", "-e", "production", "--detailed-exitcode")
+    assert planned.returncode == 2, planned.stderr
+    assert "+ Deployment/chat" in planned.stdout and "+ NetworkPolicy/llmfleet-engines" in (
+        planned.stdout
+    )
+    assert cluster.objects == {}, "a plan changes nothing"
+    assert all("dryRun=All" in path for method, path in cluster.requests if method == "PATCH")
+
+    applied = cli(project, "apply", "-e", "production", "-y", "-m", "first")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "Apply complete" in applied.stdout
+    assert f"http://llmfleet-gateway.{NS}.svc:8080/v1" in applied.stdout
+    secret = cluster.get("Secret", NS, "chat-engine-key")
+    assert secret is not None and len(base64.b64decode(secret["data"]["api-key"])) >= 32
+    key = base64.b64decode(secret["data"]["api-key"]).decode()
+    assert len(pods(cluster)) == 1 + 2, "one engine pod, two gateway pods"
+    state = (project / ".llmfleet").rglob("*")
+    assert not any(key.encode() in p.read_bytes() for p in state if p.is_file()), "key in state"
+
+    again = cli(project, "plan", "-e", "production", "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "No changes" in again.stdout
+
+    status = cli(project, "status", "-e", "production")
+    assert status.returncode == 0, status.stderr
+    assert "node-a" in status.stdout and "ready" in status.stdout and "(gateway)" in status.stdout
+
+    write_spec(project, replicas=2)
+    scaled = cli(project, "plan", "-e", "production")
+    assert "~ Deployment/chat" in scaled.stdout and "spec.replicas" in scaled.stdout
+    assert cli(project, "apply", "-e", "production", "-y").returncode == 0
+    assert len([p for p in pods(cluster) if p.startswith("chat-")]) == 2
+
+    rolled = cli(project, "rollback", "--to", "1")
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert len([p for p in pods(cluster) if p.startswith("chat-")]) == 1
+    assert cluster.get("Secret", NS, "chat-engine-key") == secret, "the key is kept"
+
+    destroyed = cli(project, "destroy", "-e", "production", "-y")
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    assert "- Deployment/chat" in destroyed.stdout
+    assert [k for k in cluster.objects if k[1] == NS] == []
+    history = cli(project, "history", "-e", "production")
+    for kind in ("apply", "rollback", "destroy"):
+        assert kind in history.stdout
+    assert not (project / "home" / "agent.sock").exists(), "the local runtime never started"
+
+
+def test_a_saved_plan_is_refused_once_the_cluster_changed(
+    project: Path, cluster: FakeApiServer
+) -> None:
+    saved = project / "plan.json"
+    assert cli(project, "plan", "-e", "production", "--out", str(saved)).returncode == 0
+    cluster.put({"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": "llmfleet-gateway", "namespace": NS,
+                              "labels": {"llmfleet.io/fleet": "shop",
+                                         "llmfleet.io/environment": "production",
+                                         "app.kubernetes.io/managed-by": "llmfleet"}},
+                 "data": {"services.json": "{}"}}, manager="kubectl")  # fmt: skip
+    refused = cli(project, "apply", str(saved), "-e", "production")
+    assert refused.returncode != 0
+    assert "changed since the plan was made" in refused.stderr
+    assert "0 objects" in refused.stderr and "1 objects" in refused.stderr
+
+
+def test_a_cluster_that_cannot_be_reached_is_an_error_with_a_fix(project: Path) -> None:
+    spec = (project / "fleet.yaml").read_text().replace("context: fake", "context: other")
+    (project / "fleet.yaml").write_text(spec)
+    done = cli(project, "plan", "-e", "production")
+    assert done.returncode == 1
+    assert "not reachable" in done.stderr and "kubectl cluster-info" in done.stderr
+    assert "Traceback" not in done.stderr
