@@ -157,12 +157,21 @@ class PortInUseError(BackendError):
 
 
 class ReplicaFailedError(BackendError):
-    """A replica crashed or did not become ready; carries its last log lines."""
+    """A replica crashed or did not become ready; carries its last log lines, and its
+    service (the CLI names the ``logs`` command that shows the rest)."""
 
-    def __init__(self, message: str, *, log_tail: Sequence[str] = (), hint: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        log_tail: Sequence[str] = (),
+        hint: str | None = None,
+        service: str | None = None,
+    ):
         tail = "".join(f"\n    | {line}" for line in log_tail)
         super().__init__(message + (f"\n  last log lines:{tail}" if tail else ""), hint=hint)
         self.log_tail = tuple(log_tail)
+        self.service = service
 
 
 class ApplyError(FleetError):

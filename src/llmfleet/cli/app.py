@@ -246,11 +246,25 @@ def status(
             return
         replicas = backend.list_replicas(env, log_lines=5)
         gateways = [g for g in backend.gateways() if env is None or g.environment == env]
+        failed = backend.failed_replicas(env)
         if as_json:
-            document = status_document(running=True, replicas=replicas, gateways=gateways)
+            document = status_document(
+                running=True, replicas=replicas, gateways=gateways, failed=failed
+            )
             sys.stdout.write(dumps(document))
             return
-        render.render_status(console, replicas, gateways)
+        from llmfleet.cli.failures import render_failed, unready_services
+
+        unready = {
+            g.environment: unready_services(
+                backend.environment_config(g.environment).get("services", {}),
+                replicas,
+                g.environment,
+            )
+            for g in gateways
+        }
+        render.render_status(console, replicas, gateways, unready=unready)
+        render_failed(console, ws, failed)
         for problem in backend.agent_info().get("problems", []):  # e.g. its table unsaved
             console.print(f"[bold yellow]warning:[/] {problem}", highlight=False)
 
@@ -263,24 +277,17 @@ def logs(
     lines: Annotated[int, typer.Option("--lines", "-n")] = 50,
     raw: Annotated[bool, typer.Option("--raw", help="JSON log lines as written")] = False,
 ) -> None:
-    """The last lines of every replica of a service (or of the gateway)."""
+    """The last lines of every replica of a service (or of the gateway), also of those
+    that crashed or were stopped."""
+    from llmfleet.cli.failures import logs_to_show, show_logs
     from llmfleet.observe.log_lines import read_log_line
 
+    def render_line(line: str) -> Text:
+        entry = None if raw else read_log_line(line)
+        return Text(line) if entry is None else render.log_line_text(entry)
+
     with workspace(spec_file, env) as ws:
-        backend = ws.backend
-        if service == "gateway":
-            ids = [g.replica_id for g in backend.gateways() if g.environment == env]
-        else:
-            ws.service(service)
-            ids = [r.replica_id for r in backend.list_replicas(env) if r.service == service]
-        if not ids:
-            raise FleetError(f"no running replica of {service} in {env}")
-        for replica_id in sorted(ids):
-            console.print(Text(f"==> {replica_id} <==", style="bold"))
-            for line in backend.logs(replica_id, lines=lines):
-                entry = None if raw else read_log_line(line)
-                shown = Text(line) if entry is None else render.log_line_text(entry)
-                console.print(shown, soft_wrap=True)  # a line stays one line, as grep wants
+        show_logs(console, logs_to_show(ws, service), lines=lines, render_line=render_line)
 
 
 @app.command()
@@ -301,6 +308,8 @@ def ask(
     with workspace(spec_file, env) as ws:
         ws.service(service)
         gateway = ws.desired.gateway
+        from llmfleet.cli.failures import command_line
+
         stream_answer(
             f"http://{gateway.host}:{gateway.port}",
             service=service,
@@ -309,6 +318,10 @@ def ask(
             temperature=temperature,
             api_key=api_key,
             console=console,
+            unready_hint=(
+                f"`{command_line(ws, 'status')}` shows its replicas and "
+                f"`{command_line(ws, f'logs {service}')}` their output"
+            ),
         )
 
 

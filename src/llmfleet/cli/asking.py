@@ -20,8 +20,10 @@ def stream_answer(
     temperature: float,
     api_key: str | None,
     console: Console,
+    unready_hint: str | None = None,
 ) -> None:
-    """Stream the answer to the console; a gateway error becomes a FleetError."""
+    """Stream the answer to the console; a gateway error becomes a FleetError (with
+    ``unready_hint`` when the service has no ready replica)."""
     body = {
         "model": service,
         "messages": [{"role": "user", "content": prompt}],
@@ -39,8 +41,12 @@ def stream_answer(
             timeout=httpx.Timeout(300, connect=5),
         ) as response:
             if response.status_code != 200:
+                code, message = _error(response)
                 raise FleetError(
-                    f"the gateway answered {response.status_code}: {_message(response)}"
+                    f"the gateway answered {response.status_code}: {message}",
+                    hint=unready_hint
+                    if code == "no_ready_replica" and unready_hint and unready_hint not in message
+                    else None,
                 )
             for text in _deltas(response):
                 console.print(text, end="", highlight=False, markup=False)
@@ -52,12 +58,14 @@ def stream_answer(
     console.print()
 
 
-def _message(response: httpx.Response) -> str:
+def _error(response: httpx.Response) -> tuple[str | None, str]:
+    """The OpenAI error's code and message (the body's start when it is not one)."""
     response.read()
     try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return response.text[:200]
+        error = response.json()["error"]
+        return error.get("code"), str(error["message"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, response.text[:200]
 
 
 def _deltas(response: httpx.Response) -> Iterator[str]:

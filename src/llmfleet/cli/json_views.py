@@ -20,6 +20,7 @@ from llmfleet.backends.exits import describe_exit
 
 if TYPE_CHECKING:
     from llmfleet.backends.base import ReplicaStatus
+    from llmfleet.backends.local.failed import FailedReplica
     from llmfleet.errors import SpecProblem
     from llmfleet.plan.model import Plan
     from llmfleet.spec.model import ResolvedFleet
@@ -111,14 +112,29 @@ def gateway_document(gateway: ReplicaStatus) -> Document:
     }
 
 
+def failed_document(failed: FailedReplica) -> Document:
+    """A replica that failed and was stopped: its last status, ``reason`` and when."""
+    return {
+        **replica_document(failed.status),
+        "state": "failed",
+        "reason": failed.reason,
+        "stopped_at": utc(failed.stopped_at),
+    }
+
+
 def status_document(
-    *, running: bool, replicas: Sequence[ReplicaStatus], gateways: Sequence[ReplicaStatus]
+    *,
+    running: bool,
+    replicas: Sequence[ReplicaStatus],
+    gateways: Sequence[ReplicaStatus],
+    failed: Sequence[FailedReplica] = (),
 ) -> Document:
     ordered = sorted(replicas, key=lambda r: (r.environment, r.service, r.slot))
     return {
         "running": running,
         "replicas": [replica_document(r) for r in ordered],
         "gateways": [gateway_document(g) for g in gateways],
+        "failed": [failed_document(f) for f in failed],
     }
 
 

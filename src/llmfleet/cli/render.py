@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -63,8 +63,15 @@ def _uptime(status: ReplicaStatus) -> str:
 
 
 def render_status(
-    console: Console, replicas: Sequence[ReplicaStatus], gateways: Sequence[ReplicaStatus]
+    console: Console,
+    replicas: Sequence[ReplicaStatus],
+    gateways: Sequence[ReplicaStatus],
+    *,
+    unready: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
+    """The replicas table and each gateway's line; ``unready`` (environment -> services
+    with no ready replica) is said on the gateway's line: a ready gateway in front of
+    nothing is not a ready service."""
     table = Table(title="Replicas", title_justify="left")
     labelled = any(r.labels for r in replicas)  # no empty column for fleets without labels
     for column in (
@@ -102,8 +109,10 @@ def render_status(
     for gateway in gateways:
         host = gateway.config.get("host", "127.0.0.1")
         state = Text(str(gateway.state), style=STATE_STYLE.get(gateway.state, ""))
+        missing = (unready or {}).get(gateway.environment)
+        note = Text(f"; no ready replica: {', '.join(missing)}" if missing else "", "bold red")
         console.print(
-            Text(f"gateway {gateway.environment}: http://{host}:{gateway.port}  ") + state
+            Text(f"gateway {gateway.environment}: http://{host}:{gateway.port}  ") + state + note
         )
     for r in replicas:
         if r.state in (ReplicaState.CRASH_LOOP, ReplicaState.BACKOFF) and r.log_tail:

@@ -7,7 +7,9 @@ queues the request until a lease is released or the replica set changes:
 
 * queue already holding ``admission.queue_size`` requests: 429 at once;
 * no slot within ``admission.max_wait_s``: 429 with Retry-After;
-* no routable replica at all within ``retries.wait_for_replica_s``: 503.
+* no routable replica at all within ``retries.wait_for_replica_s``: 503; at once
+  when the snapshot says none will come (``Snapshot.why_unservable``: every replica
+  crash-loops or failed), with why.
 
 Prefix affinity on an engine whose slots keep separate caches (llama-server)
 also holds a request back while another of its prefix is in flight on the
@@ -228,6 +230,8 @@ class Router:
     ) -> None:
         if len(queue.waiters) >= spec.admission.queue_size:
             raise errors.queue_full(service, retry_after_s=1)
+        if not any_routable and (why := self.snapshot.why_unservable(service)):
+            raise errors.no_replica(service, waited_s=self.clock() - start, why=why)
         limit = spec.admission.max_wait_s if any_routable else spec.retries.wait_for_replica_s
         remaining = start + limit - self.clock()
         if remaining <= 0:

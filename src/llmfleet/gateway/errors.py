@@ -103,10 +103,18 @@ def queue_full(service: str, *, retry_after_s: float) -> ApiError:
     )
 
 
-def no_replica(service: str, *, waited_s: float) -> ApiError:
+def no_replica(service: str, *, waited_s: float, why: str | None = None) -> ApiError:
+    """503; with ``why`` (no replica will come: they failed) it says so and what to do."""
+    message = f"the service '{service}' has no ready replica (waited {waited_s:.1f} s)"
+    if why is not None:
+        message = (
+            f"the service '{service}' has no ready replica: {why}. `llmfleet status` shows "
+            f"its replicas and `llmfleet logs {service}` their output; fix the cause and "
+            "apply again"
+        )
     return ApiError(
         503,
-        f"the service '{service}' has no ready replica (waited {waited_s:.1f} s)",
+        message,
         type_="service_unavailable",
         code="no_ready_replica",
         retry_after_s=5,

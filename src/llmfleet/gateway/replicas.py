@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
+from llmfleet.backends.exits import describe_exit
 from llmfleet.gateway.pool import Origin, fetch_unix, target_of
 from llmfleet.spec.model import ServiceSpec
 
@@ -55,10 +56,28 @@ class Snapshot:
     engine_keys: dict[str, str] = field(default_factory=dict, repr=False)
     """replica id -> the API key its engine wants (none: it wants none); kept out of
     ``repr`` so a snapshot in a log line shows no key."""
+    failed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """service -> why its replicas that failed and were stopped failed (the agent's
+    ``failed``), one line each"""
 
     def routable(self, service: str) -> list[ReplicaStatus]:
         """Replicas of ``service`` that may get new requests (state ready)."""
         return [r for r in self.replicas if r.service == service and r.state == ReplicaState.READY]
+
+    def why_unservable(self, service: str) -> str | None:
+        """Why no replica of ``service`` will be ready soon, when that is known: each of
+        its replicas crash-loops, or failed and was stopped (a failed apply), and none
+        is starting or restarting. None while one may still become ready, and when
+        nothing says why (a replica about to be started: waiting is right then)."""
+        mine = [r for r in self.replicas if r.service == service]
+        if any(r.state is not ReplicaState.CRASH_LOOP for r in mine):
+            return None
+        reasons = [
+            f"{r.replica_id} is crash-looping ({describe_exit(r.last_exit).summary})"
+            for r in mine
+        ]
+        reasons += self.failed.get(service, ())
+        return "; ".join(reasons) or None
 
 
 class ReplicaSource(Protocol):
@@ -97,12 +116,18 @@ def snapshot_from_json(body: Mapping[str, Any]) -> Snapshot:
     replicas = [ReplicaStatus.from_json(dict(r)) for r in body["replicas"]]
     continuation = {k: dict(v) for k, v in dict(body.get("continuation") or {}).items()}
     keys = {str(k): _header_token(v) for k, v in dict(body.get("engine_keys") or {}).items()}
+    failed: dict[str, tuple[str, ...]] = {}
+    for row in body.get("failed") or ():
+        status = dict(row["status"])
+        line = f"{status['replica_id']} failed and was stopped: {row['reason']}"
+        failed[str(status["service"])] = (*failed.get(str(status["service"]), ()), line)
     return Snapshot(
         services=services,
         replicas=replicas,
         generation=int(body["generation"]),
         continuation=continuation,
         engine_keys=keys,
+        failed=failed,
     )
 
 

@@ -9,11 +9,11 @@ another user could have written (``llmfleet.private_files``).
 
 HTTP API (JSON):
     GET    /v1/agent                          pid, home, generation
-    GET    /v1/replicas[?environment=E]       ReplicaStatus list
+    GET    /v1/replicas[?environment=E]       ReplicaStatus list, and the failed ones
     POST   /v1/replicas                       start a ReplicaSpec -> ReplicaStatus
     POST   /v1/replicas/{id}/stop             drain then stop {"drain_timeout_s": s}
     GET    /v1/replicas/{id}/logs?lines=N     last lines of its output
-    GET    /v1/environments/{env}             services + replicas (long-poll: wait_generation)
+    GET    /v1/environments/{env}             services, replicas, failed (long-poll)
     PUT    /v1/environments/{env}             set the services config the gateway routes by
     DELETE /v1/environments/{env}             forget it
     GET    /v1/gateways                       gateway statuses
@@ -42,6 +42,7 @@ from aiohttp import web
 
 from llmfleet.backends.base import ReplicaSpec
 from llmfleet.backends.local import ports
+from llmfleet.backends.local.failed import FailedReplicas
 from llmfleet.backends.local.gateways import gateway_spec
 from llmfleet.backends.local.gpus import assign_gpus, wanted_gpus
 from llmfleet.backends.local.layout import LOGS_FOLDER, SOCKET_NAME, STATE_NAME
@@ -69,11 +70,14 @@ class Agent:
         self.environments: dict[str, dict[str, Any]] = {}
         self._changed = asyncio.Event()
         self.ports = ports.PortLeases.for_user(ports.port_range_from_env())
+        self.failed = FailedReplicas()
+        """replicas stopped before they became ready, and why (``status``, the gateway)"""
         self.replicas = Supervisor(
             session=session,
             on_change=self.changed,
             ports=self.ports,
             log_limits=log_limits_from_env(os.environ),
+            on_stopped=lambda status: self.failed.record(status, now=time.time()),
         )
         self.gateways = Supervisor(session=session, on_change=self.changed)
         self.stopped = asyncio.Event()
@@ -125,6 +129,7 @@ class Agent:
         earlier agent gave it (an adopted process keeps what it was started with)."""
         if spec.replica_id in self.replicas.processes:
             return self.replicas.processes[spec.replica_id]
+        self.failed.clear_slot(spec.environment, spec.service, spec.slot)
         if wanted_gpus(spec):
             others = (m.spec for m in self.replicas.processes.values())
             spec = assign_gpus(spec, others, count=self._gpu_count())
@@ -190,6 +195,7 @@ class Agent:
             "replicas": [_persisted(m) for m in self.replicas.processes.values()],
             "gateways": [_persisted(m) for m in self.gateways.processes.values()],
             "environments": self.environments,
+            "failed": self.failed.to_json(),
         }
 
     def restore(self) -> None:
@@ -200,6 +206,7 @@ class Agent:
         if body is None:
             return
         self.environments = body.get("environments", {})
+        self.failed.load(body.get("failed"))
         for item in body.get("replicas", []):
             spec = spec_from_json(item["spec"])
             pid = _adoptable(item)
@@ -233,6 +240,7 @@ class Agent:
                     log.exception("stopping every process failed; killing what is left")
                     _kill_left(supervisor)
             self.environments.clear()
+            self.failed.clear()
             self.table.save()
             self.table.close()
         finally:

@@ -102,7 +102,9 @@ async def list_replicas(request: web.Request) -> web.Response:
         for m in agent.replicas.processes.values()
         if environment is None or m.spec.environment == environment
     ]
-    return web.json_response({"generation": agent.generation, "replicas": statuses})
+    failed = [f.to_json() for f in agent.failed.of(environment)]
+    body = {"generation": agent.generation, "replicas": statuses, "failed": failed}
+    return web.json_response(body)
 
 
 async def start_replica(request: web.Request) -> web.Response:
@@ -178,6 +180,7 @@ def _environment_body(agent: Agent, env: str) -> dict[str, Any]:
             for m in agent.replicas.processes.values()
             if m.spec.environment == env
         ],
+        "failed": [f.to_json() for f in agent.failed.of(env)],
     }
 
 
@@ -210,6 +213,7 @@ async def put_environment(request: web.Request) -> web.Response:
 async def delete_environment(request: web.Request) -> web.Response:
     agent = _agent(request)
     agent.environments.pop(request.match_info["env"], None)
+    agent.failed.forget(request.match_info["env"])
     agent.observer.forget(request.match_info["env"])
     agent.changed()
     return web.json_response({"generation": agent.generation})

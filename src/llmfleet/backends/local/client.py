@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmfleet.backends.base import ReplicaSpec, ReplicaState, ReplicaStatus
 from llmfleet.backends.exits import describe_exit
+from llmfleet.backends.local.failed import FailedReplica
 from llmfleet.backends.local.layout import AGENT_LOG_NAME, SOCKET_NAME
 from llmfleet.backends.local.process import pid_alive
 from llmfleet.backends.local.starting import orphans_running, start_agent
@@ -160,6 +161,14 @@ class LocalBackend:
         body = self._call("GET", "/v1/replicas", params=params)
         return [ReplicaStatus.from_json(item) for item in body["replicas"]]
 
+    def failed_replicas(self, environment: str | None = None) -> list[FailedReplica]:
+        """Replicas stopped before they became ready, and why (``local.failed``)."""
+        if not self.running():
+            return []
+        params = {} if environment is None else {"environment": environment}
+        body = self._call("GET", "/v1/replicas", params=params)
+        return [FailedReplica.from_json(item) for item in body.get("failed", [])]
+
     def start_replica(self, spec: ReplicaSpec) -> ReplicaStatus:
         return ReplicaStatus.from_json(self._call("POST", "/v1/replicas", json=spec_to_json(spec)))
 
@@ -196,7 +205,8 @@ class LocalBackend:
                 f"replica {replica_id} is crash-looping: it exited {status.restarts} times "
                 f"without becoming ready; last time it was {meaning.summary}",
                 log_tail=status.log_tail,
-                hint=meaning.fix or f"`llmfleet logs {status.service}` shows its whole output",
+                hint=meaning.fix,
+                service=status.service,
             )
         return status
 
@@ -206,6 +216,7 @@ class LocalBackend:
             f"replica {status.replica_id} was not ready within {timeout_s:.0f} s "
             f"(state {status.state})",
             log_tail=status.log_tail,
+            service=status.service,
         )
 
     def stop_replica(self, replica_id: str, *, drain_timeout_s: float) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llmfleet.backends.base import ReplicaSpec, ReplicaState, ReplicaStatus
-from llmfleet.backends.exits import describe_exit
+from llmfleet.backends.exits import describe_exit, exit_signal
 from llmfleet.backends.local import process
 from llmfleet.observe.rotation import LogLimits
 from llmfleet.private_files import open_private
@@ -88,6 +88,23 @@ def exit_words(code: int | None) -> str:
     """'was killed by SIGILL: ...' or 'exited with code 3', for the replica's log."""
     meaning = str(describe_exit(code))
     return f"was {meaning}" if meaning.startswith(("killed", "stopped")) else meaning
+
+
+def stop_words(exited: asyncio.Future[Any] | None, *, was_running: bool) -> str:
+    """The line that ends a process's log when llmfleet stops it, so that its output
+    read later (``llmfleet logs``) says how it ended."""
+    if not was_running:
+        return "llmfleet: stopped by llmfleet (it was not running: waiting to restart)"
+    code = None
+    if exited is not None and exited.done() and not exited.cancelled():
+        result = None if exited.exception() else exited.result()
+        code = result if isinstance(result, int) else None
+    if code is None:
+        return "llmfleet: stopped by llmfleet"
+    sig = exit_signal(code)
+    return "llmfleet: stopped by llmfleet; it " + (
+        f"ended on {sig.name}" if sig is not None else f"exited with code {code}"
+    )
 
 
 def log_limits_from_env(env: Mapping[str, str]) -> LogLimits | None:

@@ -29,9 +29,15 @@ from dataclasses import replace
 
 import aiohttp
 
-from llmfleet.backends.base import ReplicaState
+from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.backends.local import process
-from llmfleet.backends.local.managed import Managed, exit_words, log_limits_from_env, log_line
+from llmfleet.backends.local.managed import (
+    Managed,
+    exit_words,
+    log_limits_from_env,
+    log_line,
+    stop_words,
+)
 from llmfleet.backends.local.ports import PortLeases, port_free
 from llmfleet.backends.local.probing import engine_busy, knows_own_key, run_probe
 from llmfleet.observe.rotation import LogLimits, cap_appended_file
@@ -71,9 +77,12 @@ class Supervisor:
         on_change: Callable[[], None],
         ports: PortLeases | None = None,
         log_limits: LogLimits | None = None,
+        on_stopped: Callable[[ReplicaStatus], object] | None = None,
     ) -> None:
         self._session = session
         self._on_change = on_change
+        self._on_stopped = on_stopped
+        """told each stopped process's status as it was before the stop (``failed``)"""
         self._ports = ports
         self._log_limits = log_limits
         self.processes: dict[str, Managed] = {}
@@ -229,12 +238,17 @@ class Supervisor:
         managed = self.processes.get(replica_id)
         if managed is None:
             return
+        before = managed.status()  # the state it was in (crash-looping?), not DRAINING
         managed.stopping = True
         self._set(managed, ReplicaState.DRAINING)
         if managed.ready_at is not None and drain_timeout_s > 0:
             await self._drain(managed, timeout_s=drain_timeout_s)
-        if managed.pid is not None and managed.exited is not None and not managed.exited.done():
+        running = managed.exited is not None and not managed.exited.done()
+        if managed.pid is not None and managed.exited is not None and running:
             await process.terminate(managed.pid, wait=managed.exited, grace_s=grace_s)
+        log_line(managed.log_path, stop_words(managed.exited, was_running=running))
+        if self._on_stopped is not None:
+            self._on_stopped(before)
         if managed.task is not None:
             managed.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
