@@ -16,7 +16,6 @@ from llmfleet.cli.output import errors
 from llmfleet.cli.workspace import Workspace
 from llmfleet.errors import ApplyError, FleetError, StalePlanError
 from llmfleet.plan.model import Plan
-from llmfleet.spec.model import ResolvedEnvironment
 from llmfleet.state.records import RevisionKind
 
 
@@ -116,7 +115,9 @@ def run_destroy(
     render.render_plan(console, plan)
     if not yes and plan.has_changes and not typer.confirm(f"Destroy {ws.environment}?"):
         raise typer.Exit(1)
-    empty = ResolvedEnvironment(name=ws.environment, gateway=ws.desired.gateway, services={})
+    # The environment without its services, not a default one: its observability
+    # settings stay the agent's (a default metrics_port moved the endpoint to 9464).
+    empty = ws.desired.model_copy(update={"services": {}})
     revision = apply_plan(
         plan, empty, _context(ws, message="destroy", kind="destroy", progress=progress)
     )

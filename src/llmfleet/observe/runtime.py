@@ -240,8 +240,12 @@ class Observer:
             await web.TCPSite(runner, address[0], address[1]).start()
         except OSError as exc:
             await runner.cleanup()
-            self.metrics_error = f"cannot listen on {address[0]}:{address[1]}: {exc}"
-            log.error("%s; set observability.metrics_port in fleet.yaml", self.metrics_error)
+            self.metrics_error = (
+                f"the metrics endpoint cannot listen on {address[0]}:{address[1]} "
+                f"(observability.metrics_port): {exc.strerror or exc}; choose a free port "
+                "there, or null to turn the endpoint off"
+            )
+            log.error("%s", self.metrics_error)
             return
         self._site, self._port, self.metrics_error = runner, address, ""
         self.notifier.external_url = f"http://{address[0]}:{address[1]}"
