@@ -376,4 +376,7 @@ def register(app: typer.Typer) -> None:
     app.command()(promote)
     app.command()(rollback)
     app.command()(bench)
+    from llmfleet.cli.upgrading import add_upgrade_commands
+
+    add_upgrade_commands(upgrade_app)
     app.add_typer(upgrade_app, name="upgrade")

