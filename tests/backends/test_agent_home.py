@@ -165,3 +165,5 @@ def test_shutdown_of_an_agent_that_stays_alive_is_an_error(tmp_path: Path) -> No
         backend.close()
         server.kill()
         server.wait()
+        if server.stdout is not None:  # left open, its ResourceWarning fails a later test
+            server.stdout.close()

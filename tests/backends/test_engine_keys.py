@@ -73,9 +73,13 @@ def test_a_replica_answers_only_the_gateway_and_the_key_leaks_nowhere(fleet: Fle
         assert key.encode() not in Path(f"/proc/{replica.pid}/cmdline").read_bytes()
     for _ in range(4):
         assert fleet.chat("hello", max_tokens=2)["usage"]["completion_tokens"] == 2
-    # the agent's scrape sent the keys: the engines' own series are there
-    metrics = agent_metrics(fleet)
-    assert metrics.count("llmfleet_generation_tokens_total{") >= 2, metrics[:2000]
+    # the agent's scrape sent the keys: the engines' own series are there (the endpoint
+    # serves a scrape up to 1 s old, which may predate the replicas)
+    fleet.wait_for(
+        lambda: agent_metrics(fleet).count("llmfleet_generation_tokens_total{") >= 2,
+        timeout=10,
+        what="both engines' series in the agent's metrics",
+    )
     shown = fleet.run("status").stdout  # its log tails too; the log files are scanned below
     table = fleet.home / "agent-state.json"
     assert stat.S_IMODE(table.stat().st_mode) == 0o600
