@@ -46,6 +46,7 @@ from llmfleet.backends.local.failed import FailedReplicas
 from llmfleet.backends.local.gateways import gateway_spec
 from llmfleet.backends.local.gpus import assign_gpus, wanted_gpus
 from llmfleet.backends.local.layout import LOGS_FOLDER, SOCKET_NAME, STATE_NAME
+from llmfleet.backends.local.port_holders import port_holder
 from llmfleet.backends.local.supervisor import Managed, Supervisor, log_limits_from_env
 from llmfleet.backends.local.table import TableKeeper, read_table
 from llmfleet.backends.local.wire import spec_from_json, spec_to_json
@@ -181,9 +182,12 @@ class Agent:
             if current.spec == spec:
                 return current
             await self.gateways.stop(spec.replica_id, drain_timeout_s=0)
-        if spec.port is None or not ports.port_free(spec.port, body.get("host", "127.0.0.1")):
+        host = str(spec.config.get("host", "127.0.0.1"))
+        holder = None if spec.port is None else port_holder(spec.port, host)
+        if spec.port is None or holder is not None:
+            words = holder.describe() if holder else "no port given"
             raise web.HTTPConflict(
-                text=json.dumps({"error": f"port {spec.port} is already in use"}),
+                text=json.dumps({"error": f"the gateway of {environment} cannot listen: {words}"}),
                 content_type="application/json",
             )
         managed = self._managed(spec, port=spec.port, folder="gateways", adopt_pid=None)

@@ -11,12 +11,14 @@ are prepared on this machine first (``apply.prepare``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from llmfleet.apply.prepare import Prepared, prepare_service, replica_spec
 from llmfleet.backends.local.client import LocalBackend
+from llmfleet.backends.local.port_holders import PortHolder, port_holder
 from llmfleet.engines.registry import get_adapter
-from llmfleet.errors import FleetError, GpuShortageError
+from llmfleet.errors import FleetError, GpuShortageError, PortInUseError
 from llmfleet.plan.diff import plan_changes, plan_destroy
 from llmfleet.plan.model import Action, Op, Plan, SeenRuntime, Target
 from llmfleet.plan.seen import ActualEnvironment, seen_runtime
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from llmfleet.apply.executor import ApplyContext
 
 READY_TIMEOUT_S = 300.0
+PORT_FIX = "stop that process, or set another gateway.port for the environment"
 DRAIN_TIMEOUT_S = 60.0
 
 
@@ -65,14 +68,20 @@ class LocalFleet:
         recorded_services: frozenset[str] = frozenset(),
         recorded_replicas: Mapping[str, int] | None = None,
     ) -> Plan:
-        return plan_changes(
+        actual = self.actual(desired.name)
+        plan = plan_changes(
             desired,
-            self.actual(desired.name),
+            actual,
             serial=serial,
             spec_hash=spec_hash,
             recorded_services=recorded_services,
             recorded_replicas=recorded_replicas,
         )
+        holder = gateway_port_holder(plan, desired, actual)
+        if holder is None:
+            return plan
+        note = f"{holder.describe()}: apply will fail until it is free ({PORT_FIX})"
+        return replace(plan, notes=(*plan.notes, note))
 
     def plan_destroy(self, environment: str, *, serial: int) -> Plan:
         return plan_destroy(environment, self.actual(environment), serial=serial)
@@ -99,12 +108,14 @@ def carry_out_locally(
     if not plan.has_changes:
         return
     runtime.ensure_agent()
+    _refuse_taken_gateway_port(runtime, plan, desired)
     prepared = _prepare_all(plan, desired, ctx)
     _push_service_config(runtime, plan, desired, ctx)
-    # New replicas spawn first (an engine takes longest to load), the gateway alongside,
-    # then both are waited for: neither waits for the other to start.
-    started = _start_new_replicas(runtime, plan, prepared, ctx)
+    # The gateway spawns first (a port taken since the check fails it before any
+    # replica runs), new replicas alongside (an engine takes longest to load), then
+    # both are waited for: neither waits for the other to start.
     _start_gateway(runtime, plan, desired, ctx)
+    started = _start_new_replicas(runtime, plan, prepared, ctx)
     _await_new_replicas(runtime, started, ctx)
     _replace_replicas(runtime, plan, prepared, ctx)
     for action in _actions(plan, Op.DELETE, Target.REPLICA):
@@ -115,6 +126,36 @@ def carry_out_locally(
     _finish_gateway(runtime, plan, ctx)
     if not desired.services:
         runtime.forget_environment(plan.environment)
+
+
+def gateway_port_holder(
+    plan: Plan, desired: ResolvedEnvironment, actual: ActualEnvironment
+) -> PortHolder | None:
+    """Who holds the port of a gateway ``plan`` would start, when another process does
+    (this environment's own gateway is replaced by the agent: not a holder)."""
+    if not [a for a in plan.actions if a.target is Target.GATEWAY and a.op is not Op.DELETE]:
+        return None
+    gateway = desired.gateway
+    if actual.gateway is not None and actual.gateway.port == gateway.port:
+        return None
+    return port_holder(gateway.port, gateway.host)
+
+
+def _refuse_taken_gateway_port(
+    runtime: LocalBackend, plan: Plan, desired: ResolvedEnvironment
+) -> None:
+    """Before anything is prepared or started: a gateway that cannot listen would leave
+    replicas running that no client can reach."""
+    environment = desired.name
+    gateways = [g for g in runtime.gateways() if g.environment == environment]
+    actual = ActualEnvironment(gateway=gateways[0] if gateways else None)
+    holder = gateway_port_holder(plan, desired, actual)
+    if holder is not None:
+        raise PortInUseError(
+            f"the gateway of {environment} cannot listen: {holder.describe()}; nothing was "
+            "started",
+            hint=PORT_FIX,
+        )
 
 
 def _actions(plan: Plan, op: Op, target: Target) -> list[Action]:
