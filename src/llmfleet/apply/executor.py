@@ -41,6 +41,8 @@ class ApplyContext:
     parent_serial: int | None = None
     progress: Progress = field(default=lambda line: None)
     done: list[str] = field(default_factory=list)
+    force_conflicts: bool = False
+    """take fields other field managers own (a cluster's autoscaler); refused otherwise"""
 
 
 def apply_plan(plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> Revision:

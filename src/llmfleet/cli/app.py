@@ -173,13 +173,26 @@ def apply(
     message: Annotated[
         str, typer.Option("--message", "-m", help="recorded with the revision")
     ] = "",
+    force_conflicts: Annotated[
+        bool,
+        typer.Option(
+            "--force-conflicts",
+            help="on a cluster: take fields other field managers own (an autoscaler's replicas)",
+        ),
+    ] = False,
 ) -> None:
     """Make the running fleet match the spec, and record the revision."""
     from llmfleet.cli.applying import run_apply
 
     with workspace(spec_file, env) as ws:
         run_apply(
-            ws, console=console, plan_file=plan_file, yes=yes, message=message, progress=_progress
+            ws,
+            console=console,
+            plan_file=plan_file,
+            yes=yes,
+            message=message,
+            progress=_progress,
+            force_conflicts=force_conflicts,
         )
 
 
@@ -287,6 +300,11 @@ def logs(
         return Text(line) if entry is None else render.log_line_text(entry)
 
     with workspace(spec_file, env) as ws:
+        if ws.fleet.kind == "kubernetes":
+            from llmfleet.cli.cluster import show_cluster_logs
+
+            show_cluster_logs(console, ws.fleet, service, lines=lines, raw=raw)
+            return
         show_logs(console, logs_to_show(ws, service), lines=lines, render_line=render_line)
 
 

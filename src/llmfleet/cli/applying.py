@@ -20,7 +20,12 @@ from llmfleet.state.records import RevisionKind
 
 
 def _context(
-    ws: Workspace, *, message: str, kind: RevisionKind, progress: Callable[[str], None]
+    ws: Workspace,
+    *,
+    message: str,
+    kind: RevisionKind,
+    progress: Callable[[str], None],
+    force_conflicts: bool = False,
 ) -> ApplyContext:
     return ApplyContext(
         backend=ws.fleet,
@@ -32,6 +37,7 @@ def _context(
         message=message,
         kind=kind,
         progress=progress,
+        force_conflicts=force_conflicts,
     )
 
 
@@ -83,6 +89,7 @@ def run_apply(
     yes: bool,
     message: str,
     progress: Callable[[str], None],
+    force_conflicts: bool = False,
 ) -> None:
     started = time.monotonic()
     render.render_spec_warnings(errors, ws.loaded.warnings)
@@ -95,7 +102,15 @@ def run_apply(
         raise typer.Exit(1)
     try:
         revision = apply_plan(
-            plan, ws.desired, _context(ws, message=message, kind="apply", progress=progress)
+            plan,
+            ws.desired,
+            _context(
+                ws,
+                message=message,
+                kind="apply",
+                progress=progress,
+                force_conflicts=force_conflicts,
+            ),
         )
     except ApplyError as exc:
         from llmfleet.cli.failures import with_logs_hint

@@ -10,14 +10,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from llmfleet.backends.base import ReplicaState, ReplicaStatus
+from llmfleet.backends.base import Backend, ReplicaState, ReplicaStatus
 from llmfleet.backends.kubernetes.fleet import KubernetesFleet
 from llmfleet.backends.kubernetes.rollout import failure_hint
 from llmfleet.cli.render import STATE_STYLE
+from llmfleet.errors import FleetError
 
 
 def show_cluster_status(console: Console, fleet: KubernetesFleet, *, as_json: bool) -> None:
-    pods = fleet.pods()
+    pods = fleet.pods(log_lines=5)
     engines = [p for p in pods if p.service]
     gateways = [p for p in pods if not p.service]
     if as_json:
@@ -55,3 +56,22 @@ def render_pods(console: Console, pods: Sequence[ReplicaStatus], *, namespace: s
             for line in pod.log_tail:
                 console.print(Text(f"    | {line}"))
             console.print(Text(f"    fix: {failure_hint(pod.log_tail)}"))
+
+
+def show_cluster_logs(
+    console: Console, fleet: Backend, service: str, *, lines: int, raw: bool
+) -> None:
+    """``logs SERVICE`` (or ``gateway``): each pod's last ``lines`` lines, by pod name;
+    JSON lines read as the local ``logs`` reads them unless ``raw``."""
+    from llmfleet.cli.render import log_line_text
+    from llmfleet.observe.log_lines import read_log_line
+
+    assert isinstance(fleet, KubernetesFleet)
+    pods = [p for p in fleet.pods() if p.service == ("" if service == "gateway" else service)]
+    if not pods:
+        raise FleetError(f"no pod of {service} in namespace {fleet.namespace}")
+    for pod in pods:
+        console.print(Text(f"==> {pod.replica_id} <==", style="bold"))
+        for line in fleet.logs(pod.replica_id, lines=lines, container=pod.engine):
+            entry = None if raw else read_log_line(line)
+            console.print(Text(line) if entry is None else log_line_text(entry), soft_wrap=True)

@@ -20,6 +20,7 @@ llmfleet renders. What it keeps honest, and where it is simpler:
   ``drop_watches()`` cuts every stream, as an API server restart does.
 - Recorded sequences: ``after_apply(kind, name, statuses)`` plays a Deployment's
   recorded status changes once it is applied; ``put``/``delete`` drive EndpointSlices.
+- ``GET .../pods/NAME/log?tailLines=N`` answers the lines a test put in ``pod_logs``.
 - ``controller=True`` plays a cluster's controllers, for end-to-end runs through the
   CLI: an applied Deployment gets its pods (ready, on node ``node-a``) and a rolled-out
   status; a deleted one loses its pods. No recording needed.
@@ -183,6 +184,8 @@ class FakeApiServer:
         self._rv = itertools.count(100)
         self._watchers: list[Watcher] = []
         self._recordings: dict[tuple[str, str], list[Obj]] = {}
+        self.pod_logs: dict[tuple[str, str], list[str]] = {}
+        """(namespace, pod) -> its log lines, as ``GET .../pods/NAME/log`` answers"""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -208,6 +211,7 @@ class FakeApiServer:
             base = prefix + "/namespaces/{namespace}/{plural}"
             app.router.add_route("*", base, self._collection)
             app.router.add_route("*", base + "/{name}", self._item)
+        app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}/log", self._log)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -478,6 +482,16 @@ class FakeApiServer:
         if request.method == "PATCH":
             return await self._patch(request, key)
         return _json(405, status_body(405, "MethodNotAllowed", request.method))
+
+    async def _log(self, request: web.Request) -> web.Response:
+        self.requests.append((request.method, request.path_qs))
+        info = request.match_info
+        lines = self.pod_logs.get((info["namespace"], info["name"]))
+        if lines is None:
+            return _json(404, status_body(404, "NotFound", f'pods "{info["name"]}" not found'))
+        tail = int(request.query.get("tailLines", len(lines)))
+        text = "".join(f"{line}\n" for line in lines[len(lines) - tail :])
+        return web.Response(text=text, content_type="text/plain")
 
     async def _patch(self, request: web.Request, key: Key) -> web.Response:
         if request.content_type != APPLY_TYPE:

@@ -146,3 +146,45 @@ def test_a_cluster_that_cannot_be_reached_is_an_error_with_a_fix(project: Path) 
     assert done.returncode == 1
     assert "not reachable" in done.stderr and "kubectl cluster-info" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_autoscaler_s_replicas_are_taken_only_with_force_conflicts(
+    project: Path, cluster: FakeApiServer
+) -> None:
+    assert cli(project, "apply", "-e", "production", "-y").returncode == 0
+    chat = cluster.get("Deployment", NS, "chat")
+    assert chat is not None
+    chat["spec"]["replicas"] = 4
+    cluster.put(chat, manager="hpa-controller", owns=[("spec", "replicas")])
+    planned = cli(project, "plan", "-e", "production")
+    assert ".spec.replicas owned by hpa-controller" in planned.stdout
+    assert "--force-conflicts" in planned.stdout
+    refused = cli(project, "apply", "-e", "production", "-y")
+    assert refused.returncode == 1 and "owned by other field managers" in refused.stderr
+    assert cluster.get("Deployment", NS, "chat")["spec"]["replicas"] == 4  # type: ignore[index]
+    forced = cli(project, "apply", "-e", "production", "-y", "--force-conflicts")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert cluster.get("Deployment", NS, "chat")["spec"]["replicas"] == 1  # type: ignore[index]
+
+
+def test_status_and_logs_show_why_a_pod_is_not_ready(project: Path, cluster: FakeApiServer) -> None:
+    assert cli(project, "apply", "-e", "production", "-y").returncode == 0
+    (name,) = [p for p in pods(cluster) if p.startswith("chat-")]
+    pod = cluster.get("Pod", NS, name)
+    assert pod is not None
+    pod["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    pod["status"]["containerStatuses"][0].update(
+        restartCount=3, ready=False,
+        state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+        lastState={"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+    )  # fmt: skip
+    cluster.put(pod)
+    cluster.pod_logs[(NS, name)] = ["loading model", "allocating KV cache", "killed"]
+    status = cli(project, "status", "-e", "production")
+    assert "crash-loop" in status.stdout and "CrashLoopBackOff" in status.stdout
+    assert "OOMKilled" in status.stdout and "log: allocating KV cache" in status.stdout
+    assert "raise resources.memory" in status.stdout, "the fix is named"
+    logs = cli(project, "logs", "chat", "-e", "production", "-n", "2")
+    assert logs.returncode == 0, logs.stderr
+    assert f"==> {name} <==" in logs.stdout and "loading model" not in logs.stdout
+    assert "allocating KV cache" in logs.stdout and "killed" in logs.stdout

@@ -22,9 +22,10 @@ import hashlib
 import json
 import secrets
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from llmfleet.backends.base import ReplicaStatus
+from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.backends.kubernetes import observing
 from llmfleet.backends.kubernetes.applying import apply_objects
 from llmfleet.backends.kubernetes.client import (
@@ -51,6 +52,7 @@ from llmfleet.backends.kubernetes.planning import (
 from llmfleet.backends.kubernetes.render import render_environment
 from llmfleet.backends.kubernetes.rollout import wait_rollout
 from llmfleet.backends.kubernetes.workloads import progress_deadline_s
+from llmfleet.errors import BackendError
 from llmfleet.plan.model import Action as PlanAction
 from llmfleet.plan.model import Op, Plan, SeenRuntime, Target
 from llmfleet.plan.seen import ActualEnvironment
@@ -115,8 +117,9 @@ class KubernetesFleet:
             replicas=engines, services=services, gateway=gateways[0] if gateways else None
         )
 
-    def pods(self) -> list[ReplicaStatus]:
-        """Every pod of the environment, engines and gateways, as ``ReplicaStatus``."""
+    def pods(self, *, log_lines: int = 0) -> list[ReplicaStatus]:
+        """Every pod of the environment, engines and gateways, as ``ReplicaStatus``; a pod
+        that restarted and is not ready gets its engine's last ``log_lines`` lines too."""
         from lightkube.resources.core_v1 import Pod
 
         with translated(f"listing the pods of namespace {self.namespace}"):
@@ -124,12 +127,35 @@ class KubernetesFleet:
                 Pod, namespace=self.namespace, labels=prune_selector(self.owner)
             )
             bodies = [to_manifest(p, api_version="v1", kind="Pod") for p in found]
-        return observing.pod_replicas(bodies, environment=self.environment)
+        pods = observing.pod_replicas(bodies, environment=self.environment)
+        if log_lines:
+            pods = [self._with_log(p, log_lines) for p in pods]
+        return pods
 
-    def logs(self, pod: str, *, lines: int) -> list[str]:
-        with translated(f"reading the log of pod {pod}"):
-            text = self.client.log(pod, namespace=self.namespace, tail_lines=lines)
-            return [line.rstrip("\n") for line in text]
+    def _with_log(self, pod: ReplicaStatus, lines: int) -> ReplicaStatus:
+        if pod.state is ReplicaState.READY or not pod.restarts:
+            return pod
+        tail = [f"log: {line}" for line in self.logs(pod.replica_id, lines=lines,
+                                                     container=pod.engine, quiet=True)]  # fmt: skip
+        return replace(pod, log_tail=(*pod.log_tail, *tail))
+
+    def logs(
+        self, pod: str, *, lines: int, container: str | None = None, quiet: bool = False
+    ) -> list[str]:
+        """The last ``lines`` lines of a pod's container (its only one when None); [] when
+        ``quiet`` and the cluster has none (a container that never started)."""
+        from lightkube import ApiError
+
+        try:
+            with translated(f"reading the log of pod {pod}"):
+                text = self.client.log(
+                    pod, namespace=self.namespace, container=container, tail_lines=lines
+                )
+                return [line.rstrip("\n") for line in text]
+        except BackendError as exc:
+            if quiet and isinstance(exc.__cause__, ApiError):
+                return []
+            raise
 
     def seen(self, environment: str) -> SeenRuntime:
         live = sorted(
@@ -203,7 +229,7 @@ class KubernetesFleet:
         seen = self.seen(desired.name)
         result = self.object_plan(desired)
         notes = tuple(
-            f"{c.ref}: {', '.join(c.conflicts)}; apply refuses to take them"
+            f"{c.ref}: {', '.join(c.conflicts)}; apply takes them only with --force-conflicts"
             for c in result.conflicts
         )
         actions = tuple(_action(change) for change in result.pending)
@@ -230,9 +256,9 @@ class KubernetesFleet:
             result = ObjectPlan(self.namespace, tuple(self._destroy_changes()))
         else:
             self._make_missing_keys(desired, ctx)
-            result = self.object_plan(desired)
+            result = self.object_plan(desired, force=ctx.force_conflicts)
         ctx.progress(f"server-side apply of {len(result.pending)} objects to {self.namespace}")
-        ctx.done.extend(apply_objects(self.client, result))
+        ctx.done.extend(apply_objects(self.client, result, force_conflicts=ctx.force_conflicts))
         rolled = [c.name for c in result.pending
                   if c.kind == "Deployment" and c.action in (Action.CREATE, Action.UPDATE,
                                                              Action.REPLACE)]  # fmt: skip
