@@ -1,10 +1,12 @@
 """The local backend as a ``Backend``: replicas as processes under this machine's agent.
 
-Apply here is replica by replica. Order: gateway config (in-place updates) first,
-then new replicas, then rolling replacements (create-before-destroy: the new
-replica is ready before the old one is drained and stopped, so a service never
-has zero ready replicas), then deletes, then the gateway. A replacement whose new
-replica fails keeps the old one serving and stops the apply. Engines and models
+Apply here is replica by replica. Order: the gateway's port is checked (one that
+another process holds refuses the apply before anything starts), gateway config
+(in-place updates), then the gateway and the new replicas spawn, then rolling
+replacements (create-before-destroy: the new replica is ready before the old one
+is drained and stopped, so a service never has zero ready replicas), then deletes,
+then the gateway is waited for. A replacement whose new replica fails keeps the
+old one serving and stops the apply. Engines and models
 are prepared on this machine first (``apply.prepare``).
 """
 
