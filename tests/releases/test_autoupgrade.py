@@ -180,3 +180,23 @@ def test_a_tick_killed_mid_build_is_left_alone_while_alive_and_restarted_once_de
         assert upgrade_log.building(store, "chat") is None
         builds = store.events("upgrade-build", environment="production")
         assert [e.payload["status"] for e in builds] == ["done", "started", "started"]
+
+
+def test_the_agent_carries_the_policy_out_on_its_own(fleet: Fleet) -> None:
+    """No command after apply: the agent's tick finds 1.2.0, validates it and promotes
+    it (no window: any time), and rewrites the spec line; status tells the story."""
+    setup(fleet)
+    fleet.write(
+        fleet.spec.read_text().replace(
+            'window: {days: [sat], start: "02:00", end: "05:00", time_zone: Europe/Berlin}',
+            "notify: false",
+        )
+    )
+    fleet.run("apply", "--yes", env={"LLMFLEET_UPGRADE_TICK_S": "0.5"})
+    fleet.wait_for(
+        lambda: '"1.2.0"' in fleet.spec.read_text(), timeout=120, what="the agent's upgrade"
+    )
+    assert {r.engine_version for r in fleet.ready()} == {"1.2.0"}
+    status = fleet.run("upgrade", "status").stdout
+    assert "1.0.0 -> 1.2.0: promoted" in status and "up to date on 1.2.0" in status
+    assert "promote" in fleet.run("history").stdout

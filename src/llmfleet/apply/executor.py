@@ -41,6 +41,8 @@ class ApplyContext:
     parent_serial: int | None = None
     progress: Progress = field(default=lambda line: None)
     done: list[str] = field(default_factory=list)
+    spec_file: Path | None = None
+    """the spec applied; the local agent runs its upgrade policies from it"""
     force_conflicts: bool = False
     """take fields other field managers own (a cluster's autoscaler); refused otherwise"""
 

@@ -32,6 +32,7 @@ def _context(
         store=ws.store,
         settings=ws.settings,
         spec_dir=ws.spec_dir,
+        spec_file=ws.spec_file,
         state_url=ws.loaded.resolved.state,
         user=ws.settings.user,
         message=message,

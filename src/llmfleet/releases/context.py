@@ -104,4 +104,5 @@ def _apply_context(
         kind=kind,
         parent_serial=parent_serial,
         progress=ctx.progress,
+        spec_file=ctx.loaded.path,
     )

@@ -25,6 +25,7 @@ from aiohttp.typedefs import Handler
 
 from llmfleet.backends.local.agent import Agent
 from llmfleet.backends.local.process import tail_lines
+from llmfleet.backends.local.upgrade_ticks import UpgradeTicker, tick_period_from_env
 from llmfleet.backends.local.wire import check_id, spec_from_json
 from llmfleet.errors import GpuShortageError
 from llmfleet.observe.local import add_observe_routes
@@ -199,6 +200,7 @@ async def put_environment(request: web.Request) -> web.Response:
         "continuation": body.get("continuation", {}),
         "observability": body.get("observability"),
         "costs": body.get("costs"),
+        "spec_file": body.get("spec_file"),
     }
     problem = agent.set_environment(request.match_info["env"], config)
     if problem is not None:
@@ -287,10 +289,16 @@ async def serve(home: Path, *, socket_name: str) -> None:
         loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(agent.shutdown()))
         agent.restore()
         await agent.observer.start(agent.environments)
+        upgrades = UpgradeTicker(
+            home=home, environments=lambda: agent.environments,
+            period_s=tick_period_from_env(os.environ),
+        )  # fmt: skip
+        upgrades.start()
         with contextlib.suppress(OSError):  # a full disk under the log: serve all the same
             print(f"llmfleet agent {os.getpid()} serving on {socket_path}", flush=True)
         await agent.stopped.wait()
         try:
+            await upgrades.stop()
             await agent.observer.stop()
         finally:
             await runner.cleanup()

@@ -245,9 +245,13 @@ class LocalBackend:
         continuation: dict[str, Any],
         observability: dict[str, Any] | None = None,
         costs: dict[str, Any] | None = None,
+        spec_file: str | None = None,
     ) -> None:
-        body = {"services": services, "continuation": continuation, "observability": observability}
+        body: dict[str, Any] = {
+            "services": services, "continuation": continuation, "observability": observability
+        }  # fmt: skip
         body["costs"] = costs  # prices of the replicas, for the agent's cost series
+        body["spec_file"] = spec_file  # the agent runs the spec's upgrade policies from it
         self._call("PUT", f"/v1/environments/{environment}", json=body)
 
     def forget_environment(self, environment: str) -> None:

@@ -200,6 +200,7 @@ def _push_service_config(
         continuation=continuation,
         observability=desired.observability.model_dump(mode="json"),
         costs=desired.costs.model_dump(mode="json"),
+        spec_file=str(ctx.spec_file.resolve()) if ctx.spec_file else None,
     )
     ctx.done.extend(f"~ {a.address}" for a in _actions(plan, Op.UPDATE, Target.SERVICE))
     ctx.done.extend(f"~ {a.address}" for a in _actions(plan, Op.UPDATE, Target.OBSERVABILITY))
