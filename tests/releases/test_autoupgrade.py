@@ -200,3 +200,20 @@ def test_the_agent_carries_the_policy_out_on_its_own(fleet: Fleet) -> None:
     status = fleet.run("upgrade", "status").stdout
     assert "1.0.0 -> 1.2.0: promoted" in status and "up to date on 1.2.0" in status
     assert "promote" in fleet.run("history").stdout
+
+
+def test_propose_edits_the_spec_and_writes_the_body_with_exit_codes_for_ci(
+    fleet: Fleet,
+) -> None:
+    """Exit 2 with a proposal (spec line edited, markdown body written, production
+    untouched); then exit 0: the spec is on the newest version."""
+    setup(fleet)
+    fleet.run("apply", "--yes")
+    proposed = fleet.run("upgrade", "propose", "--body", "pr.md", check=False)
+    assert proposed.returncode == 2, proposed.stdout + proposed.stderr
+    assert 'version: "1.2.0"' in fleet.spec.read_text()
+    body = (fleet.root / "pr.md").read_text()
+    assert "## Upgrade chat: engine 1.0.0 -> 1.2.0" in body and "| chat |" in body
+    assert {r.engine_version for r in fleet.ready()} == {"1.0.0"}
+    again = fleet.run("upgrade", "propose", "--body", "pr.md", check=False)
+    assert again.returncode == 0 and "up to date on 1.2.0" in again.stdout
