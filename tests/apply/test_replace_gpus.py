@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from llmfleet.backends.local import fleet
+from llmfleet.backends.local import rolling
 from llmfleet.errors import GpuShortageError, ReplicaFailedError
 from llmfleet.plan.model import Action, Op, Target
+from llmfleet.spec.placement import Rollout
 
 
 class Backend:
@@ -34,10 +35,13 @@ class Backend:
         if not self.starts:
             raise ReplicaFailedError("replica new is crash-looping")
 
+    def list_replicas(self) -> list[Any]:
+        return []
+
 
 def replace(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(
-        fleet,
+        rolling,
         "replica_spec",
         lambda environment, slot, prepared: SimpleNamespace(replica_id="new"),
     )
@@ -47,7 +51,8 @@ def replace(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     )
     progress: list[str] = []
     ctx = SimpleNamespace(progress=progress.append, done=[])
-    fleet._replace_replicas(backend, plan, {"chat": None}, ctx)  # type: ignore[arg-type]
+    prepared = {"chat": SimpleNamespace(service=SimpleNamespace(rollout=Rollout()))}
+    rolling.replace_replicas(backend, plan, prepared, ctx)  # type: ignore[arg-type]
     assert ctx.done == ["-/+ chat[0]"]
     return progress
 

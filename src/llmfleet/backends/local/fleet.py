@@ -3,8 +3,8 @@
 Apply here is replica by replica. Order: the gateway's port is checked (one that
 another process holds refuses the apply before anything starts), gateway config
 (in-place updates), then the gateway and the new replicas spawn, then rolling
-replacements (create-before-destroy: the new replica is ready before the old one
-is drained and stopped, so a service never has zero ready replicas), then deletes,
+replacements within each service's ``rollout`` bounds (``backends.local.rolling``;
+by default create-before-destroy, one by one), then deletes,
 then the gateway is waited for. A replacement whose new replica fails keeps the
 old one serving and stops the apply. Engines and models
 are prepared on this machine first (``apply.prepare``).
@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 from llmfleet.apply.prepare import Prepared, prepare_service, replica_spec
 from llmfleet.backends.local.client import LocalBackend
 from llmfleet.backends.local.port_holders import PortHolder, port_holder
+from llmfleet.backends.local.rolling import replace_replicas
 from llmfleet.engines.registry import get_adapter
-from llmfleet.errors import FleetError, GpuShortageError, PortInUseError
+from llmfleet.errors import FleetError, PortInUseError
 from llmfleet.plan.diff import plan_changes, plan_destroy
 from llmfleet.plan.model import Action, Op, Plan, SeenRuntime, Target
 from llmfleet.plan.seen import ActualEnvironment, seen_runtime
@@ -119,7 +120,7 @@ def carry_out_locally(
     _start_gateway(runtime, plan, desired, ctx)
     started = _start_new_replicas(runtime, plan, prepared, ctx)
     _await_new_replicas(runtime, started, ctx)
-    _replace_replicas(runtime, plan, prepared, ctx)
+    replace_replicas(runtime, plan, prepared, ctx)  # within each service's rollout bounds
     for action in _actions(plan, Op.DELETE, Target.REPLICA):
         assert action.replica_id is not None
         ctx.progress(f"- {action.address}: draining {action.replica_id}")
@@ -243,46 +244,6 @@ def _stop_unready(runtime: LocalBackend, ctx: ApplyContext, replica_ids: list[st
     for replica_id in replica_ids:
         if replica_id not in ready:
             runtime.stop_replica(replica_id, drain_timeout_s=0)
-
-
-def _replace_replicas(
-    runtime: LocalBackend, plan: Plan, prepared: dict[str, Prepared], ctx: ApplyContext
-) -> None:
-    """Rolling, one replica at a time: new one ready, then the old one drained.
-
-    When the machine has no free GPUs for the new replica beside the old one, the
-    old one is drained first and the new one takes its GPUs (one replica less
-    while it starts), rather than the update being refused."""
-    for action in _actions(plan, Op.REPLACE, Target.REPLICA):
-        assert action.service is not None and action.slot is not None and action.replica_id
-        spec = replica_spec(plan.environment, action.slot, prepared[action.service])
-        ctx.progress(f"-/+ {action.address}: starting {spec.replica_id}")
-        in_place = False
-        try:
-            runtime.start_replica(spec)
-        except GpuShortageError:
-            ctx.progress(
-                f"-/+ {action.address}: no free GPU beside {action.replica_id}: "
-                "draining it first, the new replica takes its GPUs"
-            )
-            runtime.stop_replica(action.replica_id, drain_timeout_s=DRAIN_TIMEOUT_S)
-            in_place = True
-            runtime.start_replica(spec)
-        try:
-            runtime.wait_ready([spec.replica_id], timeout_s=READY_TIMEOUT_S)
-        except FleetError as exc:
-            runtime.stop_replica(spec.replica_id, drain_timeout_s=0)
-            exc.message += (
-                f"\n  {action.replica_id} was stopped to free its GPUs; nothing else was "
-                "replaced (`llmfleet rollback` brings back the last revision)"
-                if in_place
-                else f"\n  {action.replica_id} was kept serving; nothing else was replaced"
-            )
-            raise
-        if not in_place:
-            ctx.progress(f"-/+ {action.address}: draining {action.replica_id}")
-            runtime.stop_replica(action.replica_id, drain_timeout_s=DRAIN_TIMEOUT_S)
-        ctx.done.append(f"-/+ {action.address}")
 
 
 def _start_gateway(
