@@ -205,6 +205,7 @@ async def put_environment(request: web.Request) -> web.Response:
     problem = agent.set_environment(request.match_info["env"], config)
     if problem is not None:
         return _unsaved(problem)
+    agent.failed.keep_services(request.match_info["env"], body["services"])
     await agent.observer.configure(
         request.match_info["env"], body["services"], body.get("observability"), body.get("costs")
     )

@@ -12,6 +12,7 @@ failed) until a replica of that slot starts again or the environment is forgotte
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,12 @@ class FailedReplicas:
     def clear_slot(self, environment: str, service: str, slot: int) -> None:
         """A replica of this slot starts again: the old failure is history."""
         self._by_slot.pop((environment, service, slot), None)
+
+    def keep_services(self, environment: str, services: Iterable[str]) -> None:
+        """Forget the failures of services an apply removed from ``environment``."""
+        kept = set(services)
+        for key in [k for k in self._by_slot if k[0] == environment and k[1] not in kept]:
+            del self._by_slot[key]
 
     def forget(self, environment: str) -> None:
         for key in [k for k in self._by_slot if k[0] == environment]:
