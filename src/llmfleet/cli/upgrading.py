@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -123,6 +124,7 @@ def _status_rows(ctx: ReleaseContext) -> list[tuple[str, Table]]:
     from llmfleet.releases import upgrade_log
     from llmfleet.releases.autoupgrade import next_step, policies
     from llmfleet.releases.scheduling import check_due, next_opening
+    from llmfleet.state.locking import pid_alive
 
     upgrader = real_upgrader(ctx)
     now = upgrader.now()
@@ -142,8 +144,12 @@ def _status_rows(ctx: ReleaseContext) -> list[tuple[str, Table]]:
         add("next check", _when(check_due(policy, record, now)))
         building = upgrade_log.building(ctx.store, name)
         held = ctx.store.lock_info(f"upgrade-{name}")
+        if held is not None and held.host == socket.gethostname() and not pid_alive(held.pid):
+            held = None  # its process died: the next tick breaks the lock
         if building is not None:
-            add("building", f"{building.version} since {building.since}")
+            alive = held is not None
+            again = "" if alive else " (interrupted: the next tick builds it again)"
+            add("building", f"{building.version} since {building.since}{again}")
         if held is not None:
             add("running", f"{held.purpose} ({held.holder})")
         for event in upgrade_log.last_outcomes(ctx.store, name):

@@ -41,7 +41,8 @@ from llmfleet.state.locking import pid_alive
 Build = Callable[[str, str], None]
 """(engine kind, version) -> None; raises ``FleetError`` when the build fails."""
 MAX_STEPS = 6
-BUILD_LOCK = "upgrade-build"
+BUILD_LOCK = "engine-build"
+"""Not ``upgrade-...``: a service may be called ``build``."""
 
 
 @dataclass
@@ -97,7 +98,10 @@ def _tick_service(upgrader: Upgrader, name: str) -> TickResult:
         step = next_step(upgrader, name)
         upgrader.steps.append((name, step))
         if step.kind is StepKind.CHECK:
-            _check(upgrader, name)
+            try:
+                _check(upgrader, name)
+            except FleetError as exc:  # no check is recorded: the next tick looks again
+                return TickResult(name, Step(StepKind.WAIT, f"no release index: {exc.message}"))
         elif step.kind is StepKind.BUILD:
             assert step.version is not None
             _build(upgrader, name, step.version)

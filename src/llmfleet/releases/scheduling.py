@@ -102,9 +102,7 @@ def decide_step(
 def idle_reason(policy: UpgradePolicy, record: UpgradeRecord, current: str) -> str:
     followed = [v for v in newer_versions(current, record.released) if policy.follows(v)]
     if followed and followed[0] in record.failed:
-        return (
-            f"{followed[0]} failed ({record.failed[followed[0]]}); waiting for a newer release"
-        )
+        return f"{followed[0]} failed ({record.failed[followed[0]]}); waiting for a newer release"
     return f"up to date on {current}"
 
 
