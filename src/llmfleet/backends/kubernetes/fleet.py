@@ -17,10 +17,8 @@ moving does not make a plan stale; a changed or deleted object does.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
-import secrets
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -39,8 +37,9 @@ from llmfleet.backends.kubernetes.client import (
 )
 from llmfleet.backends.kubernetes.context import OPTIONAL_APIS, RenderContext
 from llmfleet.backends.kubernetes.diffing import strip_noise
-from llmfleet.backends.kubernetes.labels import ENGINE, SERVICE, Owner
-from llmfleet.backends.kubernetes.names import GATEWAY, KEY_FIELD, engine_key_secret
+from llmfleet.backends.kubernetes.keys import make_missing_keys
+from llmfleet.backends.kubernetes.labels import SERVICE, Owner
+from llmfleet.backends.kubernetes.names import GATEWAY
 from llmfleet.backends.kubernetes.planning import (
     PRUNABLE,
     Action,
@@ -158,9 +157,9 @@ class KubernetesFleet:
             raise
 
     def seen(self, environment: str) -> SeenRuntime:
-        live = sorted(
-            (json.dumps(strip_noise(body), sort_keys=True) for body in self._live()),
-        )
+        """Over the live objects as diffs see them; a Secret's data is left out (a plan,
+        and so the state, holds no key, not even hashed)."""
+        live = sorted(json.dumps(_seen_part(body), sort_keys=True) for body in self._live())
         digest = hashlib.sha256("\n".join(live).encode()).hexdigest()
         summary = f"{len(live)} objects in namespace {self.namespace}"
         return SeenRuntime(digest=digest, summary=summary)
@@ -255,7 +254,9 @@ class KubernetesFleet:
         if not desired.services:
             result = ObjectPlan(self.namespace, tuple(self._destroy_changes()))
         else:
-            self._make_missing_keys(desired, ctx)
+            make_missing_keys(
+                self.client, self.owner, self.namespace, sorted(desired.services), ctx.progress
+            )
             result = self.object_plan(desired, force=ctx.force_conflicts)
         ctx.progress(f"server-side apply of {len(result.pending)} objects to {self.namespace}")
         ctx.done.extend(apply_objects(self.client, result, force_conflicts=ctx.force_conflicts))
@@ -265,31 +266,6 @@ class KubernetesFleet:
         if rolled:
             ctx.progress(f"waiting for {', '.join(rolled)} to roll out")
             asyncio.run(self._wait(rolled, timeout_s=self._wait_budget_s(desired)))
-
-    def _make_missing_keys(self, desired: ResolvedEnvironment, ctx: ApplyContext) -> None:
-        """An engine key Secret per service, made once (a random key, never shown, never
-        in the state); an existing one is kept, so engines and gateways agree."""
-        from lightkube import ApiError
-        from lightkube.resources.core_v1 import Secret
-
-        for service in sorted(desired.services):
-            name = engine_key_secret(service)
-            with translated(f"reading Secret/{name}"):
-                try:
-                    self.client.get(Secret, name, namespace=self.namespace)
-                    continue
-                except ApiError as exc:
-                    if status_of(exc) != 404:
-                        raise
-            key = base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
-            body = {
-                "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                "metadata": self.owner.metadata(name, self.namespace, ENGINE, service),
-                "data": {KEY_FIELD: key},
-            }  # fmt: skip
-            with translated(f"making Secret/{name}"):
-                self.client.apply(Secret.from_dict(body))
-            ctx.progress(f"+ Secret/{name}: a new engine API key")
 
     async def _wait(self, names: list[str], *, timeout_s: float) -> None:
         async with connect_async(self.spec, namespace=self.namespace, server=self.server) as aio:
@@ -309,6 +285,14 @@ class KubernetesFleet:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _seen_part(body: Manifest) -> Manifest:
+    seen = strip_noise(body)
+    if body.get("kind") == "Secret":
+        seen.pop("data", None)
+        seen.pop("stringData", None)
+    return seen
 
 
 def _action(change: ObjectChange) -> PlanAction:
