@@ -79,6 +79,7 @@ def test_plan_apply_status_change_rollback_destroy_on_a_cluster(
     assert "+ Deployment/chat" in planned.stdout and "+ NetworkPolicy/llmfleet-engines" in (
         planned.stdout
     )
+    assert "Secret/chat-engine-key is made at apply" in planned.stdout
     assert cluster.objects == {}, "a plan changes nothing"
     assert all("dryRun=All" in path for method, path in cluster.requests if method == "PATCH")
 
@@ -95,7 +96,7 @@ def test_plan_apply_status_change_rollback_destroy_on_a_cluster(
 
     again = cli(project, "plan", "-e", "production", "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "No changes" in again.stdout
+    assert "No changes" in again.stdout and "Secret/" not in again.stdout
 
     status = cli(project, "status", "-e", "production")
     assert status.returncode == 0, status.stderr

@@ -37,9 +37,9 @@ from llmfleet.backends.kubernetes.client import (
 )
 from llmfleet.backends.kubernetes.context import OPTIONAL_APIS, RenderContext
 from llmfleet.backends.kubernetes.diffing import strip_noise
-from llmfleet.backends.kubernetes.keys import make_missing_keys
+from llmfleet.backends.kubernetes.keys import make_missing_keys, missing_keys
 from llmfleet.backends.kubernetes.labels import SERVICE, Owner
-from llmfleet.backends.kubernetes.names import GATEWAY
+from llmfleet.backends.kubernetes.names import GATEWAY, engine_key_secret
 from llmfleet.backends.kubernetes.planning import (
     PRUNABLE,
     Action,
@@ -230,6 +230,9 @@ class KubernetesFleet:
         notes = tuple(
             f"{c.ref}: {', '.join(c.conflicts)}; apply takes them only with --force-conflicts"
             for c in result.conflicts
+        ) + tuple(
+            f"Secret/{engine_key_secret(name)} is made at apply: a new random engine key"
+            for name in missing_keys(self.client, self.namespace, sorted(desired.services))
         )
         actions = tuple(_action(change) for change in result.pending)
         return Plan(desired.name, serial, spec_hash, actions, notes=notes, seen=seen)

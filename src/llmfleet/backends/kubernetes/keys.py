@@ -19,22 +19,32 @@ from llmfleet.backends.kubernetes.names import KEY_FIELD, engine_key_secret
 from llmfleet.engines.base import Progress
 
 
-def make_missing_keys(
-    client: Any, owner: Owner, namespace: str, services: Iterable[str], progress: Progress
-) -> None:
-    """An engine key Secret for each of ``services`` that has none."""
+def missing_keys(client: Any, namespace: str, services: Iterable[str]) -> list[str]:
+    """The services of ``services`` whose engine key Secret does not exist yet."""
     from lightkube import ApiError
     from lightkube.resources.core_v1 import Secret
 
+    missing = []
     for service in services:
         name = engine_key_secret(service)
         with translated(f"reading Secret/{name}"):
             try:
                 client.get(Secret, name, namespace=namespace)
-                continue
             except ApiError as exc:
                 if status_of(exc) != 404:
                     raise
+                missing.append(service)
+    return missing
+
+
+def make_missing_keys(
+    client: Any, owner: Owner, namespace: str, services: Iterable[str], progress: Progress
+) -> None:
+    """An engine key Secret for each of ``services`` that has none."""
+    from lightkube.resources.core_v1 import Secret
+
+    for service in missing_keys(client, namespace, services):
+        name = engine_key_secret(service)
         key = base64.b64encode(secrets.token_urlsafe(32).encode()).decode()
         body = {
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
