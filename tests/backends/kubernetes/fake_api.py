@@ -185,6 +185,8 @@ class FakeApiServer:
         self._watchers: list[Watcher] = []
         self._recordings: dict[tuple[str, str], list[Obj]] = {}
         self.pod_logs: dict[tuple[str, str], list[str]] = {}
+        self.absent: set[str] = set()
+        """kinds this cluster does not serve (a CRD not installed): 404, as a real one"""
         """(namespace, pod) -> its log lines, as ``GET .../pods/NAME/log`` answers"""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -415,16 +417,20 @@ class FakeApiServer:
             self._record(key[0], "MODIFIED", obj)
 
     # --- HTTP ------------------------------------------------------------------------
-    def _key(self, request: web.Request) -> Key:
+    def _key(self, request: web.Request) -> Key | None:
+        """The object a URL names; None for a kind this server does not serve."""
         info = request.match_info
         kind = BY_PLURAL.get(info["plural"])
-        if kind is None:
-            raise web.HTTPNotFound(text=json.dumps(status_body(404, "NotFound", "no such kind")))
+        if kind is None or kind in self.absent:
+            return None
         return kind, info["namespace"], info.get("name", "")
 
     async def _collection(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.path_qs))
-        kind, namespace, _ = self._key(request)
+        key = self._key(request)
+        if key is None:
+            return _not_served()
+        kind, namespace, _ = key
         query = request.query
         if request.method != "GET":
             return _json(405, status_body(405, "MethodNotAllowed", request.method))
@@ -470,6 +476,8 @@ class FakeApiServer:
     async def _item(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.path_qs))
         key = self._key(request)
+        if key is None:
+            return _not_served()
         obj = self.objects.get(key)
         if request.method == "GET":
             if obj is None:
@@ -521,6 +529,11 @@ def _owned_part(obj: Obj) -> Obj:
     if not meta:
         body.pop("metadata", None)
     return body
+
+
+def _not_served() -> web.Response:
+    message = "the server could not find the requested resource"
+    return _json(404, status_body(404, "NotFound", message))
 
 
 def _json(status: int, body: Obj) -> web.Response:
