@@ -17,6 +17,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from llmfleet.cli.releases import release_context
+from llmfleet.errors import EngineError
 from llmfleet.releases import upgrade_log
 from llmfleet.releases.autoupgrade import Upgrader, run_tick
 from llmfleet.releases.notices import Notice
@@ -54,6 +55,12 @@ class Edges:
         self.installed = {"1.0.0"}
         self.builds: list[str] = []
         self.notices: list[Notice] = []
+        self.index_down = False
+
+    def versions(self, kind: str) -> list[str]:
+        if self.index_down:
+            raise EngineError("the package index did not answer: connection refused")
+        return ["1.2.0", "1.1.0", "1.0.0"]
 
     def build(self, kind: str, version: str) -> None:
         self.builds.append(version)
@@ -65,7 +72,7 @@ class Edges:
             yield Upgrader(
                 ctx=ctx,
                 now=lambda: self.now,
-                versions=lambda kind: ["1.2.0", "1.1.0", "1.0.0"],
+                versions=self.versions,
                 build=self.build,
                 notify=self.notices.append,
                 installed=lambda kind, version: version in self.installed,
@@ -132,6 +139,16 @@ def test_an_apply_holding_the_state_lock_defers_the_upgrade(fleet: Fleet) -> Non
         store.lock("apply", purpose="someone's apply"),
     ):
         assert tick(fleet, edges) == [StepKind.DEFER, StepKind.DEFER]
+    assert tick(fleet, edges)[:2] == [StepKind.CHECK, StepKind.BUILD]
+
+
+def test_a_release_index_that_does_not_answer_is_a_wait_and_asked_again(fleet: Fleet) -> None:
+    edges = setup(fleet)
+    edges.index_down = True
+    with edges.upgrader(fleet) as upgrader:
+        [result] = run_tick(upgrader)
+    assert result.step.kind is StepKind.WAIT and "connection refused" in result.step.reason
+    edges.index_down = False
     assert tick(fleet, edges)[:2] == [StepKind.CHECK, StepKind.BUILD]
 
 
