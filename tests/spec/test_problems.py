@@ -93,7 +93,7 @@ def test_unknown_key_without_a_close_match_lists_the_valid_ones() -> None:
         """
     assert problems_of(text) == [
         "fleet.yaml:2:1: zzz: unknown field 'zzz'; valid fields: version, name, state, "
-        "gateway, templates, services, environments, observability, costs"
+        "gateway, templates, services, environments, observability, costs, indexes, pipelines"
     ]
 
 

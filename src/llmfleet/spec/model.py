@@ -28,6 +28,7 @@ from llmfleet.spec.costs import CostsSpec
 from llmfleet.spec.hosts import check_host
 from llmfleet.spec.observability import AlertRule, Observability, Slo
 from llmfleet.spec.placement import BackendSpec, ModelVolume, Rollout
+from llmfleet.spec.rag import IndexSpec, PipelineSpec
 from llmfleet.spec.sources import SourceSyntaxError, parse_source
 from llmfleet.spec.upgrades import UpgradePolicy
 from llmfleet.spec.validation import ValidationSpec
@@ -421,6 +422,14 @@ class FleetSpec(Frozen):
     observability: Observability = Field(default_factory=Observability)
     costs: CostsSpec = Field(
         default_factory=CostsSpec, description="prices of what the fleet runs on (`llmfleet costs`)"
+    )
+    indexes: dict[Name, IndexSpec] = Field(
+        default_factory=dict,
+        description="vector indexes, each holding the vectors of one embedding service",
+    )
+    pipelines: dict[Name, PipelineSpec] = Field(
+        default_factory=dict,
+        description="document ingestion into an index (`llmfleet ingest PIPELINE`)",
     )
 
 

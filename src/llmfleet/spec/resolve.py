@@ -42,6 +42,7 @@ from llmfleet.spec.model import (
 )
 from llmfleet.spec.placement import BackendKind
 from llmfleet.spec.problems import DocPath, Finding, error_loc, rewrite_error, unknown_name
+from llmfleet.spec.rag_references import rag_references
 from llmfleet.spec.templates import Chains, parent_of, template_chains
 
 _DNS_LABEL = "a DNS label: a-z, 0-9 and '-', at most 63 characters, no '-' at either end"
@@ -89,6 +90,7 @@ def collect_resolution(spec: FleetSpec, *, check_ports: bool = True) -> Resoluti
     if check_ports:
         findings += _port_clashes(spec)
     findings += _namespace_clashes(spec)
+    findings += rag_references(spec)
     gateways = {name: gateway_of(spec, env) for name, env in spec.environments.items()}
     exposures = open_gateways(spec, gateways=gateways, services=services)
     findings += [Finding(e.path, e.refusal()) for e in exposures if not e.allowed]
