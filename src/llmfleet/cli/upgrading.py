@@ -46,8 +46,14 @@ def real_upgrader(ctx: ReleaseContext) -> Upgrader:
         ctx=ctx,
         now=lambda: datetime.now(UTC),
         versions=lambda kind: get_adapter(kind).available_versions(),
-        build=lambda kind, v: build_in_background(kind, v, cache_dir=ctx.settings.cache_dir),
+        build=lambda kind, v: _discard(
+            build_in_background(kind, v, cache_dir=ctx.settings.cache_dir)
+        ),
     )
+
+
+def _discard(_: object) -> None:
+    """The build's output is kept only when it fails (in the error it raises)."""
 
 
 def _line(result: TickResult) -> Text:

@@ -28,9 +28,9 @@ def low_priority_argv(argv: list[str]) -> list[str]:
     return [ionice, "-c", "3", *argv] if ionice else argv
 
 
-def build_in_background(kind: str, version: str, *, cache_dir: Path) -> None:
-    """Install ``kind`` ``version`` into ``cache_dir`` in a low-priority child; raises
-    ``EngineError`` with the child's last lines when it fails."""
+def build_in_background(kind: str, version: str, *, cache_dir: Path) -> tuple[str, ...]:
+    """Install ``kind`` ``version`` into ``cache_dir`` in a low-priority child; return
+    its last lines, or raise ``EngineError`` with them when it fails."""
     argv = low_priority_argv([sys.executable, "-m", "llmfleet.releases.building", kind, version])
     env = {**os.environ, "LLMFLEET_CACHE": str(cache_dir)}
     tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -48,6 +48,7 @@ def build_in_background(kind: str, version: str, *, cache_dir: Path) -> None:
         code = child.wait()
     if code != 0:
         raise EngineError(f"building {kind} {version} exited with {code}: " + " | ".join(tail))
+    return tuple(tail)
 
 
 def _lower_priority() -> None:
@@ -60,6 +61,7 @@ def main(argv: list[str]) -> None:
     from llmfleet.settings import Settings
 
     kind, version = argv
+    print(f"building {kind} {version} at nice {os.nice(0)}", flush=True)
     try:
         path = get_adapter(kind).install(
             version, cache_dir=Settings.from_env().cache_dir, progress=lambda line: print(line)
