@@ -190,13 +190,20 @@ def test_removed_service_deletes_its_replicas_and_config() -> None:
     ]
 
 
-def test_crash_loop_is_a_note_not_an_endless_replace() -> None:
+def test_a_crash_looping_replica_is_a_replace_that_says_why() -> None:
+    """A replica that keeps dying does not serve: plan shows it as a change (it said
+    'No changes' with a note), and apply starts it again from scratch, as Terraform
+    replaces a tainted resource; a replica merely restarting (backoff) is no change."""
     desired = env(chat=service(replicas=1))
     actual = converged(desired)
-    looping = replace(actual.replicas[0], state=ReplicaState.CRASH_LOOP)
+    looping = replace(actual.replicas[0], state=ReplicaState.CRASH_LOOP, restarts=7, last_exit=1)
     plan = make_plan(desired, replace(actual, replicas=[looping]))
-    assert not plan.has_changes
-    assert plan.notes == ("chat[0] is crash-looping; see `llmfleet logs chat`",)
+    assert [(a.op, a.replica_id) for a in plan.actions] == [(Op.REPLACE, looping.replica_id)]
+    (reason,) = plan.actions[0].reasons
+    assert "crash-looping" in reason and "7 restarts" in reason and "exited with code 1" in reason
+    assert "llmfleet logs chat" in reason
+    restarting = replace(actual.replicas[0], state=ReplicaState.BACKOFF, restarts=1)
+    assert not make_plan(desired, replace(actual, replicas=[restarting])).has_changes
 
 
 def test_gateway_port_change_replaces_the_gateway() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from llmfleet import __version__
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
+from llmfleet.backends.exits import describe_exit
 from llmfleet.plan.model import Action, Op, Plan, Target
 from llmfleet.plan.seen import ActualEnvironment as ActualEnvironment  # callers import it here
 from llmfleet.plan.seen import seen_runtime
@@ -209,8 +210,29 @@ def _slot_actions(
             )
         )
     elif keep.state is ReplicaState.CRASH_LOOP:
-        notes.append(f"{name}[{slot}] is crash-looping; see `llmfleet logs {name}`")
+        # It serves nothing, and its back-off grows to 30 s between tries: the fleet does
+        # not match the spec, and a fresh start (the cause may be gone: a port, a full
+        # disk, a model file) is what apply does, as Terraform replaces a tainted resource.
+        actions.append(
+            Action(
+                Op.REPLACE,
+                Target.REPLICA,
+                service=name,
+                slot=slot,
+                replica_id=keep.replica_id,
+                reasons=(_crash_loop_reason(name, keep),),
+            )
+        )
     return actions
+
+
+def _crash_loop_reason(name: str, replica: ReplicaStatus) -> str:
+    last = describe_exit(replica.last_exit).summary if replica.last_exit is not None else ""
+    return (
+        f"replica is crash-looping (drift): {replica.restarts} restarts"
+        + (f", last {last}" if last else "")
+        + f"; start it again (see `llmfleet logs {name}`)"
+    )
 
 
 def _service_actions(
