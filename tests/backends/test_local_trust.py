@@ -28,9 +28,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.backends.local.agent import Agent
 from llmfleet.backends.local.agent_http import build_app
 from llmfleet.backends.local.client import LocalBackend
+from llmfleet.backends.local.failed import FailedReplica
 from llmfleet.backends.local.layout import SOCKET_NAME, STATE_NAME
 from llmfleet.errors import FleetError
 from tests.fixtures.specs import one_sim_service
@@ -161,11 +163,19 @@ async def test_restore_refuses_an_agent_table_it_did_not_write(
 
 async def test_a_state_file_of_our_own_is_restored(home: Path, project: Path) -> None:
     """The checks refuse only what another user could have written."""
-    (home / STATE_NAME).write_text(json.dumps({"replicas": [], "environments": {"x": {}}}))
+    failed = FailedReplica(
+        status=ReplicaStatus(
+            replica_id="x-chat-0", environment="x", service="chat", slot=0, runtime_hash="h",
+            engine="sim", engine_version="1", state=ReplicaState.CRASH_LOOP, port=1,
+        ),
+        reason="crash-looping",
+        stopped_at=1.0,
+    )
+    (home / STATE_NAME).write_text(json.dumps({"replicas": [], "failed": [failed.to_json()]}))
     (home / STATE_NAME).chmod(0o600)
     agent = await restore_from(home)
     try:
-        assert agent.environments == {"x": {}}
+        assert agent.failed.of("x") == [failed]
     finally:
         await stop(agent, agent.test_session)  # type: ignore[attr-defined]
 

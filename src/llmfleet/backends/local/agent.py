@@ -203,17 +203,32 @@ class Agent:
         }
 
     def restore(self) -> None:
-        """Adopt replicas a previous agent left running; restart the ones that died.
-        Raises ``UnsafePathError`` for a table another user could have written: it
-        lists commands to run."""
+        """Adopt the replicas and gateways a previous agent left running. Raises
+        ``UnsafePathError`` for a table another user could have written: it lists
+        commands to run.
+
+        A row whose process is gone (it died while no agent watched, or the machine
+        restarted) is forgotten, and so is the config of an environment with nothing
+        left running: the next plan shows them as drift to create and the next apply
+        creates exactly that. Restarting them here started processes no plan showed
+        (a plan made before the agent came back saw none of them)."""
         body = read_table(self.home)
         if body is None:
             return
-        self.environments = body.get("environments", {})
+        rows = [*body.get("replicas", []), *body.get("gateways", [])]
+        living = {row["spec"].get("environment") for row in rows if _adoptable(row)}
+        for row in rows:
+            if not _adoptable(row):
+                log.warning("%s is no longer running; forgotten", row["spec"].get("replica_id"))
+        self.environments = {
+            env: config for env, config in body.get("environments", {}).items() if env in living
+        }
         self.failed.load(body.get("failed"))
         for item in body.get("replicas", []):
-            spec = spec_from_json(item["spec"])
             pid = _adoptable(item)
+            if pid is None:
+                continue
+            spec = spec_from_json(item["spec"])
             key = item.get("api_key")
             try:
                 managed = self.start_replica(
@@ -226,8 +241,10 @@ class Agent:
                 continue
             managed.started_at = _started_at(item) if pid else None  # uptime goes on
         for item in body.get("gateways", []):
-            spec = spec_from_json(item["spec"])
             pid = _adoptable(item)
+            if pid is None:
+                continue
+            spec = spec_from_json(item["spec"])
             managed = self._managed(spec, port=item["port"], folder="gateways", adopt_pid=pid)
             managed.started_at = _started_at(item) if pid else None
             self.gateways.start(managed)
