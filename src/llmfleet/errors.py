@@ -28,7 +28,9 @@ Errors are split by whether retrying can help (kopf's ``TemporaryError``)::
     │       ├── TemporaryUpstreamError    retrying elsewhere can help
     │       └── PermanentUpstreamError    the request itself is wrong
     ├── ValidationError               a validation suite is malformed or cannot run
-    └── ReleaseError                  promote / rollback / upgrade refused
+    ├── ReleaseError                  promote / rollback / upgrade refused
+    └── IngestError                   a pipeline's source, embedding service or index unusable
+        └── IndexModelMismatchError   the index holds another model's vectors: rebuild it
 """
 
 from __future__ import annotations
@@ -222,6 +224,16 @@ class ValidationError(FleetError):
 
 class ReleaseError(FleetError):
     """Promote, rollback or upgrade was refused."""
+
+
+class IngestError(FleetError):
+    """An ingestion cannot run: its source, embedding service or index cannot be used.
+
+    A single unreadable document is not one: it is skipped and reported."""
+
+
+class IndexModelMismatchError(IngestError):
+    """The index holds vectors of another embedding model; it must be rebuilt first."""
 
 
 @dataclass

@@ -144,6 +144,7 @@ def plan(
     """Show what apply would change: + create, ~ update, -/+ replace, - delete."""
     from llmfleet.cli.applying import current_plan
     from llmfleet.cli.costs import render_plan_costs
+    from llmfleet.cli.ingesting import render_index_changes
 
     with workspace(spec_file, env) as ws:
         render.render_spec_warnings(errors, ws.loaded.warnings)
@@ -155,6 +156,7 @@ def plan(
         else:
             render.render_plan(console, the_plan)
             render_plan_costs(console, ws, the_plan, ws.actual())
+            render_index_changes(console, ws)
         if out is not None:
             out.write_text(json.dumps(the_plan.to_json(), indent=2))
             (errors if as_json else console).print(
@@ -341,6 +343,34 @@ def ask(
                 f"`{command_line(ws, f'logs {service}')}` their output"
             ),
         )
+
+
+@app.command()
+def ingest(
+    pipeline: Annotated[str, typer.Argument(help="a pipeline of the spec's pipelines:")],
+    spec_file: SpecFile = DEFAULT_SPEC,
+    env: Env = "production",
+    rebuild: Annotated[
+        bool,
+        typer.Option(help="empty the index and embed everything again (plan shows when needed)"),
+    ] = False,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="LLMFLEET_API_KEY", help="if the service needs one")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Bring a pipeline's documents into its index: new and changed embedded, deleted removed."""
+    from llmfleet.cli.ingesting import render_report, reports_dir, run_ingest
+
+    with workspace(spec_file, env) as ws:
+        report = run_ingest(
+            ws, pipeline, rebuild=rebuild, api_key=api_key, console=errors if as_json else console
+        )
+        if as_json:
+            sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+        else:
+            log = reports_dir(ws.spec_dir, ws.environment) / f"{pipeline}.log"
+            render_report(console, report, log)
 
 
 @app.command()
