@@ -8,6 +8,7 @@ would not stop a write. Real agent, gateway and sim processes through the real C
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -80,12 +81,15 @@ def test_supervision_survives_a_table_it_cannot_write_and_says_so(fleet: Fleet) 
     )
     status = fleet.run("status").stdout
     assert "agent-state.json" in status and "Is a directory" in status, status
+    (warning,) = json.loads(fleet.run("status", "--json").stdout)["warnings"]
+    assert "agent-state.json" in warning and "Is a directory" in warning
     unblock_table(fleet)
     new_pid = fleet.replicas()[0].pid
     fleet.wait_for(
         lambda: table_pid(fleet, victim.replica_id) == new_pid, timeout=15, what="table saved"
     )
     assert "agent-state.json" not in fleet.run("status").stdout
+    assert json.loads(fleet.run("status", "--json").stdout)["warnings"] == []
 
 
 def test_apply_against_an_unwritable_table_names_the_cause_and_changes_nothing(

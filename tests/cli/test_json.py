@@ -72,6 +72,7 @@ def test_status_plan_and_history_json_before_and_after_apply(fleet: Fleet) -> No
         "replicas": [],
         "gateways": [],
         "failed": [],
+        "warnings": [],
     }
     plan = as_json(fleet, "plan", "--detailed-exitcode", code=2)
     assert plan["environment"] == "production" and plan["has_changes"] is True

@@ -262,9 +262,11 @@ def status(
         replicas = backend.list_replicas(env, log_lines=5)
         gateways = [g for g in backend.gateways() if env is None or g.environment == env]
         failed = backend.failed_replicas(env)
+        warnings = [str(p) for p in backend.agent_info().get("problems", [])]  # e.g. unsaved
         if as_json:
             document = status_document(
-                running=True, replicas=replicas, gateways=gateways, failed=failed
+                running=True, replicas=replicas, gateways=gateways, failed=failed,
+                warnings=warnings,
             )
             sys.stdout.write(dumps(document))
             return
@@ -280,7 +282,7 @@ def status(
         }
         render.render_status(console, replicas, gateways, unready=unready)
         render_failed(console, ws, failed)
-        for problem in backend.agent_info().get("problems", []):  # e.g. its table unsaved
+        for problem in warnings:
             console.print(f"[bold yellow]warning:[/] {problem}", highlight=False)
 
 

@@ -128,13 +128,17 @@ def status_document(
     replicas: Sequence[ReplicaStatus],
     gateways: Sequence[ReplicaStatus],
     failed: Sequence[FailedReplica] = (),
+    warnings: Sequence[str] = (),
 ) -> Document:
+    """``warnings``: what the agent says is wrong with itself (its table cannot be
+    saved), as the text status prints them."""
     ordered = sorted(replicas, key=lambda r: (r.environment, r.service, r.slot))
     return {
         "running": running,
         "replicas": [replica_document(r) for r in ordered],
         "gateways": [gateway_document(g) for g in gateways],
         "failed": [failed_document(f) for f in failed],
+        "warnings": list(warnings),
     }
 
 
