@@ -57,13 +57,14 @@ def apply_environment(
 ) -> Revision:
     """Plan ``desired`` against what runs and apply it, recorded as ``kind``."""
     latest = ctx.store.latest_revision(desired.name)
-    recorded = frozenset(latest.spec.get("services", {})) if latest else frozenset()
+    services = latest.spec.get("services", {}) if latest else {}
     backend = ctx.backend_for(desired.name)
-    plan = backend.plan(
+    plan = backend.plan(  # recorded as `plan` records them: a scale change is no drift
         desired,
         serial=ctx.store.current_serial(desired.name),
         spec_hash=spec_hash or ctx.loaded.resolved.spec_hash(),
-        recorded_services=recorded,
+        recorded_services=frozenset(services),
+        recorded_replicas={name: int(s.get("replicas", 0)) for name, s in services.items()},
     )
     return apply_plan(plan, desired, _apply_context(ctx, backend, kind, message, parent_serial))
 
