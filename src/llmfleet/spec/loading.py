@@ -8,6 +8,8 @@ Every problem found on the way is collected and raised at once as one
 A spec larger than ``MAX_SPEC_BYTES`` is refused before it is parsed: PyYAML in
 pure Python reads about a megabyte a second, and no fleet needs more.
 Settings that are allowed but risky come back as ``warnings``, placed the same way.
+A spec read from a file must also find the quality suites it names, relative to its
+folder (a second, small read): ``check`` says so at the line, not ``validate`` later.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic import ValidationError as PydanticValidationError
 from llmfleet.errors import SpecError, SpecProblem
 from llmfleet.spec.locations import Locations, place_findings
 from llmfleet.spec.model import EXTENSION_PREFIX, FleetSpec, ResolvedFleet
+from llmfleet.spec.origins import written_at
 from llmfleet.spec.parsing import parse_document
 from llmfleet.spec.problems import Finding, Key, respell_numbers, rewrite_errors
 from llmfleet.spec.resolve import collect_resolution
@@ -60,7 +63,7 @@ def load_spec(path: Path) -> LoadedSpec:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError([_undecodable(exc, data, filename)]) from exc
-    return _load(text, path=path, filename=filename)
+    return _load(text, path=path, filename=filename, base_dir=path.resolve().parent)
 
 
 def load_spec_text(text: str, *, filename: str = "fleet.yaml") -> LoadedSpec:
@@ -93,7 +96,7 @@ def _undecodable(exc: UnicodeDecodeError, data: bytes, filename: str) -> SpecPro
     return SpecProblem(filename, line, column, "", message)
 
 
-def _load(text: str, *, path: Path, filename: str) -> LoadedSpec:
+def _load(text: str, *, path: Path, filename: str, base_dir: Path | None = None) -> LoadedSpec:
     document = parse_document(text, filename=filename)
     spec, findings = validate_top_level(document.data)
     findings = [*document.findings, *findings]
@@ -103,6 +106,8 @@ def _load(text: str, *, path: Path, filename: str) -> LoadedSpec:
         resolution = collect_resolution(spec, check_ports=gateways_sound)
         findings += resolution.findings
         resolved = resolution.fleet
+        if resolved is not None and base_dir is not None:
+            findings += missing_suites(spec, resolved, base_dir=base_dir)
     if findings or spec is None or resolved is None:
         findings = respell_numbers(findings, document.written)
         raise SpecError(place_findings(findings, document.locations, filename=filename))
@@ -114,6 +119,26 @@ def _load(text: str, *, path: Path, filename: str) -> LoadedSpec:
         locations=document.locations,
         warnings=tuple(warnings),
     )
+
+
+def missing_suites(spec: FleetSpec, resolved: ResolvedFleet, *, base_dir: Path) -> list[Finding]:
+    """A finding for each quality suite a service names that is not a file under ``base_dir``,
+    placed where the name is written (a template's once, however many use it)."""
+    findings = []
+    for env_name, env in sorted(resolved.environments.items()):
+        for name, service in sorted(env.services.items()):
+            suite = service.validation.quality if service.validation else None
+            if suite is None:
+                continue
+            path = base_dir / suite
+            if path.is_file():
+                continue
+            why = "is not a file" if path.exists() else "does not exist"
+            at = written_at(
+                spec, environment=env_name, service=name, field=("validation", "quality")
+            )
+            findings.append(Finding(at, f"quality suite {suite} {why} ({path})"))
+    return findings
 
 
 def validate_top_level(data: dict[str, Any]) -> tuple[FleetSpec | None, list[Finding]]:
