@@ -1,13 +1,19 @@
-"""Pure parts of the local runtime: back-off, port allocation, busy detection, wire format."""
+"""Small parts of the local runtime: back-off, port allocation, busy detection, wire format,
+what a replica whose supervision died reports."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from pathlib import Path
 
-from llmfleet.backends.base import ReplicaSpec
+import aiohttp
+
+from llmfleet.backends.base import ReplicaSpec, ReplicaState
+from llmfleet.backends.local.managed import Managed
 from llmfleet.backends.local.ports import allocate_port, port_free
 from llmfleet.backends.local.probing import busy_in_metrics
-from llmfleet.backends.local.supervisor import backoff_delay
+from llmfleet.backends.local.supervisor import Supervisor, backoff_delay
 from llmfleet.backends.local.wire import spec_from_json, spec_to_json
 from llmfleet.engines.base import LaunchCommand, Probe
 
@@ -35,7 +41,12 @@ def test_busy_gauges_read_from_prometheus_text() -> None:
 
 
 def test_replica_spec_round_trips_through_json() -> None:
-    spec = ReplicaSpec(
+    spec = _spec()
+    assert spec_from_json(spec_to_json(spec)) == spec
+
+
+def _spec() -> ReplicaSpec:
+    return ReplicaSpec(
         replica_id="production-chat-0-abc",
         environment="production",
         service="chat",
@@ -52,4 +63,38 @@ def test_replica_spec_round_trips_through_json() -> None:
         busy_series=("sim:requests_running",),
         labels={"team": "a"},
     )
-    assert spec_from_json(spec_to_json(spec)) == spec
+
+
+async def test_a_replica_whose_supervision_died_reports_stopped(tmp_path: Path) -> None:
+    """A supervisor task that ended with an error (a bug, an unforeseen OSError) leaves
+    a replica nobody restarts: it shows as stopped, which plan replaces as drift, never
+    as the 'backoff' it was in, forever, with a dead pid."""
+
+    async def broken() -> None:
+        raise RuntimeError("supervision bug")
+
+    spec = _spec()
+    managed = Managed(spec=spec, port=1, argv=["x"], log_path=tmp_path / "x.log")
+    managed.state = ReplicaState.BACKOFF
+    managed.task = asyncio.create_task(broken())
+    await asyncio.sleep(0)
+    assert managed.status().state is ReplicaState.STOPPED
+    assert isinstance(managed.task.exception(), RuntimeError)
+    managed.task = None
+    assert managed.status().state is ReplicaState.BACKOFF
+
+
+async def test_stopping_a_replica_whose_supervision_died_stops_it(tmp_path: Path) -> None:
+    """The replace that repairs it stops the old one without the old task's error."""
+    changes: list[None] = []
+    async with aiohttp.ClientSession() as session:
+        supervisor = Supervisor(session=session, on_change=lambda: changes.append(None))
+        managed = Managed(spec=_spec(), port=1, argv=[], log_path=tmp_path / "x.log")
+        supervisor.start(managed)  # argv [] makes its first start raise IndexError
+        for _ in range(100):
+            if managed.unsupervised:
+                break
+            await asyncio.sleep(0.01)
+        assert managed.status().state is ReplicaState.STOPPED
+        await supervisor.stop(managed.spec.replica_id, drain_timeout_s=0)
+    assert supervisor.processes == {}

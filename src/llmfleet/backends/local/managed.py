@@ -60,8 +60,17 @@ class Managed:
             env[self.spec.launch.api_key_env] = self.api_key
         return env
 
+    @property
+    def unsupervised(self) -> bool:
+        """Its supervising task ended though nobody stopped it (an error the supervisor
+        did not foresee): nothing restarts it any more."""
+        return self.task is not None and self.task.done() and not self.stopping
+
     def status(self, *, log_lines: int = 0) -> ReplicaStatus:
         spec = self.spec
+        # Shown as stopped, which plan replaces as drift: it stayed in 'backoff' with a
+        # dead pid, and plan said 'No changes'.
+        state = ReplicaState.STOPPED if self.unsupervised else self.state
         return ReplicaStatus(
             replica_id=spec.replica_id,
             environment=spec.environment,
@@ -70,7 +79,7 @@ class Managed:
             runtime_hash=spec.runtime_hash,
             engine=spec.engine,
             engine_version=spec.engine_version,
-            state=self.state,
+            state=state,
             port=self.port,
             pid=self.pid,
             started_at=self.started_at,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -41,6 +42,8 @@ from llmfleet.backends.local.managed import (
 from llmfleet.backends.local.ports import PortLeases, port_free
 from llmfleet.backends.local.probing import engine_busy, knows_own_key, run_probe
 from llmfleet.observe.rotation import LogLimits, cap_appended_file
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Managed", "Supervisor", "backoff_delay", "log_limits_from_env"]
 
@@ -96,7 +99,14 @@ class Supervisor:
         """Begin supervising ``managed``; returns at once."""
         self.processes[managed.spec.replica_id] = managed
         managed.task = asyncio.create_task(self._run(managed), name=managed.spec.replica_id)
+        managed.task.add_done_callback(self._ended)
         self._on_change()
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """Log a supervision that died of an error (its replica then shows as stopped)."""
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("supervision of %s failed", task.get_name(), exc_info=error)
+            self._on_change()
 
     async def _run(self, managed: Managed) -> None:
         while not managed.stopping:
@@ -251,7 +261,8 @@ class Supervisor:
             self._on_stopped(before)
         if managed.task is not None:
             managed.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A task that died of an error was logged when it ended (``_ended``).
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await managed.task
         self.processes.pop(replica_id, None)
         if self._ports is not None:
