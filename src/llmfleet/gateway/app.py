@@ -56,6 +56,10 @@ class GatewayConfig:
 
     probe_interval_s: float = 1.0
     probe_timeout_s: float = 2.0
+    probe_max_per_round: int = 100
+    """most replicas one probe round asks (ejected ones aside): past it they take turns,
+    so one gateway in front of 1,000 replicas asks each every 10 s, not 2,000 requests a
+    second."""
     eject_s: float = 1.0
     consecutive_5xx: int = 3
     max_body_bytes: int = 64 * 1024 * 1024
@@ -94,6 +98,7 @@ class Gateway:
             self._probe_targets,
             interval_s=config.probe_interval_s,
             timeout_s=config.probe_timeout_s,
+            max_per_round=config.probe_max_per_round,
         )
         self.router = Router(
             is_ejected=self.health.is_ejected, engine_waiting=self.prober.waiting, clock=clock

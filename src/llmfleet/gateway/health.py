@@ -10,14 +10,17 @@ re-admits it. Active: the prober asks every ready replica's ``/health`` each
 interval (a failure ejects it too) and reads its engine's queue length from
 ``/metrics`` for least-load routing; a replica whose ``/health`` passes is
 never ejected for its ``/metrics`` (it only loses its queue length until the
-next probe). Time comes from the injected clock.
+next probe). Time comes from the injected clock. A round probes at most
+``max_per_round`` replicas (``probe_round``): past that the others take turns,
+and ejected ones are asked every round so that they come back as soon as they
+may.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -125,8 +128,31 @@ def parse_waiting(metrics_text: bytes) -> int | None:
     return None
 
 
+def probe_round(
+    replicas: Sequence[ReplicaStatus],
+    *,
+    is_ejected: Callable[[str], bool],
+    cursor: int,
+    limit: int,
+) -> list[ReplicaStatus]:
+    """The replicas one round probes; pure. Every one when they are ``limit`` or fewer;
+    else every ejected one (each waits for a passing probe to come back) and the
+    ``limit`` others from ``cursor`` on, wrapping, so that each is probed once every
+    ``len(replicas) / limit`` rounds."""
+    if len(replicas) <= limit:
+        return list(replicas)
+    ejected = [r for r in replicas if is_ejected(r.replica_id)]
+    rest = [r for r in replicas if not is_ejected(r.replica_id)]
+    if len(rest) <= limit:
+        return ejected + rest
+    start = cursor % len(rest)
+    turn = rest[start : start + limit]
+    return ejected + turn + rest[: limit - len(turn)]
+
+
 class Prober:
-    """Probes replicas each ``interval_s``; records waiting queues in ``waiting``."""
+    """Probes replicas each ``interval_s``, at most ``max_per_round`` of them (besides
+    ejected ones) a round; records waiting queues in ``waiting``."""
 
     def __init__(
         self,
@@ -135,12 +161,15 @@ class Prober:
         *,
         interval_s: float = 1.0,
         timeout_s: float = 2.0,
+        max_per_round: int = 100,
     ) -> None:
         self.tracker = tracker
         self.replicas = replicas
         self.interval_s = interval_s
         self.timeout_s = timeout_s
+        self.max_per_round = max_per_round
         self.waiting: dict[str, int] = {}
+        self._cursor = 0
 
     async def run(self, pool: ConnectionPool) -> None:
         while True:
@@ -148,7 +177,14 @@ class Prober:
             await asyncio.sleep(self.interval_s)
 
     async def probe_all(self, pool: ConnectionPool) -> None:
-        replicas = self.replicas()
+        """One round: the replicas ``probe_round`` chooses, concurrently."""
+        replicas = probe_round(
+            self.replicas(),
+            is_ejected=self.tracker.is_ejected,
+            cursor=self._cursor,
+            limit=self.max_per_round,
+        )
+        self._cursor += self.max_per_round
         await asyncio.gather(*(self.probe(pool, r) for r in replicas))
 
     async def probe(self, pool: ConnectionPool, replica: ReplicaStatus) -> None:
