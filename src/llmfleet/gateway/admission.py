@@ -41,13 +41,7 @@ from dataclasses import dataclass, field
 
 from llmfleet.backends.base import ReplicaStatus
 from llmfleet.gateway import errors
-from llmfleet.gateway.balancing import (
-    PrefixHomes,
-    ReplicaLoad,
-    pick_least_load,
-    pick_replica,
-    prefix_digest,
-)
+from llmfleet.gateway.balancing import PrefixHomes, ReplicaLoad, pick_replica, prefix_digest
 from llmfleet.gateway.replicas import Snapshot
 from llmfleet.spec.model import EngineKind, RoutingStrategy, ServiceSpec
 
@@ -220,7 +214,14 @@ class Router:
             only = preferred[0]
             return (only if self.in_flight.get(only.replica_id, 0) < capacity else None), True, None
         by_id = {r.replica_id: r for r in preferred}
-        loads = {rid: self._load(rid, capacity) for rid in by_id}
+        loads = {
+            rid: ReplicaLoad(
+                in_flight=self.in_flight.get(rid, 0),
+                engine_waiting=self.engine_waiting.get(rid, 0),
+                capacity=capacity,
+            )
+            for rid in by_id
+        }
         affinity = spec.routing.strategy == RoutingStrategy.PREFIX_AFFINITY and prefix_key
         home = queue.homes.home(prefix_key) if affinity and prefix_key else None
         digest = prefix_digest(prefix_key) if affinity and prefix_key and hold else None
@@ -278,15 +279,12 @@ class Router:
                     break
         if len(drawn) < SAMPLE_SIZE:
             return None
-        loads = {rid: self._load(rid, capacity) for rid in drawn}
-        return drawn[pick_least_load(list(drawn), loads, cursor=queue.cursor)]
 
-    def _load(self, replica_id: str, capacity: int) -> ReplicaLoad:
-        return ReplicaLoad(
-            in_flight=self.in_flight.get(replica_id, 0),
-            engine_waiting=self.engine_waiting.get(replica_id, 0),
-            capacity=capacity,
-        )
+        def score(replica: ReplicaStatus) -> int:  # ReplicaLoad.score
+            rid = replica.replica_id
+            return self.in_flight.get(rid, 0) + self.engine_waiting.get(rid, 0)
+
+        return min(drawn.values(), key=score)  # ties: the first drawn, itself at random
 
     async def _wait(
         self,

@@ -146,16 +146,15 @@ def pick_bounded_affinity(
         load = loads.get(replica, _UNKNOWN)
         return load.has_room and load.in_flight + 1 <= bound
 
-    ranked = rank_replicas(candidates, prefix_key)
-    if home is not None and home in candidates:
-        ranked = [home, *(replica for replica in ranked if replica != home)]
-    else:
-        counts = homed or {}
-        ranked.sort(key=lambda replica: counts.get(replica, 0))  # stable: rank breaks ties
     if home is not None and home in candidates:
         load = loads.get(home, _UNKNOWN)
-        if load.has_room and load.in_flight < spill_after:
-            return home
+        if load.has_room and (load.in_flight < spill_after or fits(home)):
+            return home  # before ranking: the common case need not hash every replica
+        ranked = [r for r in rank_replicas(candidates, prefix_key) if r != home]
+    else:
+        counts = homed or {}
+        ranked = rank_replicas(candidates, prefix_key)
+        ranked.sort(key=lambda replica: counts.get(replica, 0))  # stable: rank breaks ties
     for replica in ranked:
         if fits(replica):
             return replica
