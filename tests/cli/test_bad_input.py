@@ -64,8 +64,10 @@ def test_vllm_without_a_gpu_says_so(fleet: Fleet) -> None:
 
 
 def test_unknown_engine_version_is_refused(fleet: Fleet) -> None:
+    """A spec problem (exit 2) at its line, found before apply starts anything."""
     fleet.write(GOOD.replace('version: "1.2.0"', 'version: "9.9.9"'))
-    assert_clean_failure(fleet.run("apply", "--yes", check=False), code=1, says="9.9.9")
+    assert_clean_failure(fleet.run("apply", "--yes", check=False), code=2, says="9.9.9")
+    assert fleet.replicas() == []
 
 
 def test_corrupted_state_database_is_a_clear_error_and_is_left_alone(fleet: Fleet) -> None:

@@ -94,9 +94,12 @@ def check(spec_file: SpecFile = DEFAULT_SPEC, as_json: AsJson = False) -> None:
     if as_json:
         _check_json(spec_file)
         return
+    from llmfleet.cli.engine_versions import check_pinned_versions
+
     with workspace(spec_file, "production") as ws:
         resolved = ws.loaded.resolved
         render.render_spec_warnings(errors, ws.loaded.warnings)
+        check_pinned_versions(ws)
     for name, env in sorted(resolved.environments.items()):
         replicas = sum(s.replicas for s in env.services.values())
         console.print(
@@ -107,16 +110,24 @@ def check(spec_file: SpecFile = DEFAULT_SPEC, as_json: AsJson = False) -> None:
 
 def _check_json(spec_file: Path) -> None:
     """``check --json``: the problems go to stdout as data too (exit 2), for editors and CI."""
+    from llmfleet.cli.engine_versions import pinned_report
     from llmfleet.cli.json_views import check_document, dumps
     from llmfleet.errors import SpecError
 
     with workspace(spec_file, "production") as ws:
         try:
             loaded = ws.loaded
+            pinned = pinned_report(ws)
         except SpecError as exc:
             sys.stdout.write(dumps(check_document(None, problems=exc.problems)))
             raise typer.Exit(exc.exit_code) from exc
-    sys.stdout.write(dumps(check_document(loaded.resolved, warnings=loaded.warnings)))
+    warnings = [*loaded.warnings, *pinned.warnings]
+    document = check_document(
+        loaded.resolved, problems=pinned.problems, warnings=warnings, notes=pinned.notes
+    )
+    sys.stdout.write(dumps(document))
+    if pinned.problems:
+        raise typer.Exit(SpecError(pinned.problems).exit_code)
 
 
 @app.command()
@@ -144,10 +155,12 @@ def plan(
     """Show what apply would change: + create, ~ update, -/+ replace, - delete."""
     from llmfleet.cli.applying import current_plan
     from llmfleet.cli.costs import render_plan_costs
+    from llmfleet.cli.engine_versions import check_pinned_versions
     from llmfleet.cli.ingesting import render_index_changes
 
     with workspace(spec_file, env) as ws:
         render.render_spec_warnings(errors, ws.loaded.warnings)
+        check_pinned_versions(ws, environments=[env])
         the_plan = current_plan(ws)
         if as_json:
             from llmfleet.cli.json_views import dumps, plan_document
@@ -207,9 +220,11 @@ def fetch(
 ) -> None:
     """Install every engine version and fetch every model the spec names, without applying."""
     from llmfleet.apply.prepare import prepare_service
+    from llmfleet.cli.engine_versions import check_pinned_versions
     from llmfleet.errors import EngineUnavailableError
 
     with workspace(spec_file, "production") as ws:
+        check_pinned_versions(ws)  # a version never released: refused here, not by pip
         seen: set[str] = set()
         for env in ws.loaded.resolved.environments.values():
             for name, service in sorted(env.services.items()):
@@ -468,6 +483,10 @@ app.add_typer(render_app, name="render")
 from llmfleet.cli.costs import costs  # noqa: E402 - same reason
 
 app.command()(costs)
+
+from llmfleet.cli.engine_versions import versions  # noqa: E402 - same reason
+
+app.command()(versions)
 
 
 def main() -> None:

@@ -92,8 +92,11 @@ def run_apply(
     progress: Callable[[str], None],
     force_conflicts: bool = False,
 ) -> None:
+    from llmfleet.cli.engine_versions import check_pinned_versions
+
     started = time.monotonic()
     render.render_spec_warnings(errors, ws.loaded.warnings)
+    check_pinned_versions(ws, environments=[ws.environment])
     ws.fleet.before_apply()
     plan = _saved_plan(ws, plan_file) if plan_file else current_plan(ws)
     render.render_plan(console, plan)

@@ -61,6 +61,7 @@ def check_document(
     *,
     problems: Sequence[SpecProblem] = (),
     warnings: Sequence[SpecProblem] = (),
+    notes: Sequence[SpecProblem] = (),
 ) -> Document:
     environments = [] if resolved is None else sorted(resolved.environments.items())
     return {
@@ -76,6 +77,7 @@ def check_document(
         ],
         "problems": [problem_document(p) for p in problems],
         "warnings": [problem_document(w) for w in warnings],
+        "notes": [problem_document(n) for n in notes],
     }
 
 

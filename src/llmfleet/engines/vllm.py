@@ -133,6 +133,11 @@ class VllmAdapter:
     def available_versions(self) -> list[str]:
         return self._versions()
 
+    def preparation(self, version: str, *, cache_dir: Path) -> str | None:
+        if self.installed(version, cache_dir=cache_dir) is not None:
+            return None
+        return "installs it with pip first (several GB to download, once per version)"
+
     def local_command(
         self, service: ServiceSpec, *, executable: Path, model_path: Path | None, served_name: str
     ) -> LaunchCommand:
