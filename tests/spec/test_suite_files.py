@@ -52,7 +52,7 @@ def test_suites_that_exist_pass_and_text_specs_are_not_checked(tmp_path: Path) -
     (tmp_path / "suites" / "chat.yaml").write_text(SUITE)
     (tmp_path / "suites" / "shared.yaml").mkdir()  # a folder is no suite
     (tmp_path / "fleet.yaml").write_text(SPEC)
-    with pytest.raises(SpecError, match="suites/shared.yaml is not a file"):
+    with pytest.raises(SpecError, match=r"suites/shared\.yaml is not a file"):
         load_spec(tmp_path / "fleet.yaml")
     (tmp_path / "suites" / "shared.yaml").rmdir()
     (tmp_path / "suites" / "shared.yaml").write_text(SUITE)
