@@ -28,8 +28,17 @@ class DocumentChunks:
 
     key: str
     content_hash: str
+    version: str
     texts: tuple[str, ...]
     vectors: tuple[tuple[float, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A ledger row: the content hash written, and the source's version of it then."""
+
+    content_hash: str
+    version: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +84,9 @@ class VectorIndex:
                     ("vector", pa.list_(pa.float32(), self.dimension)),
                 ]
             ),
-            DOCUMENTS: pa.schema([("key", pa.string()), ("content_hash", pa.string())]),
+            DOCUMENTS: pa.schema(
+                [("key", pa.string()), ("content_hash", pa.string()), ("version", pa.string())]
+            ),
             IDENTITY: pa.schema([("model", pa.string()), ("dimension", pa.int32())]),
         }
 
@@ -99,10 +110,10 @@ class VectorIndex:
         self._ensure_tables()
         self.claim(model)
 
-    def ledger(self) -> dict[str, str]:
-        """Ingested documents: key -> content hash."""
+    def ledger(self) -> dict[str, Entry]:
+        """Ingested documents by key."""
         rows = self._db.open_table(DOCUMENTS).to_arrow().to_pylist()
-        return {str(r["key"]): str(r["content_hash"]) for r in rows}
+        return {str(r["key"]): Entry(str(r["content_hash"]), str(r["version"])) for r in rows}
 
     def write_documents(self, documents: Sequence[DocumentChunks]) -> None:
         """Replace the chunks of ``documents``, then record them in the ledger."""
@@ -126,7 +137,12 @@ class VectorIndex:
             self._db.open_table(CHUNKS).add(rows)
         ledger = self._db.open_table(DOCUMENTS)
         ledger.delete(_in("key", keys))
-        ledger.add([{"key": d.key, "content_hash": d.content_hash} for d in documents])
+        ledger.add(
+            [
+                {"key": d.key, "content_hash": d.content_hash, "version": d.version}
+                for d in documents
+            ]
+        )
 
     def remove_documents(self, keys: Sequence[str]) -> None:
         """Forget documents: their chunks first, then their ledger rows."""

@@ -24,7 +24,7 @@ from llmfleet.errors import IndexModelMismatchError
 from llmfleet.rag.chunking import chunk_text
 from llmfleet.rag.embedding import EmbeddingClient
 from llmfleet.rag.extract import UnreadableError, extract_text
-from llmfleet.rag.index import DocumentChunks, VectorIndex
+from llmfleet.rag.index import DocumentChunks, Entry, VectorIndex
 from llmfleet.rag.sources import DocumentRef, Source, matches
 from llmfleet.spec.rag import PipelineSpec
 
@@ -141,7 +141,11 @@ class Ingestion:
             self.index.rebuild(self.model_identity)
             report.rebuilt_from = recorded
 
-    def _look_at(self, ref: DocumentRef, ledger: dict[str, str], report: IngestReport) -> str:
+    def _look_at(self, ref: DocumentRef, ledger: dict[str, Entry], report: IngestReport) -> str:
+        known = ledger.get(ref.key)
+        if known is not None and ref.version and known.version == ref.version:
+            report.unchanged += 1  # the same ETag / size and mtime: the same bytes as hashed
+            return "unchanged"
         if ref.size > self.pipeline.max_document_bytes:
             limit = self.pipeline.max_document_bytes
             return self._skip(report, ref, f"{ref.size} bytes, over max_document_bytes {limit}")
@@ -150,7 +154,7 @@ class Ingestion:
         except Exception as exc:  # any failure to read one document skips it, not the run
             return self._skip(report, ref, f"cannot be read: {type(exc).__name__}: {exc}")
         digest = hashlib.sha256(data).hexdigest()
-        if ledger.get(ref.key) == digest:
+        if known is not None and known.content_hash == digest:
             report.unchanged += 1
             return "unchanged"
         try:
@@ -183,6 +187,7 @@ class Ingestion:
                 DocumentChunks(
                     pending.ref.key,
                     pending.content_hash,
+                    pending.ref.version,
                     tuple(pending.texts),
                     tuple(tuple(v) for v in mine),
                 )

@@ -21,10 +21,14 @@ from llmfleet.spec.rag import S3_SCHEME
 
 @dataclass(frozen=True, slots=True)
 class DocumentRef:
-    """One listed document: ``key`` is its path relative to the source, with '/'."""
+    """One listed document: ``key`` is its path relative to the source, with '/'.
+
+    ``version`` changes whenever the content may have (S3's ETag, a file's size and
+    mtime): a ledger entry with the same version is unchanged without a read."""
 
     key: str
     size: int
+    version: str = ""
 
 
 class Source(Protocol):
@@ -47,7 +51,9 @@ class FolderSource:
             raise IngestError(f"the pipeline's source folder {self.root} does not exist")
         for path in sorted(self.root.rglob("*")):
             if path.is_file():
-                yield DocumentRef(path.relative_to(self.root).as_posix(), path.stat().st_size)
+                stat = path.stat()
+                version = f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+                yield DocumentRef(path.relative_to(self.root).as_posix(), stat.st_size, version)
 
     def read(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
@@ -73,7 +79,7 @@ class S3Source:
                 for item in page.get("Contents", ()):
                     key = str(item["Key"])[len(self.prefix) :].lstrip("/")
                     if key and not key.endswith("/"):
-                        yield DocumentRef(key, int(item["Size"]))
+                        yield DocumentRef(key, int(item["Size"]), str(item.get("ETag", "")))
         except (BotoCoreError, ClientError) as exc:
             raise IngestError(
                 f"cannot list {self.describe()}: {exc}",
