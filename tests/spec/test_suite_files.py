@@ -67,3 +67,15 @@ def test_check_reports_a_missing_suite_without_a_traceback(fleet: Fleet) -> None
     said = " ".join(result.stderr.split())
     assert "fleet.yaml:11:7: services.chat.validation.quality: quality suite " in said
     assert "Traceback" not in result.stderr
+
+
+def test_check_reads_the_suites_as_validate_will(fleet: Fleet) -> None:
+    """A suite that is there but malformed is reported at its own file:line:col."""
+    (fleet.root / "suites").mkdir()
+    (fleet.root / "suites" / "chat.yaml").write_text(SUITE.replace("contains", "containz"))
+    fleet.write(SPEC.replace("  echo:\n    extends: checked\n", "  echo:\n"))
+    result = fleet.run("check", check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"{fleet.root / 'suites' / 'chat.yaml'}:4:15: cases.0.checks.0" in said, said
+    assert "Traceback" not in result.stderr

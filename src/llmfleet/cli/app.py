@@ -95,11 +95,13 @@ def check(spec_file: SpecFile = DEFAULT_SPEC, as_json: AsJson = False) -> None:
         _check_json(spec_file)
         return
     from llmfleet.cli.engine_versions import check_pinned_versions
+    from llmfleet.cli.suite_checks import check_suites
 
     with workspace(spec_file, "production") as ws:
         resolved = ws.loaded.resolved
         render.render_spec_warnings(errors, ws.loaded.warnings)
         check_pinned_versions(ws)
+        check_suites(ws)
     for name, env in sorted(resolved.environments.items()):
         replicas = sum(s.replicas for s in env.services.values())
         console.print(
