@@ -12,7 +12,7 @@ from llmfleet.spec.model import EngineKind
 
 
 def test_known_engines_are_the_spec_kinds() -> None:
-    assert known_engines() == ["llamacpp", "sim", "vllm"]
+    assert known_engines() == ["agent", "llamacpp", "sim", "vllm"]
 
 
 @pytest.mark.parametrize("kind", list(EngineKind))
@@ -38,4 +38,4 @@ def test_unknown_kind_without_a_close_match_lists_all() -> None:
     with pytest.raises(EngineError) as caught:
         get_adapter("tensorrt")
     assert "did you mean" not in str(caught.value)
-    assert "known engines: llamacpp, sim, vllm" in str(caught.value)
+    assert "known engines: agent, llamacpp, sim, vllm" in str(caught.value)

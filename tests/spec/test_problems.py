@@ -93,7 +93,8 @@ def test_unknown_key_without_a_close_match_lists_the_valid_ones() -> None:
         """
     assert problems_of(text) == [
         "fleet.yaml:2:1: zzz: unknown field 'zzz'; valid fields: version, name, state, "
-        "gateway, templates, services, environments, observability, costs, indexes, pipelines"
+        "gateway, templates, services, environments, observability, costs, indexes, pipelines, "
+        "agents"
     ]
 
 
@@ -155,7 +156,7 @@ def test_unknown_engine_kind_suggests_the_closest() -> None:
         """
     assert problems_of(text) == [
         "fleet.yaml:4:14: services.chat.engine.kind: unknown kind 'llamcpp' "
-        "(expected llamacpp, vllm, sim); did you mean 'llamacpp'?"
+        "(expected llamacpp, vllm, sim, agent); did you mean 'llamacpp'?"
     ]
 
 
@@ -383,7 +384,7 @@ def test_mistakes_in_an_unused_template_are_reported() -> None:
         """
     assert problems_of(text) == [
         "fleet.yaml:3:14: templates.spare.engine.kind: unknown kind 'vlm' "
-        "(expected llamacpp, vllm, sim); did you mean 'vllm'?",
+        "(expected llamacpp, vllm, sim, agent); did you mean 'vllm'?",
         "fleet.yaml:4:5: templates.spare.replics: unknown field 'replics'; "
         "did you mean 'replicas'?",
     ]

@@ -8,11 +8,14 @@ apply, however many replicas it gets.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from llmfleet.backends.base import ReplicaSpec
+from llmfleet.engines.agent import health_probes
 from llmfleet.engines.base import EngineAdapter, Progress
+from llmfleet.engines.probing import embedding_probes
 from llmfleet.engines.registry import get_adapter
 from llmfleet.models.store import ModelStore
 from llmfleet.plan.diff import runtime_config
@@ -30,6 +33,9 @@ class Prepared:
     adapter: EngineAdapter
     executable: Path
     model_path: Path | None
+    replica_env: Callable[[str], Mapping[str, str]] | None = None
+    """extra environment of the replica with this id (an agent's key and gateway:
+    ``apply.agents``); it may create what it hands out"""
 
 
 def prepare_service(
@@ -70,7 +76,8 @@ def prepare_service(
 
 
 def replica_spec(environment: str, slot: int, prepared: Prepared) -> ReplicaSpec:
-    """The ReplicaSpec for one new replica of a prepared service; pure but for its id."""
+    """The ReplicaSpec for one new replica of a prepared service; pure but for its id
+    and ``prepared.replica_env`` (an agent replica's key is created here)."""
     service, adapter = prepared.service, prepared.adapter
     launch = adapter.local_command(
         service,
@@ -79,8 +86,12 @@ def replica_spec(environment: str, slot: int, prepared: Prepared) -> ReplicaSpec
         served_name=prepared.name,
     )
     busy = tuple(s for s in (adapter.metrics.running_series, adapter.metrics.queue_series) if s)
+    replica_id = f"{environment}-{prepared.name}-{slot}-{secrets.token_hex(3)}"
+    if prepared.replica_env is not None:
+        launch = replace(launch, env={**launch.env, **prepared.replica_env(replica_id)})
+    probes = health_probes(service) or embedding_probes(service) or tuple(adapter.readiness)
     return ReplicaSpec(
-        replica_id=f"{environment}-{prepared.name}-{slot}-{secrets.token_hex(3)}",
+        replica_id=replica_id,
         environment=environment,
         service=prepared.name,
         slot=slot,
@@ -88,8 +99,8 @@ def replica_spec(environment: str, slot: int, prepared: Prepared) -> ReplicaSpec
         engine=str(service.engine.kind),
         engine_version=service.engine.version,
         launch=launch,
-        readiness=tuple(adapter.readiness),
-        liveness=adapter.liveness,
+        readiness=probes,
+        liveness=probes[0] if service.agent is not None else adapter.liveness,
         metrics_path=adapter.metrics_path,
         served_name=prepared.name,
         config=runtime_config(service),

@@ -34,6 +34,10 @@ def get_adapter(kind: EngineKind | str) -> EngineAdapter:
 
         adapter: EngineAdapter = SimAdapter()
         return adapter
+    if name == EngineKind.AGENT:
+        from llmfleet.engines.agent import AgentAdapter
+
+        return AgentAdapter()
     raise _unknown(str(kind))
 
 

@@ -24,7 +24,7 @@ from llmfleet.gateway.balancing import prefix_key_of
 from llmfleet.gateway.bodies import BodyKind, check_body, service_of
 from llmfleet.gateway.capabilities import TOOL_FIELDS, why_no_embeddings, why_no_tools
 from llmfleet.gateway.failover import Call
-from llmfleet.gateway.keys import KeyInfo, authorize
+from llmfleet.gateway.keys import KeyInfo, authorize, refuse_out_of_scope
 from llmfleet.gateway.messages import Answer, Request, Response, json_response
 from llmfleet.gateway.resume import is_resumable, with_cached_tokens
 from llmfleet.gateway.sinks import JsonSink, SseSink
@@ -164,6 +164,8 @@ class Handlers:
             key = await authorize(self.gw.key_verifier, request.headers, name, required=True)
             if key is not None:
                 self._admit_key(request, key)
+        else:
+            await refuse_out_of_scope(self.gw.key_verifier, request.headers, name)
         check_body(kind, body)
         if kind is BodyKind.CHAT:
             _check_tools(name, spec, body)

@@ -23,7 +23,9 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
+from llmfleet.spec.agents import AgentRuntime, AgentSpec
 from llmfleet.spec.costs import CostsSpec
 from llmfleet.spec.hosts import check_host
 from llmfleet.spec.observability import AlertRule, Observability, Slo
@@ -76,6 +78,8 @@ class EngineKind(StrEnum):
     LLAMACPP = "llamacpp"
     VLLM = "vllm"
     SIM = "sim"
+    AGENT = "agent"
+    """an agent's own code (``agents:``), not an inference engine"""
 
 
 class RoutingStrategy(StrEnum):
@@ -292,6 +296,24 @@ class ServiceSpec(Frozen):
         description="engine upgrades the agent carries out on its own (production); "
         "left out: only by hand (`llmfleet upgrade run`)",
     )
+    agent: SkipJsonSchema[AgentRuntime | None] = Field(
+        default=None, description="set on the services that agents: become (engine kind agent)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_agent(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A model service's dump (its runtime hash, the gateway's config, manifests)
+        stays what it was before agents existed."""
+        body = handler(self)
+        if isinstance(body, dict) and body.get("agent") is None:
+            body.pop("agent", None)
+        return body
+
+    @model_validator(mode="after")
+    def _agent_engine(self) -> ServiceSpec:
+        if (self.engine.kind == EngineKind.AGENT) != (self.agent is not None):
+            raise ValueError("engine kind agent is for agents: declare them under agents:")
+        return self
 
     @model_validator(mode="after")
     def _cpu_idle_timeout(self) -> ServiceSpec:
@@ -321,7 +343,7 @@ class ServiceSpec(Frozen):
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-REPLACE_FIELDS = frozenset({"model", "engine", "slots", "context", "resources"})
+REPLACE_FIELDS = frozenset({"model", "engine", "slots", "context", "resources", "agent"})
 BACKEND_FIELDS = frozenset({"rollout", "model_volume"})
 """How a backend replaces replicas and stores weights: neither what a replica runs
 nor what the gateway reads, so neither replaces replicas nor updates the gateway."""
@@ -430,6 +452,10 @@ class FleetSpec(Frozen):
     pipelines: dict[Name, PipelineSpec] = Field(
         default_factory=dict,
         description="document ingestion into an index (`llmfleet ingest PIPELINE`)",
+    )
+    agents: dict[Name, AgentSpec] = Field(
+        default_factory=dict,
+        description="agents: code that calls the fleet's models, run and reached like a service",
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from llmfleet.errors import SpecError
+from llmfleet.spec.agent_services import agent_references, agent_services
 from llmfleet.spec.costs import CostsSpec
 from llmfleet.spec.exposure import open_gateways
 from llmfleet.spec.locations import Locations, place_findings
@@ -87,10 +88,13 @@ def collect_resolution(spec: FleetSpec, *, check_ports: bool = True) -> Resoluti
         )
         for env_name, env in spec.environments.items()
     }
+    for env_name, env_services in services.items():
+        env_services.update(agent_services(spec, env_name))
     if check_ports:
         findings += _port_clashes(spec)
     findings += _namespace_clashes(spec)
     findings += rag_references(spec)
+    findings += agent_references(spec)
     gateways = {name: gateway_of(spec, env) for name, env in spec.environments.items()}
     exposures = open_gateways(spec, gateways=gateways, services=services)
     findings += [Finding(e.path, e.refusal()) for e in exposures if not e.allowed]

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from llmfleet.apply.agents import agent_environment, revoke_stale_agent_keys
 from llmfleet.apply.prepare import Prepared, prepare_service, replica_spec
 from llmfleet.backends.local.client import LocalBackend
 from llmfleet.backends.local.port_holders import PortHolder, port_holder
@@ -95,7 +96,12 @@ class LocalFleet:
         self.runtime.ensure_agent()
 
     def carry_out(self, plan: Plan, desired: ResolvedEnvironment, ctx: ApplyContext) -> None:
-        carry_out_locally(self.runtime, plan, desired, ctx)
+        try:
+            carry_out_locally(self.runtime, plan, desired, ctx)
+        finally:  # a replaced or failed agent replica's key is taken back, whatever happened
+            if plan.has_changes and self.runtime.running():
+                live = {r.replica_id for r in self.runtime.list_replicas(plan.environment)}
+                revoke_stale_agent_keys(ctx.store, environment=plan.environment, live=live)
 
     def gateway_url(self, desired: ResolvedEnvironment) -> str:
         return f"http://{desired.gateway.host}:{desired.gateway.port}"
@@ -173,7 +179,7 @@ def _prepare_all(
         for a in plan.actions
         if a.target is Target.REPLICA and a.op in (Op.CREATE, Op.REPLACE) and a.service
     }
-    return {
+    prepared = {
         name: prepare_service(
             name,
             desired.services[name],
@@ -184,6 +190,22 @@ def _prepare_all(
         )
         for name in sorted(names)
     }
+    return {name: _with_agent_environment(p, desired, ctx) for name, p in prepared.items()}
+
+
+def _with_agent_environment(
+    prepared: Prepared, desired: ResolvedEnvironment, ctx: ApplyContext
+) -> Prepared:
+    """An agent's replicas get its gateway, a key each, its indexes and secrets."""
+    replica_env = agent_environment(
+        prepared.name,
+        prepared.service,
+        environment=desired.name,
+        gateway=desired.gateway,
+        store=ctx.store,
+        spec_dir=ctx.spec_dir,
+    )
+    return prepared if replica_env is None else replace(prepared, replica_env=replica_env)
 
 
 def _push_service_config(

@@ -1,0 +1,75 @@
+"""Agents as services of each environment, and what their names refer to; pure.
+
+An agent becomes a ``ServiceSpec`` of engine kind ``agent`` with the agent's
+runtime on it (``ServiceSpec.agent``), so everything downstream of the spec
+(plan, apply, status, the gateway's routes) handles it as it handles a model.
+Its gateway settings suit a program that calls models itself: a broken answer
+is not resumed (an agent cannot continue a partial answer the way an engine
+does) and every request goes through as the client sent it.
+"""
+
+from __future__ import annotations
+
+from llmfleet.spec.agents import AgentRuntime, AgentSpec
+from llmfleet.spec.model import EngineKind, FleetSpec, ServiceSpec
+from llmfleet.spec.problems import Finding, unknown_name
+
+AGENT_ENGINE_VERSION = "1"
+
+
+def agent_services(spec: FleetSpec, environment: str) -> dict[str, ServiceSpec]:
+    """Each agent of ``spec`` as the service ``environment`` runs."""
+    return {
+        name: agent_service(name, agent, spec=spec, environment=environment)
+        for name, agent in spec.agents.items()
+    }
+
+
+def agent_service(name: str, agent: AgentSpec, *, spec: FleetSpec, environment: str) -> ServiceSpec:
+    uris = {
+        index: spec.indexes[index].location(name=index, environment=environment)
+        for index in agent.indexes
+        if index in spec.indexes
+    }
+    runtime = AgentRuntime.model_validate({**agent.model_dump(), "index_uris": uris})
+    return ServiceSpec.model_validate(
+        {
+            # an agent has no weights: the sim: scheme is the one that names no file
+            "model": {"source": f"sim:agent-{name}"},
+            "engine": {"kind": EngineKind.AGENT.value, "version": AGENT_ENGINE_VERSION},
+            "replicas": agent.replicas,
+            "slots": agent.concurrency,
+            "auth": {"required": agent.auth.required},
+            "retries": {"resume_streams": False, "resume_non_streaming": False},
+            "labels": {"llmfleet.agent": name},
+            "agent": runtime,
+        }
+    )
+
+
+def agent_references(spec: FleetSpec) -> list[Finding]:
+    """Every agent whose name is taken or whose models or indexes name nothing."""
+    findings = [
+        Finding(
+            ("agents", name),
+            f"'{name}' is already a service; an agent needs a name "
+            "of its own (clients ask the gateway for either by name)",
+        )
+        for name in spec.agents
+        if name in spec.services
+    ]
+    for name, agent in spec.agents.items():
+        others = [*spec.services, *(a for a in spec.agents if a != name)]
+        for at, model in enumerate(agent.models):
+            if model == name and name not in spec.services:
+                message = "an agent cannot call itself"
+            elif model not in others and model != name:
+                message = unknown_name("service", model, others)
+            else:
+                continue
+            findings.append(Finding(("agents", name, "models", at), message))
+        for at, index in enumerate(agent.indexes):
+            if index not in spec.indexes:
+                message = unknown_name("index", index, spec.indexes)
+                findings.append(Finding(("agents", name, "indexes", at), message))
+    return findings

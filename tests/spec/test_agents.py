@@ -1,0 +1,96 @@
+"""``agents:`` in the spec: resolved into services of engine kind agent, their
+references checked where they were written."""
+
+from __future__ import annotations
+
+from textwrap import dedent
+
+from llmfleet.spec import fleet_json_schema, load_spec_text
+from llmfleet.spec.model import EngineKind, ServiceSpec
+from tests.spec.conftest import problems_of
+
+SPEC = """\
+    services:
+      chat:
+        model: sim:tiny
+        engine: {kind: sim, version: "1.2.0"}
+    indexes:
+      docs: {embedding: chat, dimension: 384}
+    agents:
+      docs-assistant:
+        entrypoint: docs_agent.app:app
+        models: [chat]
+        indexes: [docs]
+        env: {TONE: short}
+        secrets: [SEARCH_TOKEN]
+        replicas: 2
+        health_path: /healthz
+"""
+
+
+def test_an_agent_is_a_service_of_every_environment_with_its_own_index_location() -> None:
+    fleet = load_spec_text(dedent(SPEC)).resolved
+    for name in ("production", "staging"):
+        service = fleet.environment(name).services["docs-assistant"]
+        assert service.engine.kind is EngineKind.AGENT and service.replicas == 2
+        assert service.agent is not None and service.agent.models == ("chat",)
+        assert service.agent.index_uris == {"docs": f".llmfleet/indexes/{name}/docs"}
+        assert not service.retries.resume_streams  # an agent cannot continue a partial answer
+    assert fleet.environment("production").services["chat"].agent is None
+
+
+def test_a_model_service_dumps_and_hashes_as_before_agents_existed() -> None:
+    """No `agent` key in a model service's dump: its runtime hash, the gateway's config
+    and rendered manifests are unchanged for fleets without agents."""
+    chat = load_spec_text(dedent(SPEC)).resolved.environment("production").services["chat"]
+    assert "agent" not in chat.model_dump(mode="json")
+    assert chat.runtime_hash() == ServiceSpec.model_validate(chat.model_dump()).runtime_hash()
+
+
+def test_references_to_nothing_are_reported_at_their_line() -> None:
+    text = SPEC.replace("models: [chat]", "models: [chta, docs-assistant]").replace(
+        "indexes: [docs]", "indexes: [doc]"
+    )
+    assert problems_of(text) == [
+        "fleet.yaml:10:14: agents.docs-assistant.models[0]: unknown service 'chta'; "
+        "did you mean 'chat'?",
+        "fleet.yaml:10:20: agents.docs-assistant.models[1]: an agent cannot call itself",
+        "fleet.yaml:11:15: agents.docs-assistant.indexes[0]: unknown index 'doc'; "
+        "did you mean 'docs'?",
+    ]
+
+
+def test_an_agent_needs_a_name_of_its_own() -> None:
+    assert problems_of(SPEC.replace("  docs-assistant:", "  chat:")) == [
+        "fleet.yaml:8:3: agents.chat: 'chat' is already a service; an agent needs a name of "
+        "its own (clients ask the gateway for either by name)"
+    ]
+
+
+def test_an_agent_is_one_program() -> None:
+    both = "entrypoint: docs_agent.app:app\n        command: [x]"
+    assert problems_of(SPEC.replace("entrypoint: docs_agent.app:app", both)) == [
+        "fleet.yaml:8:3: agents.docs-assistant: give exactly one of entrypoint "
+        "(package.module:app) or command"
+    ]
+
+
+def test_variables_llmfleet_sets_are_refused_and_secrets_are_names() -> None:
+    problems = problems_of(
+        SPEC.replace("{TONE: short}", "{OPENAI_BASE_URL: x}").replace(
+            "[SEARCH_TOKEN]", '["token=abc"]'
+        )
+    )
+    assert any("OPENAI_BASE_URL is set by llmfleet for every agent" in p for p in problems)
+    assert any("'token=abc' is not an environment variable name" in p for p in problems)
+
+
+def test_a_service_cannot_name_the_agent_engine_itself() -> None:
+    problems = problems_of(SPEC.replace("kind: sim,", "kind: agent,"))
+    assert any("engine kind agent is for agents: declare them under agents:" in p for p in problems)
+
+
+def test_the_schema_has_agents_and_no_agent_field_on_services() -> None:
+    schema = fleet_json_schema()
+    assert "agents" in schema["properties"]
+    assert "agent" not in str(schema["$defs"].get("ServiceSpec", {}).get("properties", {}))
