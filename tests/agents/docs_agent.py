@@ -4,7 +4,8 @@ would, with the base URL and key llmfleet gave it in its environment.
 
 ``use:NAME question`` asks the service NAME instead of the agent's own model
 (``AGENT_MODEL``), so a test can see the gateway refuse a service outside the
-key's scope; ``env:NAME`` answers with the value of the variable NAME.
+key's scope; ``env:NAME`` answers with the value of the variable NAME; ``trace`` with the
+``traceparent`` it was sent.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def client() -> openai.AsyncOpenAI:
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
-    if scope["path"] == "/health":
+    if scope["path"] == "/healthz":  # the spec's health_path: not the engines' /health
         await _reply(send, 200, {"status": "ok"})
         return
     if scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
@@ -44,6 +45,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
     question = str(body["messages"][-1]["content"])
     trace = {"traceparent": headers["traceparent"]} if "traceparent" in headers else {}
+    if question == "trace":
+        await _answer(send, body, [headers.get("traceparent", "<none>")])
+        return
     if question.startswith("env:"):
         await _answer(send, body, [os.environ.get(question[4:], "<unset>")])
         return

@@ -34,6 +34,7 @@ agents:
     indexes: [docs]
     env: {{AGENT_MODEL: chat, EDITION: "ONE"}}
     secrets: [DOCS_TOKEN]
+    health_path: /healthz
 environments:
   production:
     gateway: {{port: GATEWAY_PORT}}
@@ -99,6 +100,13 @@ def test_an_agent_is_planned_applied_reached_scoped_restarted_and_rotated(fleet:
     assert _ask(fleet, "env:LLMFLEET_INDEX_DOCS") == str(
         fleet.root / ".llmfleet/indexes/production/docs"
     )
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traced = _client(fleet).chat.completions.create(
+        model="docs-assistant",
+        messages=[{"role": "user", "content": "trace"}],
+        extra_headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+    )
+    assert trace_id in (traced.choices[0].message.content or "")  # the same trace, on
     first_key = _agent_key(fleet)
     assert first_key not in _everything_recorded(fleet, status_text)
 

@@ -12,6 +12,7 @@ its answer comes back unchanged too.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,18 @@ if TYPE_CHECKING:
     from llmfleet.gateway.app import Gateway
     from llmfleet.gateway.replicas import Snapshot
     from llmfleet.observe.requests import RequestObserver
+
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def passed_trace(traceparent: str | None) -> bytes:
+    """The client's ``traceparent`` for an agent, as the gateway got it: an agent calls
+    models in the client's trace even when the gateway does not trace (when it does, the
+    attempt's own ``traceparent`` replaces this one)."""
+    if traceparent is None or not _TRACEPARENT.match(traceparent):
+        return b""
+    return f"traceparent: {traceparent}\r\n".encode("ascii")
 
 
 class Handlers:
@@ -184,6 +197,8 @@ class Handlers:
             else None,
             key_name=key.name if key is not None else None,
         )
+        if spec.agent is not None:
+            call.upstream_head = passed_trace(request.traceparent)
         return call, key
 
     def _admit_key(self, request: Request, key: KeyInfo) -> None:

@@ -150,6 +150,13 @@ def probe_round(
     return ejected + turn + rest[: limit - len(turn)]
 
 
+def health_path(replica: ReplicaStatus) -> str:
+    """``/health``, or the health path of an agent (its replicas record their agent)."""
+    agent = replica.config.get("agent")
+    path = agent.get("health_path") if isinstance(agent, dict) else None
+    return path if isinstance(path, str) else "/health"
+
+
 class Prober:
     """Probes replicas each ``interval_s``, at most ``max_per_round`` of them (besides
     ejected ones) a round; records waiting queues in ``waiting``."""
@@ -189,7 +196,9 @@ class Prober:
 
     async def probe(self, pool: ConnectionPool, replica: ReplicaStatus) -> None:
         try:
-            status, _ = await pool.fetch(replica.url + "/health", timeout_s=self.timeout_s)
+            status, _ = await pool.fetch(
+                replica.url + health_path(replica), timeout_s=self.timeout_s
+            )
             healthy = status == 200
         except (OSError, TimeoutError):  # the pool's errors are ConnectionError or TimeoutError
             healthy = False
