@@ -173,8 +173,8 @@ def test_killed_half_way_then_rerun_equals_an_uninterrupted_run(
     one run that was never stopped (vectors within float noise)."""
     s3 = s3_server.client()
     s3.create_bucket(Bucket="kill")
-    for n in range(40):
-        s3.put_object(Bucket="kill", Key=f"handbook/doc{n:02}.md", Body=(paragraph(n) * 2).encode())
+    for n in range(16):
+        s3.put_object(Bucket="kill", Key=f"handbook/doc{n:02}.md", Body=paragraph(n).encode())
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     ingest(s3_server, "kill", embedding_url, whole)
 
@@ -201,7 +201,7 @@ def test_killed_half_way_then_rerun_equals_an_uninterrupted_run(
     finally:
         stop_process(child)
     partial = len(VectorIndex.open(str(killed), dimension=384).ledger())
-    assert 3 <= partial < 40
+    assert 3 <= partial < 16
 
     rerun = ingest(s3_server, "kill", embedding_url, killed)
     assert rerun.unchanged >= 3

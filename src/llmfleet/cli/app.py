@@ -388,7 +388,7 @@ def ingest(
         if as_json:
             sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
         else:
-            log = reports_dir(ws.spec_dir, ws.environment) / f"{pipeline}.log"
+            log = reports_dir(ws.settings.home, ws.environment) / f"{pipeline}.log"
             render_report(console, report, log)
 
 

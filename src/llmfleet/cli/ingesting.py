@@ -1,8 +1,8 @@
 """``llmfleet ingest PIPELINE``: one run, drawn as a progress bar, reported and logged.
 
-The report (JSON) and the log of the last run are kept under the spec's
-``.llmfleet/ingest/ENVIRONMENT/`` in private files; the metrics endpoint reads
-the reports (``observe.ingestion``).
+The report (JSON) and the log of the last run are kept in the project's home
+(``.llmfleet/ingest/ENVIRONMENT/``) in private files; the agent's metrics endpoint
+reads the reports (``observe.ingestion``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -17,17 +18,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from llmfleet.cli.output import plain
 from llmfleet.cli.workspace import Workspace
+from llmfleet.observe.ingestion import INGEST_FOLDER
 from llmfleet.private_files import open_private, private_folder
 from llmfleet.rag import ingest as ingesting
 from llmfleet.rag.planning import describe_identity, model_identity
 from llmfleet.rag.runs import embedder_for, open_index, pipeline_of, plan_indexes
 from llmfleet.rag.sources import open_source
 
-REPORTS = Path(".llmfleet") / "ingest"
 
-
-def reports_dir(spec_dir: Path, environment: str) -> Path:
-    return spec_dir / REPORTS / environment
+def reports_dir(home: Path, environment: str) -> Path:
+    """Where the last run's report and log are: the project's home, read by the agent."""
+    return home / INGEST_FOLDER / environment
 
 
 def run_ingest(
@@ -38,7 +39,7 @@ def run_ingest(
     index_spec = spec.indexes[pipeline.index]
     index = open_index(spec, ws.spec_dir, pipeline.index, environment=env.name, create=True)
     assert index is not None  # created
-    folder = reports_dir(ws.spec_dir, env.name)
+    folder = reports_dir(ws.settings.home, env.name)
     private_folder(folder)
     embedder = embedder_for(env, index_spec, api_key=api_key)
     run = ingesting.Ingestion(
@@ -61,6 +62,7 @@ def run_ingest(
 
             run.on_event = show
             report = run.run(rebuild=rebuild)
+            report.finished_at = time.time()
     finally:
         ingesting.log.removeHandler(handler)
         handler.close()

@@ -18,6 +18,7 @@ from aiohttp import web
 from llmfleet.backends.base import ReplicaState
 from llmfleet.backends.local.gpus import held_gpus, wanted_gpus
 from llmfleet.observe.fleet import Target
+from llmfleet.observe.ingestion import ingestion_samples
 from llmfleet.observe.runtime import Observer
 from llmfleet.spec.observability import Observability
 
@@ -73,13 +74,15 @@ def attach_observer(agent: Agent, session: aiohttp.ClientSession) -> Observer:
         return [Target(m.status(), m.spec.metrics_path, m.api_key) for m in procs]
 
     loop_time = time.monotonic
-    return Observer(
+    observer = Observer(
         session=session,
         targets=targets,
         clock=loop_time,
         wall_clock=time.time,
         on_gpu_fault=lambda faults: mark_gpu_faults(agent, faults),
     )
+    observer.scraper.extra.append(lambda: ingestion_samples(agent.home))
+    return observer
 
 
 def add_observe_routes(app: web.Application, observer: Observer) -> None:

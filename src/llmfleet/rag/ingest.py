@@ -56,6 +56,8 @@ class IngestReport:
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
     chunks_in_index: int = 0
+    finished_at: float | None = None
+    """Unix time the run ended; set by whoever runs it (the CLI), for the lag metric."""
 
     def to_json(self) -> dict[str, object]:
         body = {k: v for k, v in self.__dict__.items() if k != "skipped"}
