@@ -207,28 +207,30 @@ class Agent:
         ``UnsafePathError`` for a table another user could have written: it lists
         commands to run.
 
-        A row whose process is gone (it died while no agent watched, or the machine
-        restarted) is forgotten, and so is the config of an environment with nothing
-        left running: the next plan shows them as drift to create and the next apply
-        creates exactly that. Restarting them here started processes no plan showed
-        (a plan made before the agent came back saw none of them)."""
+        In an environment where something still runs, supervision goes on: what died
+        while no agent watched is started again (every command adopts before it plans,
+        so its plan sees them). An environment with nothing left running (the machine
+        restarted) is forgotten, rows and config: a command finds no process to adopt
+        there and starts no agent, so its plan shows everything as drift to create, and
+        apply must create exactly that, not find the agent restarting it all behind the
+        plan's back (apply printed 'No changes')."""
         body = read_table(self.home)
         if body is None:
             return
         rows = [*body.get("replicas", []), *body.get("gateways", [])]
         living = {row["spec"].get("environment") for row in rows if _adoptable(row)}
-        for row in rows:
-            if not _adoptable(row):
-                log.warning("%s is no longer running; forgotten", row["spec"].get("replica_id"))
         self.environments = {
             env: config for env, config in body.get("environments", {}).items() if env in living
         }
         self.failed.load(body.get("failed"))
+        for env in sorted({row["spec"].get("environment") for row in rows} - living):
+            log.warning("nothing of environment %s runs any more; forgotten", env)
+            self.failed.forget(env)
         for item in body.get("replicas", []):
-            pid = _adoptable(item)
-            if pid is None:
+            if item["spec"].get("environment") not in living:
                 continue
             spec = spec_from_json(item["spec"])
+            pid = _adoptable(item)
             key = item.get("api_key")
             try:
                 managed = self.start_replica(
@@ -241,10 +243,10 @@ class Agent:
                 continue
             managed.started_at = _started_at(item) if pid else None  # uptime goes on
         for item in body.get("gateways", []):
-            pid = _adoptable(item)
-            if pid is None:
+            if item["spec"].get("environment") not in living:
                 continue
             spec = spec_from_json(item["spec"])
+            pid = _adoptable(item)
             managed = self._managed(spec, port=item["port"], folder="gateways", adopt_pid=pid)
             managed.started_at = _started_at(item) if pid else None
             self.gateways.start(managed)
