@@ -94,3 +94,12 @@ def test_the_schema_has_agents_and_no_agent_field_on_services() -> None:
     schema = fleet_json_schema()
     assert "agents" in schema["properties"]
     assert "agent" not in str(schema["$defs"].get("ServiceSpec", {}).get("properties", {}))
+
+
+def test_agents_are_refused_beside_an_environment_on_kubernetes() -> None:
+    text = SPEC + "    environments:\n      production:\n        backend: {kind: kubernetes}\n"
+    assert problems_of(text) == [
+        "fleet.yaml:7:1: agents: agents run on the local backend only for now; environment "
+        "'production' runs on Kubernetes (give it backend: local, or keep agents in a spec of "
+        "local environments)"
+    ]

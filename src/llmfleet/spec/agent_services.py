@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from llmfleet.spec.agents import AgentRuntime, AgentSpec
 from llmfleet.spec.model import EngineKind, FleetSpec, ServiceSpec
+from llmfleet.spec.placement import BackendKind
 from llmfleet.spec.problems import Finding, unknown_name
 
 AGENT_ENGINE_VERSION = "1"
@@ -58,6 +59,13 @@ def agent_references(spec: FleetSpec) -> list[Finding]:
         for name in spec.agents
         if name in spec.services
     ]
+    clusters = [n for n, e in spec.environments.items() if e.backend.kind is BackendKind.KUBERNETES]
+    if clusters and spec.agents:
+        message = (
+            f"agents run on the local backend only for now; environment '{clusters[0]}' runs on "
+            "Kubernetes (give it backend: local, or keep agents in a spec of local environments)"
+        )
+        findings.append(Finding(("agents",), message))
     for name, agent in spec.agents.items():
         others = [*spec.services, *(a for a in spec.agents if a != name)]
         for at, model in enumerate(agent.models):
