@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import sqlite3
 from pathlib import Path
 
+import httpx
 import openai
 
 from tests.fixtures.fleet import Fleet
@@ -107,6 +109,14 @@ def test_an_agent_is_planned_applied_reached_scoped_restarted_and_rotated(fleet:
         extra_headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
     )
     assert trace_id in (traced.choices[0].message.content or "")  # the same trace, on
+    metrics = httpx.get(f"http://127.0.0.1:{fleet.gateway_port}/metrics").text
+    used = re.search(
+        r'^llmfleet_gateway_agent_tokens_total\{agent="docs-assistant",kind="completion",'
+        r'service="chat"\} (\S+)$',
+        metrics,
+        re.MULTILINE,
+    )
+    assert used is not None and float(used[1]) > 0, metrics  # the agent's own token use
     first_key = _agent_key(fleet)
     assert first_key not in _everything_recorded(fleet, status_text)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from textwrap import dedent
 
 from llmfleet.spec import fleet_json_schema, load_spec_text
+from llmfleet.spec.agents import agent_key_name, agent_of_key
 from llmfleet.spec.model import EngineKind, ServiceSpec
 from tests.spec.conftest import problems_of
 
@@ -103,3 +104,10 @@ def test_agents_are_refused_beside_an_environment_on_kubernetes() -> None:
         "'production' runs on Kubernetes (give it backend: local, or keep agents in a spec of "
         "local environments)"
     ]
+
+
+def test_an_agent_key_name_says_its_agent_and_no_other_key_does() -> None:
+    name = agent_key_name("prod-eu", "prod-eu-docs-assistant-1-0a1b2c")
+    assert agent_of_key(name) == "docs-assistant"
+    assert agent_of_key("ci deploy key") is None
+    assert agent_of_key("agent no-slash") is None

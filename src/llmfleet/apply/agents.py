@@ -21,17 +21,11 @@ from pathlib import Path
 
 from llmfleet.engines.agent_serve import WORKDIR_ENV
 from llmfleet.errors import FleetError
-from llmfleet.spec.agents import AgentRuntime, index_variable
+from llmfleet.spec.agents import AgentRuntime, agent_key_name, index_variable
 from llmfleet.spec.model import GatewaySpec, ServiceSpec
 from llmfleet.state.store import StateStore
 
-KEY_NAME_PREFIX = "agent "
 _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-
-
-def agent_key_name(environment: str, replica_id: str) -> str:
-    """The name of a replica's key (its id names the agent too)."""
-    return f"{KEY_NAME_PREFIX}{environment}/{replica_id}"
 
 
 def gateway_base_url(gateway: GatewaySpec) -> str:

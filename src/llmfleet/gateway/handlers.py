@@ -178,7 +178,7 @@ class Handlers:
             if key is not None:
                 self._admit_key(request, key)
         else:
-            await refuse_out_of_scope(self.gw.key_verifier, request.headers, name)
+            key = await refuse_out_of_scope(self.gw.key_verifier, request.headers, name)
         check_body(kind, body)
         if kind is BodyKind.CHAT:
             _check_tools(name, spec, body)
@@ -228,6 +228,7 @@ class Handlers:
         series.observe_usage(usage)
         if key is not None and usage:
             self.gw.quotas.charge(key, int(usage.get("total_tokens", 0)))
+            self.gw.metrics.count_agent_usage(key.name, call.service, usage)
 
     async def models(self, request: Request) -> Answer:
         snapshot = self.gw.router.snapshot

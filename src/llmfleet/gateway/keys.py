@@ -150,16 +150,18 @@ FLEET_SECRET_PREFIX = "lf-"  # noqa: S105 - how llmfleet's own keys begin (state
 
 async def refuse_out_of_scope(
     verifier: KeyVerifier | None, headers: Mapping[str, str], service: str
-) -> None:
+) -> KeyInfo | None:
     """403 for one of llmfleet's keys sent to a service outside its scope, even one that
-    needs no key: an agent's key reaches its own models only. Other keys (OpenAI clients
-    send one whatever the service) are not looked up, as the service needs none."""
+    needs no key: an agent's key reaches its own models only. The key when it is valid
+    (its use is counted); other keys (OpenAI clients send one whatever the service) are
+    not looked up, as the service needs none."""
     secret = secret_from(headers)
     if verifier is None or secret is None or not secret.startswith(FLEET_SECRET_PREFIX):
-        return
+        return None
     info = await verifier.verify(secret)
     if info is not None and not info.allows(service):
         raise errors.forbidden(f"the API key '{info.name}' may not use the service '{service}'")
+    return info
 
 
 async def authorize(

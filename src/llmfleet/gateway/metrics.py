@@ -24,6 +24,7 @@ from llmfleet.gateway.series import (
     LabelledCounter,
     LabelledHistogram,
 )
+from llmfleet.spec.agents import agent_of_key
 
 if TYPE_CHECKING:
     from llmfleet.gateway.admission import Router
@@ -94,6 +95,12 @@ class GatewayMetrics:
         self.ejections = Counter(
             p + "ejections", "Replicas ejected after failures", ["service", "replica"], registry=r
         )
+        self.agent_tokens = LabelledCounter(
+            p + "agent_tokens",
+            "Tokens of the models' calls made with an agent's key: each agent's use",
+            ["agent", "service", "kind"],
+            r,
+        )
         self._series: dict[str, ServiceSeries] = {}
         self._expected_replicas: set[tuple[str, str]] = set()
 
@@ -131,6 +138,16 @@ class GatewayMetrics:
 
     def observe_usage(self, service: str, usage: dict[str, object] | None) -> None:
         self.of(service).observe_usage(usage)
+
+    def count_agent_usage(self, key_name: str, service: str, usage: dict[str, object]) -> None:
+        """Tokens of a call made with an agent's key, as that agent's use of ``service``."""
+        agent = agent_of_key(key_name)
+        if agent is None:
+            return
+        for kind in ("prompt", "completion"):
+            tokens = usage.get(f"{kind}_tokens")
+            if isinstance(tokens, int) and tokens > 0:
+                self.agent_tokens.labels(agent, service, kind).inc(tokens)
 
 
 class ServiceSeries:

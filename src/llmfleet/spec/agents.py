@@ -28,6 +28,7 @@ RESERVED_ENV = frozenset(
 )
 """Variables llmfleet sets for every agent; a spec may not set them (env or secrets)."""
 _INDEX_ENV_PREFIX = "LLMFLEET_INDEX_"
+AGENT_KEY_PREFIX = "agent "
 
 
 class _Frozen(BaseModel):
@@ -118,6 +119,20 @@ class AgentRuntime(AgentSpec):
     there (still relative to the spec's folder). Carried on the agent's service."""
 
     index_uris: dict[str, str] = Field(default_factory=dict)
+
+
+def agent_key_name(environment: str, replica_id: str) -> str:
+    """The name of an agent replica's API key (its id names the agent too)."""
+    return f"{AGENT_KEY_PREFIX}{environment}/{replica_id}"
+
+
+def agent_of_key(key_name: str) -> str | None:
+    """The agent an API key was made for (``agent_key_name``), None for other keys; pure."""
+    if not key_name.startswith(AGENT_KEY_PREFIX) or "/" not in key_name:
+        return None
+    environment, replica_id = key_name[len(AGENT_KEY_PREFIX) :].split("/", 1)
+    parts = replica_id.removeprefix(environment + "-").rsplit("-", 2)
+    return parts[0] if len(parts) == 3 and parts[0] else None
 
 
 def index_variable(name: str) -> str:
