@@ -3,7 +3,8 @@
 The same text always gives the same chunks, so a re-run (or a run killed and
 started again) writes the same rows. A chunk ends at the last paragraph break,
 else line break, else space within its last fifth, so that words stay whole;
-the next one starts ``overlap`` characters before that end.
+else at the last space (only a word longer than ``size`` is cut); the next one
+starts ``overlap`` characters before that end, on a word.
 """
 
 from __future__ import annotations
@@ -50,4 +51,5 @@ def _end_of_chunk(text: str, start: int, size: int) -> int:
         cut = text.rfind(mark, floor, end)
         if cut > start:
             return cut + len(mark)
-    return end
+    cut = text.rfind(" ", start + 1, end)  # a shorter chunk rather than half a word
+    return cut + 1 if cut > start else end  # one word longer than size: cut it
