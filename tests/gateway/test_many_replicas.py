@@ -8,8 +8,18 @@ import random
 from collections import Counter
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.gateway.admission import EXACT_PICK_MAX, SAMPLE_TRIES, Lease, Router
+from llmfleet.gateway.balancing import (
+    ReplicaLoad,
+    load_bound,
+    pick_bounded_affinity,
+    pick_least_load,
+    rank_replicas,
+)
 from llmfleet.gateway.health import probe_round
 from llmfleet.gateway.replicas import Snapshot
 from llmfleet.spec.model import ServiceSpec
@@ -168,3 +178,41 @@ def test_probe_rounds_take_turns_and_ask_ejected_replicas_every_round() -> None:
     assert set(healthy.values()) == {1, 2}  # the wrap gives one replica a second turn
     few = replicas[:5]
     assert probe_round(few, is_ejected=ejected, cursor=3, limit=100) == few
+
+
+def ranked_affinity(
+    ids: list[str], loads: dict[str, ReplicaLoad], key: bytes, home: str | None, spill_after: int
+) -> str | None:
+    """Bounded affinity as it was written before its home check moved ahead of the
+    ranking: every replica ranked, the home first."""
+    bound = load_bound(sum(load.in_flight for load in loads.values()), len(ids), 1.25)
+    ranked = rank_replicas(ids, key)
+    if home in ids:
+        ranked = [home, *(r for r in ranked if r != home)]
+        if loads[home].has_room and loads[home].in_flight < spill_after:
+            return home
+    for replica in ranked:
+        if loads[replica].has_room and loads[replica].in_flight + 1 <= bound:
+            return replica
+    open_ = [r for r in ids if loads[r].has_room]
+    return pick_least_load(open_, loads) if open_ else None
+
+
+@given(
+    st.lists(st.integers(0, 6), min_size=2, max_size=8),
+    st.binary(min_size=1, max_size=8),
+    st.integers(0, 9),
+    st.integers(1, 4),
+)
+def test_affinity_picks_what_ranking_every_replica_picked(
+    values: list[int], key: bytes, home: int, spill_after: int
+) -> None:
+    """A home within its bound returns before the ranking: the same pick as ranking
+    every replica first, home or not, full or not."""
+    ids = [f"r{i}" for i in range(len(values))]
+    loads = {r: ReplicaLoad(in_flight=v, capacity=5) for r, v in zip(ids, values, strict=True)}
+    home_id = ids[home] if home < len(ids) else None
+    picked = pick_bounded_affinity(
+        ids, loads, key, load_factor=1.25, spill_after=spill_after, home=home_id, homed={}
+    )
+    assert picked == ranked_affinity(ids, loads, key, home_id, spill_after)
