@@ -213,3 +213,36 @@ def test_killed_half_way_then_rerun_equals_an_uninterrupted_run(
         assert (
             max(abs(a - b) for a, b in zip(row["vector"], vectors[row["id"]], strict=True)) < 1e-3
         )
+
+
+@pytest.mark.real
+@pytest.mark.timeout(REAL_TIMEOUT_S)
+def test_the_index_itself_can_live_in_object_storage(
+    s3_server: S3Server, embedding_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index at s3://BUCKET/PREFIX (LanceDB on SeaweedFS, endpoint and keys from the
+    environment) is filled, read back and skipped unchanged on a re-run."""
+    for name, value in {**s3_server.env(), "AWS_ALLOW_HTTP": "true"}.items():
+        monkeypatch.setenv(name, value)
+    s3 = s3_server.client()
+    s3.create_bucket(Bucket="where")
+    s3.create_bucket(Bucket="indexes")
+    s3.put_object(Bucket="where", Key="handbook/a.md", Body=paragraph(7).encode())
+    uri = "s3://indexes/docs"
+    embedder = EmbeddingClient(embedding_url, model="embed", dimension=384)
+    try:
+        for expected_added in (1, 0):
+            report = Ingestion(
+                name="handbook",
+                pipeline=PIPELINE,
+                source=S3Source("where", "handbook", s3),
+                index=VectorIndex.open(uri, dimension=384),
+                embedder=embedder,
+                model_identity=IDENTITY,
+            ).run()
+            assert report.added == expected_added
+    finally:
+        embedder.close()
+    index = VectorIndex.open(uri, dimension=384)
+    assert (index.identity(), list(index.ledger())) == (IDENTITY, ["a.md"])
+    assert index.count_chunks() == report.chunks_in_index >= 1
