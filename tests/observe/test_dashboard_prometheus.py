@@ -52,6 +52,8 @@ NO_DATA_ON_SIM = {
     "GPU memory used": "no GPU on a test machine",
     "GPU utilisation": "no GPU on a test machine",
     "GPU health and errors": "no GPU on a test machine",
+    "Documents and chunks indexed": "no pipeline ran (tests/rag reads these series)",
+    "Skipped documents and lag": "no pipeline ran (tests/rag reads these series)",
 }
 """Panels that only parse here; every other panel must return data."""
 FAILOVER = (

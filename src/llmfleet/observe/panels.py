@@ -69,6 +69,7 @@ _VLLM_HITS = per_service_rate("llmfleet_prefix_cache_hits_total")
 _VLLM_QUERIES = per_service_rate("llmfleet_prefix_cache_queries_total")
 _RESTARTS = f"sum by (replica) (increase(llmfleet_replica_restarts_total{SEL}[1h]))"
 _FIRING = 'llmfleet_alerts{alertstate="firing",instance=~"$instance"}'
+_INGEST = '{environment=~"$environment",instance=~"$instance"}'  # per pipeline, not service
 
 PANELS: tuple[Panel, ...] = (
     _panel(
@@ -238,6 +239,20 @@ PANELS: tuple[Panel, ...] = (
         (f"llmfleet_machine_cpu_usage_ratio{HOST}", "{{instance}} CPU"),
         (_host_ratio("memory"), "{{instance}} memory"),
         (_host_ratio("disk"), "{{instance}} disk"),
+    ),
+    _panel(
+        "Ingestion",
+        "Documents and chunks indexed",
+        "short",
+        (f"llmfleet_ingest_documents{_INGEST}", "{{pipeline}} documents"),
+        (f"llmfleet_ingest_chunks{_INGEST}", "{{pipeline}} chunks"),
+    ),
+    _panel(
+        "Ingestion",
+        "Skipped documents and lag",
+        "short",
+        (f"llmfleet_ingest_failures{_INGEST}", "{{pipeline}} skipped"),
+        (f"time() - llmfleet_ingest_last_run_timestamp_seconds{_INGEST}", "{{pipeline}} lag (s)"),
     ),
 )
 """In dashboard order; a new section starts a new row."""
