@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,10 @@ from llmfleet.observe.exposition import Sample, render_samples
 from llmfleet.observe.fleet import gateway_samples, replica_samples
 from llmfleet.observe.gpu import GpuReading, GpuReport, gpu_samples
 from llmfleet.observe.grafana import grafana_dashboard
+from llmfleet.observe.ingestion import ingestion_samples
 from llmfleet.observe.machine import MachineSampler
 from llmfleet.observe.normalise import normalise_metrics
+from llmfleet.rag.ingest import IngestReport
 from llmfleet.spec.model import FleetSpec
 from llmfleet.spec.observability import GpuLimits
 from llmfleet.spec.resolve import resolve_fleet
@@ -118,6 +121,12 @@ def exported_series() -> set[str]:
                    served, 100.0), Sample("llmfleet_generation_tokens_total", "counter",
                                           "llmfleet_generation_tokens_total", served, 500.0)]
     samples += cost_samples(samples + live, {"p": prices})
+    with tempfile.TemporaryDirectory() as home:  # what `llmfleet ingest` leaves for the agent
+        folder = Path(home) / "ingest" / "p"
+        folder.mkdir(parents=True)
+        report = IngestReport("docs", listed=1, finished_at=1.0)
+        (folder / "docs.json").write_text(json.dumps(report.to_json()))
+        samples += ingestion_samples(Path(home))
     names = {s.name for s in samples} | {s.family for s in samples}
     return names | {"llmfleet_alerts", "llmfleet_scrape_duration_seconds", "llmfleet_target_up"}
 
