@@ -221,7 +221,8 @@ def test_the_index_itself_can_live_in_object_storage(
     s3_server: S3Server, embedding_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An index at s3://BUCKET/PREFIX (LanceDB on SeaweedFS, endpoint and keys from the
-    environment) is filled, read back and skipped unchanged on a re-run."""
+    environment) is filled, read back and skipped unchanged on a re-run; reading its
+    model for plan before it exists creates nothing."""
     for name, value in {**s3_server.env(), "AWS_ALLOW_HTTP": "true"}.items():
         monkeypatch.setenv(name, value)
     s3 = s3_server.client()
@@ -229,6 +230,8 @@ def test_the_index_itself_can_live_in_object_storage(
     s3.create_bucket(Bucket="indexes")
     s3.put_object(Bucket="where", Key="handbook/a.md", Body=paragraph(7).encode())
     uri = "s3://indexes/docs"
+    assert VectorIndex.recorded_identity(uri) is None  # what plan reads: writes nothing
+    assert "Contents" not in s3.list_objects_v2(Bucket="indexes")
     embedder = EmbeddingClient(embedding_url, model="embed", dimension=384)
     try:
         for expected_added in (1, 0):

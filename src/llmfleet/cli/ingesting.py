@@ -37,8 +37,7 @@ def run_ingest(
     spec, env = ws.loaded.spec, ws.desired
     pipeline = pipeline_of(spec, name)
     index_spec = spec.indexes[pipeline.index]
-    index = open_index(spec, ws.spec_dir, pipeline.index, environment=env.name, create=True)
-    assert index is not None  # created
+    index = open_index(spec, ws.spec_dir, pipeline.index, environment=env.name)
     folder = reports_dir(ws.settings.home, env.name)
     private_folder(folder)
     embedder = embedder_for(env, index_spec, api_key=api_key)

@@ -70,6 +70,19 @@ class VectorIndex:
             raise IngestError(f"cannot open the index at {uri}: {exc}") from exc
         return index
 
+    @staticmethod
+    def recorded_identity(uri: str) -> str | None:
+        """The model an existing index holds, read without creating anything (``plan``)."""
+        import lancedb
+
+        try:
+            rows = lancedb.connect(uri).open_table(IDENTITY).to_arrow().to_pylist()
+        except ValueError:  # LanceDB's "Table 'identity' was not found"
+            return None
+        except (OSError, RuntimeError) as exc:
+            raise IngestError(f"cannot read the index at {uri}: {exc}") from exc
+        return str(rows[0]["model"]) if rows else None
+
     def _schemas(self) -> dict[str, Any]:
         import pyarrow as pa
 

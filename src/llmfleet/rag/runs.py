@@ -34,15 +34,21 @@ def pipeline_of(spec: FleetSpec, name: str) -> PipelineSpec:
     return spec.pipelines[name]
 
 
-def open_index(
-    spec: FleetSpec, spec_dir: Path, name: str, *, environment: str, create: bool
-) -> VectorIndex | None:
-    """The index ``name`` of ``environment``; None if it does not exist and not ``create``."""
+def open_index(spec: FleetSpec, spec_dir: Path, name: str, *, environment: str) -> VectorIndex:
+    """The index ``name`` of ``environment``, created empty if it does not exist."""
     index = spec.indexes[name]
     uri = index_uri(spec_dir, name, index, environment=environment)
-    if not create and not uri.startswith(S3_SCHEME) and not Path(uri).exists():
-        return None
     return VectorIndex.open(uri, dimension=index.dimension)
+
+
+def recorded_identity(
+    spec: FleetSpec, spec_dir: Path, name: str, *, environment: str
+) -> str | None:
+    """The model the index holds; None for one never filled. Creates nothing."""
+    uri = index_uri(spec_dir, name, spec.indexes[name], environment=environment)
+    if not uri.startswith(S3_SCHEME) and not Path(uri).exists():
+        return None  # LanceDB's connect would make the folder
+    return VectorIndex.recorded_identity(uri)
 
 
 def embedder_for(
@@ -62,8 +68,7 @@ def plan_indexes(spec: FleetSpec, env: ResolvedEnvironment, spec_dir: Path) -> l
     """What each index of ``env`` needs for the spec's embedding models (reads the indexes)."""
     changes = []
     for name, index in sorted(spec.indexes.items()):
-        opened = open_index(spec, spec_dir, name, environment=env.name, create=False)
-        recorded = opened.identity() if opened is not None else None
+        recorded = recorded_identity(spec, spec_dir, name, environment=env.name)
         desired = model_identity(env.services[index.embedding], index)
         fillers = tuple(sorted(p for p, body in spec.pipelines.items() if body.index == name))
         change = plan_index(name, desired=desired, recorded=recorded, pipelines=fillers)
