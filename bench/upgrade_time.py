@@ -13,7 +13,7 @@ baseline measured in the same run:
    versions are 11434.0.0 and the same build installed again as 11434.0.1 in a
    private cache (a second real build takes about 6 minutes on 2 cores; an
    uncached upgrade adds that build, at low priority, before the validation).
-   The gate's min_samples is 10 here (see MIN).
+   The gate's speed limits are loosened (see LENIENT_GATE); the work is the same.
    Not included, as they are waits and not work: the agent's tick period
    (LLMFLEET_UPGRADE_TICK_S, 300 s) and the policy's check_every_s (6 h).
 2. p50 time to first token of the quickstart, one request at a time, alone and
@@ -48,10 +48,16 @@ from _quickstart import Project, project
 from llmfleet.backends.local.client import LocalBackend
 
 OLD, NEW = "11434.0.0", "11434.0.1"
-MIN = 10
-"""gate.min_samples for the latency figure: at c1 the shipped quickstart's 2 x 3 s rounds
-give about 12 answers on this 2-core machine, short of the default 20, so its speed
-checks are inconclusive and an upgrade would stop there (as validate says)."""
+LENIENT_GATE = (
+    ("max_error_rate: 0", "max_error_rate: 0\n        min_samples: 1"),
+    ("max_ttft_p95_ratio: 1.5", "max_ttft_p95_ratio: 1000"),
+    ("min_throughput_ratio: 0.8", "min_throughput_ratio: 0"),
+)
+"""For the latency figure the gate is the real test's (tests/releases/test_real_engine.py):
+the same suites and load, so the same time, but speed limits that this shared 2-core
+machine's noise cannot trip. With the shipped limits the gate is often inconclusive here
+(at c1 the 2 x 3 s rounds give about 12 answers, short of min_samples 20), and an
+inconclusive candidate is not promoted."""
 
 
 def install_again(shared: Path, private: Path) -> None:
@@ -141,7 +147,9 @@ def latency(repeat: int) -> None:
             with project() as p:
                 spec = p.base.replace(
                     "    validation:  ", "    upgrades: {notify: false}\n    validation:  "
-                ).replace("max_error_rate: 0", f"max_error_rate: 0\n        min_samples: {MIN}")
+                )
+                for written, lenient in LENIENT_GATE:
+                    spec = spec.replace(written, lenient)
                 p.write(spec)
                 p.run("apply", "--yes")
                 hand, tick = [], []
