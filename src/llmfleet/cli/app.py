@@ -158,7 +158,6 @@ def plan(
     from llmfleet.cli.applying import current_plan
     from llmfleet.cli.costs import render_plan_costs
     from llmfleet.cli.engine_versions import check_pinned_versions
-    from llmfleet.cli.ingesting import render_index_changes
 
     with workspace(spec_file, env) as ws:
         render.render_spec_warnings(errors, ws.loaded.warnings)
@@ -171,7 +170,10 @@ def plan(
         else:
             render.render_plan(console, the_plan)
             render_plan_costs(console, ws, the_plan, ws.actual())
-            render_index_changes(console, ws)
+            if ws.loaded.spec.indexes:  # the RAG path imports httpx and LanceDB
+                from llmfleet.cli.ingesting import render_index_changes
+
+                render_index_changes(console, ws)
         if out is not None:
             out.write_text(json.dumps(the_plan.to_json(), indent=2))
             (errors if as_json else console).print(

