@@ -36,7 +36,8 @@ services:
     validation:
       quality: suite.yaml
       speed: {concurrency: [2], duration_s: DURATION, rounds: 2, max_tokens: 16}
-      gate: {min_samples: 4, min_agreement: 1.0, max_ttft_p95_ratio: 3.0, min_throughput_ratio: 0.5@@}
+      gate: {min_samples: 4, min_agreement: 1.0,
+             max_ttft_p95_ratio: 3.0, min_throughput_ratio: 0.5@@}
 environments:
   production: {gateway: {port: GATEWAY_PORT}}
   staging: {gateway: {port: STAGING_PORT}}
