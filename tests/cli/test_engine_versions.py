@@ -47,7 +47,7 @@ def test_check_refuses_a_version_that_does_not_exist(fleet: Fleet, cache: dict[s
     result = fleet.run("check", check=False, env=cache)
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"{VERSION_AT}: llamacpp version '99999' does not exist" in result.stderr
-    assert "nearest released: 11434.0.0, 11433.0.0, 11432.0.0" in result.stderr
+    assert "nearest released: 11434.0.0, 11433.0.0, 11432.0.0" in " ".join(result.stderr.split())
     assert "llmfleet versions llamacpp --all" in result.stderr
     assert "Traceback" not in result.stderr
 

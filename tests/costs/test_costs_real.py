@@ -4,6 +4,7 @@ whose $/1M tokens must be the price over the tokens per hour the bench measured.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ def quickstart(
     tmp_path_factory: pytest.TempPathFactory, llama_server_bin: Path, smollm_model: Path
 ) -> Iterator[Fleet]:
     fleet = Fleet(tmp_path_factory.mktemp("quickstart-costs"))
+    shutil.copytree(EXAMPLE.parent / "suites", fleet.root / "suites")  # the spec names its suite
     text = EXAMPLE.read_text().replace("port: 8080", "port: GATEWAY_PORT")
     fleet.write(text.replace("port: 8081", "port: STAGING_PORT"))
     try:

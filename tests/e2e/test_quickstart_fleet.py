@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -34,6 +35,7 @@ def quickstart(
 ) -> Iterator[Fleet]:
     """examples/quickstart.yaml applied on free ports (the real engine and model)."""
     fleet = Fleet(tmp_path_factory.mktemp("quickstart"))
+    shutil.copytree(EXAMPLE.parent / "suites", fleet.root / "suites")  # the spec names its suite
     text = EXAMPLE.read_text()
     text = text.replace("port: 8080", "port: GATEWAY_PORT").replace(
         "port: 8081", "port: STAGING_PORT"

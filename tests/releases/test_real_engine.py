@@ -34,7 +34,7 @@ def quickstart(
     # (so a level of a few answers is enough: min_samples 1).
     text = text.replace("max_ttft_p95_ratio: 1.5", "max_ttft_p95_ratio: 1000")
     text = text.replace("min_throughput_ratio: 0.8", "min_throughput_ratio: 0")
-    text = text.replace("max_error_rate: 0", "max_error_rate: 0\n        min_samples: 1")
+    text = text.replace("min_samples: 10 ", "min_samples: 1 ")
     if upgrades:
         text = text.replace("    validation:  ", "    upgrades: {notify: false}\n    validation:  ")
     fleet.write(text)
