@@ -184,35 +184,18 @@ def _slot_actions(
         return [Action(Op.CREATE, Target.REPLICA, service=name, slot=slot, reasons=(missing,))]
     keep, extras = group[0], group[1:]
     actions = [_delete(r, "duplicate of this slot, left by an interrupted apply") for r in extras]
+    reasons: tuple[str, ...] = ()
     if keep.runtime_hash != service.runtime_hash():
-        changes = field_changes(keep.config, runtime_config(service)) or [
-            "runtime settings changed"
-        ]
-        actions.append(
-            Action(
-                Op.REPLACE,
-                Target.REPLICA,
-                service=name,
-                slot=slot,
-                replica_id=keep.replica_id,
-                reasons=tuple(changes),
-            )
-        )
+        changes = field_changes(keep.config, runtime_config(service))
+        reasons = tuple(changes) or ("runtime settings changed",)
     elif keep.state is ReplicaState.STOPPED:
-        actions.append(
-            Action(
-                Op.REPLACE,
-                Target.REPLICA,
-                service=name,
-                slot=slot,
-                replica_id=keep.replica_id,
-                reasons=("replica is stopped (drift)",),
-            )
-        )
+        reasons = ("replica is stopped (drift)",)
     elif keep.state is ReplicaState.CRASH_LOOP:
         # It serves nothing, and its back-off grows to 30 s between tries: the fleet does
         # not match the spec, and a fresh start (the cause may be gone: a port, a full
         # disk, a model file) is what apply does, as Terraform replaces a tainted resource.
+        reasons = (_crash_loop_reason(name, keep),)
+    if reasons:
         actions.append(
             Action(
                 Op.REPLACE,
@@ -220,7 +203,7 @@ def _slot_actions(
                 service=name,
                 slot=slot,
                 replica_id=keep.replica_id,
-                reasons=(_crash_loop_reason(name, keep),),
+                reasons=reasons,
             )
         )
     return actions
