@@ -4,12 +4,15 @@ what a replica whose supervision died reports."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from llmfleet.backends.base import ReplicaSpec, ReplicaState
+from llmfleet.backends.local import supervisor as supervisor_module
 from llmfleet.backends.local.managed import Managed
 from llmfleet.backends.local.ports import allocate_port, port_free
 from llmfleet.backends.local.probing import busy_in_metrics
@@ -98,3 +101,56 @@ async def test_stopping_a_replica_whose_supervision_died_stops_it(tmp_path: Path
         assert managed.status().state is ReplicaState.STOPPED
         await supervisor.stop(managed.spec.replica_id, drain_timeout_s=0)
     assert supervisor.processes == {}
+
+
+async def test_stop_returns_when_a_supervision_task_swallows_its_cancel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that does not end when cancelled (Python 3.11's wait_for can lose a
+    cancel that races a finished await) must not hold up a stop, nor the agent's
+    shutdown with it: CI saw an agent alive 60 s after it was asked to stop."""
+    monkeypatch.setattr(supervisor_module, "TASK_END_S", 0.2, raising=False)
+
+    async def stubborn() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)  # the first cancel is lost
+        await asyncio.sleep(3600)
+
+    async with aiohttp.ClientSession() as session:
+        supervisor = Supervisor(session=session, on_change=lambda: None)
+        managed = Managed(spec=_spec(), port=1, argv=[], log_path=tmp_path / "x.log")
+        supervisor.processes[managed.spec.replica_id] = managed
+        managed.task = asyncio.create_task(stubborn())
+        await asyncio.sleep(0)
+        stopping = asyncio.create_task(supervisor.stop(managed.spec.replica_id, drain_timeout_s=0))
+        done, _ = await asyncio.wait({stopping}, timeout=5)
+        managed.task.cancel()  # a second cancel ends it
+        stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopping
+        assert done == {stopping}
+        assert supervisor.processes == {}
+
+
+async def test_the_agent_shutdown_ends_when_a_stop_hangs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop that never ends (a drain against a wedged engine, a lost cancel) is cut
+    off: the agent still reaches ``stopped`` and does not outlive its shutdown."""
+    from llmfleet.backends.local import agent as agent_module
+
+    monkeypatch.setattr(agent_module, "STOP_STEP_S", 0.2, raising=False)
+
+    async def hang(*, drain_timeout_s: float) -> None:
+        await asyncio.sleep(3600)
+
+    async with aiohttp.ClientSession() as session:
+        agent = agent_module.Agent(home=tmp_path, session=session)
+        monkeypatch.setattr(agent.gateways, "stop_all", hang)
+        monkeypatch.setattr(agent.replicas, "stop_all", hang)
+        shutting = asyncio.create_task(agent.shutdown())
+        done, _ = await asyncio.wait({shutting}, timeout=10)
+        if not done:
+            shutting.cancel()
+        assert done == {shutting}
+        assert agent.stopped.is_set()

@@ -34,6 +34,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,12 @@ from llmfleet.observe.local import attach_observer, gateway_env
 from llmfleet.private_files import check_private, open_private, private_folder
 
 log = logging.getLogger(__name__)
+
+STOP_STEP_S = 15.0
+"""The most a step of the shutdown may take beyond its drain (stopping the replicas:
+each gets its process grace, 5 s, and its supervision's end, 5 s). Gateways, replicas,
+the upgrade ticker (its build's grace is 10 s), the observer and aiohttp's 5 s: 70 s at
+worst, inside the 90 s that ``LocalBackend.shutdown`` waits."""
 
 
 class Agent:
@@ -256,18 +263,42 @@ class Agent:
         way (a home deleted under us, a full disk): a step that raises is logged and the
         next one runs; what a failed stop left running is killed."""
         try:
+            log.info("shutting down")
             for supervisor, drain_s in ((self.gateways, 0.0), (self.replicas, 5.0)):
+                what = "gateways" if supervisor is self.gateways else "replicas"
                 try:
-                    await supervisor.stop_all(drain_timeout_s=drain_s)
+                    ended = await bounded(
+                        f"stopping the {what}", supervisor.stop_all(drain_timeout_s=drain_s),
+                        timeout_s=drain_s + STOP_STEP_S,
+                    )  # fmt: skip
                 except Exception:
-                    log.exception("stopping every process failed; killing what is left")
+                    log.exception("stopping the %s failed; killing what is left", what)
+                    ended = False
+                if not ended:
                     _kill_left(supervisor)
             self.environments.clear()
             self.failed.clear()
             self.table.save()
             self.table.close()
         finally:
+            self._changed.set()  # long-polls answer now, not when they time out
             self.stopped.set()
+
+
+async def bounded(what: str, step: Coroutine[Any, Any, None], *, timeout_s: float) -> bool:
+    """Run one step of a shutdown for at most ``timeout_s``: False (logged, the step
+    cancelled, not awaited) when it did not end in time, so that no step can keep the
+    agent alive after it was asked to stop. Its error is raised."""
+    started = time.monotonic()
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.cancel()
+        log.warning("%s did not end within %.0f s; going on without it", what, timeout_s)
+        return False
+    task.result()
+    log.info("%s took %.1f s", what, time.monotonic() - started)
+    return True
 
 
 def _persisted(managed: Managed) -> dict[str, Any]:

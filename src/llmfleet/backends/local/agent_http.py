@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from llmfleet.backends.local.agent import Agent
+from llmfleet.backends.local.agent import STOP_STEP_S, Agent, bounded
 from llmfleet.backends.local.process import tail_lines
 from llmfleet.backends.local.upgrade_ticks import UpgradeTicker, tick_period_from_env
 from llmfleet.backends.local.wire import check_id, spec_from_json
@@ -279,7 +279,8 @@ async def serve(home: Path, *, socket_name: str) -> None:
         socket_path.unlink()
     async with aiohttp.ClientSession() as session:
         agent = Agent(home=home, session=session)
-        runner = web.AppRunner(build_app(agent), access_log=None)
+        # shutdown_timeout: a handler still running at the end gets 5 s, not aiohttp's 60.
+        runner = web.AppRunner(build_app(agent), access_log=None, shutdown_timeout=5)
         await runner.setup()
         old_umask = os.umask(0o077)  # the socket is this user's only
         try:
@@ -299,9 +300,14 @@ async def serve(home: Path, *, socket_name: str) -> None:
             print(f"llmfleet agent {os.getpid()} serving on {socket_path}", flush=True)
         await agent.stopped.wait()
         try:
-            await upgrades.stop()
-            await agent.observer.stop()
+            steps = (("the upgrade ticker", upgrades.stop), ("the observer", agent.observer.stop))
+            for what, step in steps:
+                try:
+                    await bounded(f"stopping {what}", step(), timeout_s=STOP_STEP_S)
+                except Exception:
+                    log.exception("stopping %s failed", what)
         finally:
             await runner.cleanup()
+            log.info("agent stopped")
     with contextlib.suppress(OSError):  # gone with a deleted home, or never made
         socket_path.unlink()

@@ -301,7 +301,7 @@ class LocalBackend:
         """The agent's pid, generation and ``problems`` (e.g. its table cannot be saved)."""
         return dict(self._call("GET", "/v1/agent"))
 
-    def shutdown(self, *, timeout_s: float = 60.0) -> bool:
+    def shutdown(self, *, timeout_s: float = 90.0) -> bool:
         """Stop every replica and gateway and the agent itself; False if it was not
         running. Returns once the agent's process is gone; raises ``BackendError`` when
         it is still alive after ``timeout_s`` (never a success that did not happen)."""
