@@ -2,8 +2,10 @@
 
 Flow: refuse if production is not applied -> tear down staging left by a run
 that died -> record ``validation-started`` -> apply the candidate services to
-staging -> run the suites on both gateways -> judge -> write the reports ->
-record ``validation`` with the staging revision -> tear staging down (in a
+staging (a candidate agent with the services it calls, and staging's indexes
+filled by their pipelines: ``agent_staging``) -> run the suites on both
+gateways -> judge -> write the reports -> record ``validation`` with the
+staging revision -> tear staging down (in a
 ``finally``, so Ctrl-C and errors clean up too) unless asked to keep it.
 """
 
@@ -17,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from llmfleet.errors import ReleaseError, StateError
+from llmfleet.releases.agent_staging import fill_staging_indexes, with_dependencies
 from llmfleet.releases.candidates import candidate_hash, only_services, pick_services
 from llmfleet.releases.context import (
     PRODUCTION,
@@ -77,6 +80,7 @@ def run_validation(
         )
     production = _require_production(ctx)
     chosen = pick_services(fleet.environments[PRODUCTION], names)
+    deployed = with_dependencies(fleet.environments[STAGING], ctx.loaded.spec, chosen)
     suites = {n: _suite(ctx, _validation_of(ctx, n)) for n in chosen}
     clean_stale_staging(ctx)
     started = ctx.store.record_event(
@@ -86,11 +90,14 @@ def run_validation(
         payload={"services": chosen},
         user=ctx.user,
     )
-    key = _validation_key(ctx, fleet.environments[STAGING], production[0], chosen)
+    key = _validation_key(ctx, fleet.environments[STAGING], production[0], deployed)
     try:
-        staging = only_services(fleet.environments[STAGING], chosen)
-        ctx.progress(f"deploying the candidate ({', '.join(chosen)}) to staging")
+        staging = only_services(fleet.environments[STAGING], deployed)
+        needs = [n for n in deployed if n not in chosen]
+        also = f", with what it needs: {', '.join(needs)}" if needs else ""
+        ctx.progress(f"deploying the candidate ({', '.join(chosen)}) to staging{also}")
         revision = apply_environment(ctx, staging, kind="apply", message="validation candidate")
+        fill_staging_indexes(ctx, staging, chosen, api_key=key)
         reports = asyncio.run(_assess_all(ctx, staging, production, chosen, suites, api_key=key))
         _record_speeds(ctx, reports, staging, production, candidate_serial=revision.serial)
     finally:

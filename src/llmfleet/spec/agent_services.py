@@ -32,7 +32,10 @@ def agent_service(name: str, agent: AgentSpec, *, spec: FleetSpec, environment: 
         for index in agent.indexes
         if index in spec.indexes
     }
-    runtime = AgentRuntime.model_validate({**agent.model_dump(), "index_uris": uris})
+    # the suites and gate go on the service, as a model's do: editing them must not
+    # replace the agent's replicas (a changed runtime does)
+    body = agent.model_dump(exclude={"validation"})
+    runtime = AgentRuntime.model_validate({**body, "index_uris": uris})
     return ServiceSpec.model_validate(
         {
             # an agent has no weights: the sim: scheme is the one that names no file
@@ -44,6 +47,7 @@ def agent_service(name: str, agent: AgentSpec, *, spec: FleetSpec, environment: 
             "retries": {"resume_streams": False, "resume_non_streaming": False},
             "labels": {"llmfleet.agent": name},
             "agent": runtime,
+            "validation": agent.validation,
         }
     )
 

@@ -19,6 +19,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llmfleet.spec.validation import ValidationSpec
+
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_.]*$"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _NO_NUL = r"^[^\x00]*$"
@@ -83,6 +85,11 @@ class AgentSpec(_Frozen):
         default=16, ge=1, le=4096, description="requests in flight per replica"
     )
     auth: AgentAuth = Field(default_factory=AgentAuth)
+    validation: ValidationSpec | None = Field(
+        default=None,
+        description="its golden tasks (quality: a suite whose checks may also name the "
+        "documents it must retrieve and the tools it must call) and gate, as for a service",
+    )
 
     @model_validator(mode="after")
     def _one_program(self) -> AgentSpec:

@@ -134,8 +134,12 @@ def missing_suites(spec: FleetSpec, resolved: ResolvedFleet, *, base_dir: Path) 
             if path.is_file():
                 continue
             why = "is not a file" if path.exists() else "does not exist"
-            at = written_at(
-                spec, environment=env_name, service=name, field=("validation", "quality")
+            at = (
+                ("agents", name, "validation", "quality")
+                if service.agent is not None
+                else written_at(
+                    spec, environment=env_name, service=name, field=("validation", "quality")
+                )
             )
             findings.append(Finding(at, f"quality suite {suite} {why} ({path})"))
     return findings

@@ -9,7 +9,11 @@ holds the field.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+
+RETRIEVAL_DROP = 0.0
 
 
 class _Frozen(BaseModel):
@@ -66,12 +70,27 @@ class GateSpec(_Frozen):
         description="of the bootstrap intervals the speed checks judge on: a check passes or "
         "fails only when its whole interval does, and is inconclusive otherwise",
     )
+    max_retrieval_drop: float | None = Field(
+        default=RETRIEVAL_DROP,
+        ge=0,
+        description="agents: how far the candidate's share of retrieved: checks met may fall "
+        "below production's in the same run (0: never lower; null: not compared)",
+    )
     max_cost_per_mtok_ratio: float | None = Field(
         default=None,
         ge=0,
         description="the candidate's price per million output tokens over production's, "
         "each side's replicas at its environment's prices and measured throughput (costs:)",
     )
+
+    @model_serializer(mode="wrap")
+    def _without_default_retrieval(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A gate's dump (candidate hashes, recorded revisions, manifests) stays what it
+        was before agents were validated, unless the retrieval limit was changed."""
+        body = handler(self)
+        if isinstance(body, dict) and body.get("max_retrieval_drop") == RETRIEVAL_DROP:
+            body.pop("max_retrieval_drop", None)
+        return body
 
 
 class ValidationSpec(_Frozen):

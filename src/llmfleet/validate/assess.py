@@ -23,7 +23,14 @@ from llmfleet.validate.gate import (
     outcome_of,
     passed,
 )
-from llmfleet.validate.quality import Agreement, CaseResult, judge_agreement, judge_case, pass_rate
+from llmfleet.validate.quality import (
+    Agreement,
+    CaseResult,
+    judge_agreement,
+    judge_case,
+    pass_rate,
+    retrieval_rate,
+)
 from llmfleet.validate.runner import Progress, Reply, ask_cases, measure_speed
 from llmfleet.validate.similarity import Embedder
 from llmfleet.validate.stats import LoadSummary
@@ -75,6 +82,8 @@ class ServiceReport:
                     "passed": r.passed,
                     "answer": r.answer,
                     "failures": list(r.failures),
+                    "sources": list(r.sources),
+                    "tool_calls": list(r.tool_calls),
                 }
                 for r in results
             ]
@@ -93,6 +102,10 @@ class ServiceReport:
             "agreement": None
             if self.agreement is None
             else {"rate": self.agreement.rate, "scores": list(self.agreement.scores)},
+            "retrieval": {
+                "candidate": retrieval_rate(self.candidate_quality),
+                "production": retrieval_rate(self.production_quality),
+            },
             "speed": {
                 "candidate": {k: v.to_json() for k, v in self.candidate_speed.items()},
                 "production": {k: v.to_json() for k, v in self.production_speed.items()},
@@ -157,7 +170,7 @@ def _judge_replies(
         if reply.error:
             results.append(CaseResult(case.name, "", (reply.error,)))
         else:
-            results.append(judge_case(case, reply.text, similarity))
+            results.append(judge_case(case, reply.answer or reply.text, similarity))
     return tuple(results)
 
 
@@ -200,12 +213,14 @@ async def assess_service(
             speed["candidate"],
             sides.candidate_replicas,
             cost_per_hour=sides.costs.candidate if sides.costs else None,
+            retrieval_rate=retrieval_rate(cand_q),
         ),
         production=SideMetrics(
             pass_rate(prod_q) if prod_q else None,
             speed["production"],
             sides.production_replicas,
             cost_per_hour=sides.costs.production if sides.costs else None,
+            retrieval_rate=retrieval_rate(prod_q),
         ),
         agreement=agreement.rate if agreement else None,
     )

@@ -36,6 +36,8 @@ class SideMetrics:
     """behind the side's gateway; relative throughput is compared per replica."""
     cost_per_hour: float | None = None
     """what the side's replicas cost per hour at its environment's prices; None: unpriced"""
+    retrieval_rate: float | None = None
+    """an agent's share of ``retrieved`` checks met (expected sources in its top k)"""
 
     def cost_per_mtok(self, label: str) -> float:
         """Price per million output tokens at level ``label``; NaN when it cannot be known."""
@@ -108,6 +110,19 @@ def check_agreement(gate: GateSpec, evidence: Evidence) -> list[Verdict]:
     return [
         _verdict("agreement with production", evidence.agreement, gate.min_agreement, at_most=False)
     ]
+
+
+def check_retrieval(gate: GateSpec, evidence: Evidence) -> list[Verdict]:
+    """An agent must find its expected sources at least as often as production's does
+    on the same golden tasks (less ``max_retrieval_drop``): retrieving worse fails even
+    when the quality threshold lets a few cases fail."""
+    mine, theirs = evidence.candidate.retrieval_rate, evidence.production.retrieval_rate
+    if gate.max_retrieval_drop is None or mine is None or theirs is None:
+        return []
+    limit = max(0.0, theirs - gate.max_retrieval_drop)
+    verdict = _verdict("retrieval hit rate vs production", mine, limit, at_most=False)
+    detail = f"{mine:.0%} of expected sources found in the top k, production {theirs:.0%}"
+    return [Verdict(verdict.check, verdict.passed, mine, limit, detail)]
 
 
 def check_errors(gate: GateSpec, evidence: Evidence) -> list[Verdict]:
@@ -260,6 +275,7 @@ def _cost_verdict(check: str, gate: GateSpec, evidence: Evidence, label: str) ->
 
 GATE_CHECKS: Sequence[GateCheck] = (
     check_quality,
+    check_retrieval,
     check_agreement,
     check_errors,
     check_relative_speed,

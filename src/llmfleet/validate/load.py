@@ -159,13 +159,13 @@ async def open_loop(
 
 async def chat_once(
     session: aiohttp.ClientSession, base_url: str, body: dict[str, Any], api_key: str | None = None
-) -> str:
-    """One non-streaming chat answer's text; raises ``aiohttp.ClientError`` on failure."""
+) -> dict[str, Any]:
+    """One non-streaming ``chat.completion`` body; raises ``aiohttp.ClientError`` on failure."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with session.post(f"{base_url}/v1/chat/completions", json=body, headers=headers) as r:
         if r.status != 200:
             raise aiohttp.ClientResponseError(
                 r.request_info, (), status=r.status, message=(await r.text())[:200]
             )
-        data = await r.json()
-    return str(data["choices"][0]["message"].get("content") or "")
+        data: dict[str, Any] = await r.json()
+    return data

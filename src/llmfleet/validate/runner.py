@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from llmfleet.spec.validation import SpeedSuiteSpec
+from llmfleet.validate.answers import Answer, read_answer
 from llmfleet.validate.load import Target, chat_once, closed_loop, open_loop
 from llmfleet.validate.stats import LoadSummary, RequestSample, merge_summaries
 from llmfleet.validate.suites import Case
@@ -33,6 +34,8 @@ def _quiet(_line: str) -> None:
 class Reply:
     text: str
     error: str = ""
+    answer: Answer | None = None
+    """the whole answer, with what an agent reports doing (``validate.answers``)"""
 
 
 async def ask_cases(
@@ -57,8 +60,9 @@ async def ask_cases(
                 "temperature": case.temperature,
             }
             try:
-                replies.append(Reply(await chat_once(session, base_url, body, api_key)))
-            except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
+                answer = read_answer(await chat_once(session, base_url, body, api_key))
+                replies.append(Reply(answer.text, answer=answer))
+            except (aiohttp.ClientError, TimeoutError, KeyError, TypeError, ValueError) as exc:
                 replies.append(Reply("", f"request failed: {type(exc).__name__}: {exc}"))
             progress(f"quality: {side} answered {len(replies)} of {len(cases)} cases")
     return replies

@@ -15,6 +15,19 @@ A suite looks like::
           - similar_to: Paris is the capital of France.
             min_similarity: 0.6
 
+An agent's suite (``agents.NAME.validation.quality``) is the same file: its golden
+tasks may also check what the agent retrieved and which tools it called, as the
+agent reports them in its answer (``validate.answers``)::
+
+      - name: roll-back
+        prompt: How do I roll back?
+        checks:
+          - contains: rollback
+          - retrieved: docs/releases.md   # a source document among the top k
+            top_k: 3                      # (default 5)
+          - called: search_docs           # a tool it called, with at least
+            arguments: {index: docs}      # these arguments (optional)
+
 Every problem is reported at its file, line and column, all at once.
 """
 
@@ -32,7 +45,9 @@ from llmfleet.errors import SpecError, ValidationError
 from llmfleet.spec.locations import Locations
 from llmfleet.spec.parsing import parse_document
 
-CHECK_KINDS = ("contains", "regex", "exact", "json_schema", "similar_to")
+CHECK_KINDS = ("contains", "regex", "exact", "json_schema", "similar_to", "retrieved", "called")
+AGENT_CHECK_KINDS = ("retrieved", "called")
+"""kinds that judge what an agent did (its sources, its tool calls), not its text"""
 
 
 class _Frozen(BaseModel):
@@ -49,6 +64,12 @@ class Check(_Frozen):
     similar_to: str | None = None
     min_similarity: float = Field(default=0.7, ge=-1)
     ignore_case: bool = False
+    retrieved: str | None = Field(default=None, min_length=1)
+    """a source document the answer must have among its first ``top_k`` sources"""
+    top_k: int = Field(default=5, ge=1)
+    called: str | None = Field(default=None, min_length=1)
+    """a tool the agent must have called (with at least ``arguments``, when given)"""
+    arguments: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Check:
@@ -62,6 +83,10 @@ class Check(_Frozen):
                 re.compile(self.regex)
             except re.error as exc:
                 raise ValueError(f"invalid regex {self.regex!r}: {exc}") from exc
+        if self.arguments is not None and self.called is None:
+            raise ValueError("arguments go with called: (the tool whose arguments they are)")
+        if "top_k" in self.model_fields_set and self.retrieved is None:
+            raise ValueError("top_k goes with retrieved: (the document to find in the top k)")
         return self
 
     @property
