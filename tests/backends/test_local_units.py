@@ -154,3 +154,46 @@ async def test_the_agent_shutdown_ends_when_a_stop_hangs(
             shutting.cancel()
         assert done == {shutting}
         assert agent.stopped.is_set()
+
+
+def test_the_agent_process_exits_when_a_task_left_behind_ignores_its_cancel(
+    tmp_path: Path,
+) -> None:
+    """Once ``serve`` returns, the agent has stopped all it owns; a task it left behind
+    (a step its shutdown gave up on) must not keep the process alive, as asyncio.run's
+    clean-up would, waiting without a bound for every task to take its cancel."""
+    import subprocess
+    import sys
+
+    script = """
+import asyncio, contextlib, sys
+from llmfleet.backends.local import agent, agent_http
+
+async def stubborn():
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(3600)
+    await asyncio.sleep(3600)
+
+async def serve(home, *, socket_name):
+    asyncio.ensure_future(stubborn())
+    await asyncio.sleep(0)
+
+agent_http.serve = serve
+agent.main(["--home", sys.argv[1]])
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "home")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        code = proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(
+            "the agent process was still running 20 s after serve returned"
+        ) from None
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert code == 0

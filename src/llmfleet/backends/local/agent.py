@@ -36,7 +36,7 @@ import sys
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 from aiohttp import web
@@ -359,14 +359,33 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(service_name="llmfleet-agent")
     from llmfleet.backends.local.agent_http import serve
 
+    run_then_exit(serve(home, socket_name=SOCKET_NAME))
+
+
+def run_then_exit(main: Coroutine[Any, Any, None]) -> NoReturn:
+    """Run the agent's loop until ``serve`` returns, then exit at once. Not asyncio.run:
+    its clean-up waits without a bound for every task left to take its cancel (one that
+    a shutdown step gave up on may never) and for the executor's threads, and the agent
+    has by then stopped every process it owns and saved its table."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(home, socket_name=SOCKET_NAME))
+        loop = asyncio.new_event_loop()
     else:
-        uvloop.run(serve(home, socket_name=SOCKET_NAME))
-    sys.stdout.flush()
-    os._exit(0)
+        loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    code = 0
+    try:
+        loop.run_until_complete(main)
+    except BaseException:
+        log.exception("the agent failed")
+        code = 1
+    finally:
+        logging.shutdown()
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":
