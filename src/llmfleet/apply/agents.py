@@ -102,7 +102,7 @@ def _secrets(name: str, agent: AgentRuntime, user_env: Mapping[str, str]) -> dic
 def _places(agent: AgentRuntime, spec_dir: Path) -> dict[str, str]:
     """Index locations, working directory and python path, made absolute."""
     places = {
-        index_variable(index): uri if uri.startswith("s3://") else str(_under(spec_dir, uri))
+        index_variable(index): uri if "://" in uri else str(_under(spec_dir, uri))
         for index, uri in agent.index_uris.items()
     }
     if agent.working_dir is not None:

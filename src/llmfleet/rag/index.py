@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from llmfleet.errors import IngestError
 
@@ -46,6 +46,35 @@ class Hit:
     key: str
     text: str
     distance: float
+
+
+class Index(Protocol):
+    """What ingestion and retrieval need of an index: LanceDB (``VectorIndex``) or
+    PostgreSQL with pgvector (``rag.pgvector.PgVectorIndex``)."""
+
+    dimension: int
+
+    def identity(self) -> str | None: ...
+
+    def claim(self, model: str) -> None: ...
+
+    def rebuild(self, model: str) -> None: ...
+
+    def ledger(self) -> dict[str, Entry]: ...
+
+    def write_documents(self, documents: Sequence[DocumentChunks]) -> None: ...
+
+    def remove_documents(self, keys: Sequence[str]) -> None: ...
+
+    def chunk_rows(self) -> list[dict[str, Any]]: ...
+
+    def count_chunks(self) -> int: ...
+
+    def search(self, vector: Iterable[float], *, k: int) -> list[Hit]: ...
+
+    def compact(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _quote(text: str) -> str:
@@ -184,6 +213,9 @@ class VectorIndex:
         """Merge the small fragments many small writes leave (LanceDB's optimize)."""
         for name in (CHUNKS, DOCUMENTS):
             self._db.open_table(name).optimize()
+
+    def close(self) -> None:
+        """Nothing held open: LanceDB opens its files per call."""
 
 
 def _in(column: str, values: Sequence[str]) -> str:

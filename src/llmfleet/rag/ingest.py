@@ -24,7 +24,7 @@ from llmfleet.errors import IndexModelMismatchError
 from llmfleet.rag.chunking import chunk_text
 from llmfleet.rag.embedding import EmbeddingClient
 from llmfleet.rag.extract import UnreadableError, extract_text
-from llmfleet.rag.index import DocumentChunks, Entry, VectorIndex
+from llmfleet.rag.index import DocumentChunks, Entry, Index
 from llmfleet.rag.sources import DocumentRef, Source, matches
 from llmfleet.spec.rag import PipelineSpec
 
@@ -93,7 +93,7 @@ class Ingestion:
     name: str
     pipeline: PipelineSpec
     source: Source
-    index: VectorIndex
+    index: Index
     embedder: EmbeddingClient
     model_identity: str
     on_event: Events = lambda _event: None

@@ -7,20 +7,26 @@ service is reached through the environment's gateway.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
-from llmfleet.errors import FleetError
+from llmfleet.errors import FleetError, IngestError
 from llmfleet.rag.embedding import EmbeddingClient
-from llmfleet.rag.index import VectorIndex
+from llmfleet.rag.index import Index
 from llmfleet.rag.planning import IndexChange, model_identity, plan_index
+from llmfleet.rag.stores import open_location, read_identity
 from llmfleet.spec.model import FleetSpec, ResolvedEnvironment
-from llmfleet.spec.rag import S3_SCHEME, IndexSpec, PipelineSpec
+from llmfleet.spec.rag import PGVECTOR_SCHEME, S3_SCHEME, IndexSpec, PipelineSpec
 
 
 def index_uri(spec_dir: Path, name: str, index: IndexSpec, *, environment: str) -> str:
-    """Where the index lives in ``environment``: an ``s3://`` URI or an absolute folder."""
+    """Where the index lives in ``environment``: an ``s3://`` or ``pgvector://`` location,
+    or an absolute folder."""
     where = index.location(name=name, environment=environment)
-    return where if where.startswith(S3_SCHEME) else str((spec_dir / where).resolve())
+    if where.startswith((S3_SCHEME, PGVECTOR_SCHEME)):
+        return where
+    return str((spec_dir / where).resolve())
 
 
 def pipeline_of(spec: FleetSpec, name: str) -> PipelineSpec:
@@ -34,21 +40,36 @@ def pipeline_of(spec: FleetSpec, name: str) -> PipelineSpec:
     return spec.pipelines[name]
 
 
-def open_index(spec: FleetSpec, spec_dir: Path, name: str, *, environment: str) -> VectorIndex:
-    """The index ``name`` of ``environment``, created empty if it does not exist."""
+def open_index(
+    spec: FleetSpec,
+    spec_dir: Path,
+    name: str,
+    *,
+    environment: str,
+    environ: Mapping[str, str] | None = None,
+) -> Index:
+    """The index ``name`` of ``environment``, created empty if it does not exist; a
+    pgvector index's URL is read from ``environ`` (default: this process's environment)."""
     index = spec.indexes[name]
     uri = index_uri(spec_dir, name, index, environment=environment)
-    return VectorIndex.open(uri, dimension=index.dimension)
+    return open_location(
+        uri, dimension=index.dimension, environ=os.environ if environ is None else environ
+    )
 
 
 def recorded_identity(
-    spec: FleetSpec, spec_dir: Path, name: str, *, environment: str
+    spec: FleetSpec,
+    spec_dir: Path,
+    name: str,
+    *,
+    environment: str,
+    environ: Mapping[str, str] | None = None,
 ) -> str | None:
     """The model the index holds; None for one never filled. Creates nothing."""
     uri = index_uri(spec_dir, name, spec.indexes[name], environment=environment)
-    if not uri.startswith(S3_SCHEME) and not Path(uri).exists():
+    if not uri.startswith((S3_SCHEME, PGVECTOR_SCHEME)) and not Path(uri).exists():
         return None  # LanceDB's connect would make the folder
-    return VectorIndex.recorded_identity(uri)
+    return read_identity(uri, environ=os.environ if environ is None else environ)
 
 
 def embedder_for(
@@ -68,9 +89,13 @@ def plan_indexes(spec: FleetSpec, env: ResolvedEnvironment, spec_dir: Path) -> l
     """What each index of ``env`` needs for the spec's embedding models (reads the indexes)."""
     changes = []
     for name, index in sorted(spec.indexes.items()):
-        recorded = recorded_identity(spec, spec_dir, name, environment=env.name)
         desired = model_identity(env.services[index.embedding], index)
         fillers = tuple(sorted(p for p, body in spec.pipelines.items() if body.index == name))
+        try:
+            recorded = recorded_identity(spec, spec_dir, name, environment=env.name)
+        except IngestError as exc:  # e.g. a pgvector URL not set here: plan the rest
+            changes.append(IndexChange(name, "?", f"cannot read it: {exc}", fillers))
+            continue
         change = plan_index(name, desired=desired, recorded=recorded, pipelines=fillers)
         if change is not None:
             changes.append(change)

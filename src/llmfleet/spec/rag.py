@@ -4,6 +4,9 @@ An index holds the vectors of exactly one embedding model: it names the fleet
 service that embeds (``embedding:``) and the vectors' dimension, and the model
 identity of that service is recorded with the index when it is first filled,
 so a changed model is a planned rebuild, never a mix of two models' vectors.
+An index is LanceDB (embedded: a folder or ``s3://`` URI) or, for a team,
+PostgreSQL with pgvector: its URL (with its password) is read from the
+environment variable ``url_env`` names, never written in the spec.
 
 A pipeline reads documents from a directory or ``s3://BUCKET/PREFIX`` and
 writes their chunks into one index. Object storage credentials and endpoint are
@@ -21,8 +24,21 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 S3_SCHEME = "s3://"
+PGVECTOR_SCHEME = "pgvector://"
 DEFAULT_INDEX_URI = ".llmfleet/indexes/{environment}/{name}"
-DEFAULT_INCLUDE = ("**/*.md", "**/*.markdown", "**/*.txt", "**/*.html", "**/*.htm")
+DEFAULT_TABLE = "llmfleet_{name}_{environment}"
+MAX_TABLE_CHARS = 50
+"""PostgreSQL names are at most 63 bytes; the ledger's table adds ``_documents``."""
+DEFAULT_INCLUDE = (
+    "**/*.md",
+    "**/*.markdown",
+    "**/*.txt",
+    "**/*.html",
+    "**/*.htm",
+    "**/*.pdf",
+)
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+TABLE_PATTERN = r"^[a-z_][a-z0-9_]*$"
 MAX_CHUNK_CHARS = 100_000
 
 
@@ -41,8 +57,8 @@ class IndexSpec(_Frozen):
 
     kind: IndexKind = Field(
         default=IndexKind.LANCEDB,
-        description="lancedb (embedded, a folder or s3:// URI, no server); pgvector is "
-        "not implemented yet",
+        description="lancedb (embedded, a folder or s3:// URI, no server) or pgvector "
+        "(a PostgreSQL database with the vector extension, for a team)",
     )
     uri: str = Field(
         default=DEFAULT_INDEX_URI,
@@ -50,32 +66,88 @@ class IndexSpec(_Frozen):
         description="lancedb: a folder (relative to the spec file) or s3://BUCKET/PREFIX; "
         "{environment} and {name} are filled in, so each environment has its own index",
     )
+    url_env: str | None = Field(
+        default=None,
+        pattern=ENV_NAME_PATTERN,
+        description="pgvector: the environment variable that holds the database's URL "
+        "(postgresql://USER:PASSWORD@HOST/DB); the URL itself never goes in the spec",
+    )
+    table: str = Field(
+        default=DEFAULT_TABLE,
+        min_length=1,
+        description="pgvector: the chunks' table ({environment} and {name} filled in, '-' "
+        "as '_'); the ledger and model identity are TABLE_documents and TABLE_identity",
+    )
     embedding: str = Field(
         min_length=1, description="the service that serves /v1/embeddings for this index"
     )
     dimension: int = Field(ge=1, le=65536, description="length of the embedding vectors")
 
-    @field_validator("kind")
+    @field_validator("url_env", mode="before")
     @classmethod
-    def _kind_is_done(cls, value: IndexKind) -> IndexKind:
-        if value is IndexKind.PGVECTOR:
-            raise ValueError("pgvector indexes are not implemented yet; use kind: lancedb")
+    def _url_env_names_a_variable(cls, value: object) -> object:
+        if isinstance(value, str) and "://" in value:
+            raise ValueError(
+                "name the environment variable that holds the URL (url_env: DOCS_DB_URL), "
+                "never the URL itself: it carries a password"
+            )
         return value
 
     @field_validator("uri")
     @classmethod
     def _uri_fills(cls, value: str) -> str:
-        try:
-            value.format(environment="e", name="n")
-        except (KeyError, IndexError, ValueError):
-            raise ValueError(
-                "only {environment} and {name} may appear in braces, got " + repr(value)
-            ) from None
+        _fill(value, environment="e", name="n")
         return value
 
+    @field_validator("table")
+    @classmethod
+    def _table_fills(cls, value: str) -> str:
+        import re
+
+        filled = _fill(value, environment="e", name="n")
+        if not re.fullmatch(TABLE_PATTERN, filled):
+            raise ValueError(f"a table name is lower-case letters, digits and '_', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _fields_of_the_kind(self) -> IndexSpec:
+        # A saved revision holds the defaults as dumped: only a value a user chose counts.
+        if self.kind is IndexKind.PGVECTOR:
+            if self.url_env is None:
+                raise ValueError(
+                    "a pgvector index needs url_env: the environment variable holding "
+                    "its PostgreSQL URL"
+                )
+            if self.uri != DEFAULT_INDEX_URI:
+                raise ValueError(
+                    "uri is for lancedb indexes; a pgvector index has url_env and table"
+                )
+        elif self.url_env is not None or self.table != DEFAULT_TABLE:
+            raise ValueError("url_env and table are for kind: pgvector; a lancedb index has uri")
+        return self
+
     def location(self, *, name: str, environment: str) -> str:
-        """The URI of this index in ``environment``, still relative to the spec's folder."""
-        return self.uri.format(environment=environment, name=name)
+        """Where this index is in ``environment``: a folder still relative to the spec's
+        folder, an ``s3://`` URI, or ``pgvector://TABLE?url_env=VARIABLE`` (no secret)."""
+        if self.kind is IndexKind.PGVECTOR:
+            table = self.table_name(name=name, environment=environment)
+            return f"{PGVECTOR_SCHEME}{table}?url_env={self.url_env}"
+        return _fill(self.uri, environment=environment, name=name)
+
+    def table_name(self, *, name: str, environment: str) -> str:
+        """The pgvector chunks' table in ``environment``."""
+        return _fill(
+            self.table, environment=environment.replace("-", "_"), name=name.replace("-", "_")
+        )
+
+
+def _fill(template: str, *, environment: str, name: str) -> str:
+    try:
+        return template.format(environment=environment, name=name)
+    except (KeyError, IndexError, ValueError):
+        raise ValueError(
+            "only {environment} and {name} may appear in braces, got " + repr(template)
+        ) from None
 
 
 class ChunkSpec(_Frozen):
