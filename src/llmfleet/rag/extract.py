@@ -1,16 +1,21 @@
-"""Plain text out of a document's bytes, by its name: text, Markdown, HTML; pure.
+"""Plain text out of a document's bytes, by its name: text, Markdown, HTML, PDF; pure.
 
 Markdown is kept as written (its headings and lists read well to an embedding
 model and to a person shown the chunk). HTML goes through BeautifulSoup with
-Python's own parser; scripts, styles and templates are dropped.
+Python's own parser; scripts, styles and templates are dropped. PDF goes
+through pypdf page by page (pages joined by a blank line); a PDF that is
+corrupt, locked by a password, or holds no text (scanned images) is unreadable,
+with the reason.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import PurePosixPath
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst", ""})
 HTML_SUFFIXES = frozenset({".html", ".htm"})
+PDF_SUFFIX = ".pdf"
 _INVISIBLE = ("script", "style", "template", "noscript")
 
 
@@ -25,8 +30,12 @@ class UnreadableError(Exception):
 def extract_text(key: str, data: bytes) -> str:
     """The document's text; ``Unreadable`` says why there is none."""
     suffix = PurePosixPath(key).suffix.lower()
+    if suffix == PDF_SUFFIX:
+        return pdf_text(data)
     if suffix not in TEXT_SUFFIXES | HTML_SUFFIXES:
-        raise UnreadableError(f"no reader for '{suffix}' files (text, Markdown and HTML are read)")
+        raise UnreadableError(
+            f"no reader for '{suffix}' files (text, Markdown, HTML and PDF are read)"
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -43,3 +52,27 @@ def _html_text(markup: str) -> str:
     for tag in soup(_INVISIBLE):
         tag.decompose()
     return soup.get_text("\n")
+
+
+def pdf_text(data: bytes) -> str:
+    """The text of each page, in order, pages joined by a blank line."""
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UnreadableError("encrypted PDF: it needs a password to be read")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except UnreadableError:
+        raise
+    except (FileNotDecryptedError, DependencyError) as exc:
+        raise UnreadableError(f"encrypted PDF that cannot be opened: {exc}") from None
+    except Exception as exc:
+        # pypdf's own errors, and whatever a malformed object tree makes a parser raise
+        # (IndexError, zlib.error, RecursionError...): one bad document never ends the run
+        raise UnreadableError(f"not a readable PDF: {type(exc).__name__}: {exc}") from None
+    text = "\n\n".join(page.strip() for page in pages if page.strip())
+    if not text:
+        raise UnreadableError(f"no text in its {len(pages)} pages (scanned images need OCR)")
+    return text
