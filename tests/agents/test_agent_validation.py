@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from llmfleet.models.store import ModelStore
+from llmfleet.validate.similarity import Embedder, ServedSimilarity
 from tests.fixtures.engines import REAL_TIMEOUT_S
 from tests.fixtures.fleet import Fleet
 from tests.rag.conftest import MINILM
@@ -47,6 +48,7 @@ agents:
     validation:
       quality: agent-suite.yaml
       speed: null
+      similarity: embed
 environments:
   production: {{gateway: {{port: GATEWAY_PORT}}}}
   staging: {{gateway: {{port: STAGING_PORT}}}}
@@ -71,12 +73,20 @@ cases:
         top_k: 1
       - called: search_docs
         arguments: {index: docs}
+      - similar_to: Run llmfleet rollback to restore the previous revision.
+        min_similarity: -1
   - name: key-scope
     prompt: Which services can an API key call?
     checks:
       - retrieved: keys.md
         top_k: 2
 """
+
+
+PAIRS = [
+    ("How do I roll back?", "Run llmfleet rollback to restore the previous revision."),
+    ("The cat sleeps on the mat.", "Quarterly revenue rose by four percent."),
+]
 
 
 @pytest.fixture
@@ -90,10 +100,11 @@ def minilm(shared_cache_dir: Path) -> None:
 def test_an_agent_that_retrieves_worse_fails_the_gate(
     fleet: Fleet, llama_server_bin: Path, minilm: None
 ) -> None:
-    """A candidate agent whose retrieval ranks the wrong documents first answers, calls
-    its tool, and still fails: its expected sources are missing from its top k where
+    """A candidate agent that retrieves as well as production's passes; one whose
+    retrieval ranks the wrong documents first answers, calls its tool, and still fails: its expected sources are missing from its top k where
     production's are found; staging got its own index from the pipeline; promote is
-    refused and production keeps its agent."""
+    refused and production keeps its agent. Its similar_to checks were judged by the
+    fleet's embedding service, which agrees with the reference model."""
     fleet.write(SPEC)
     (fleet.root / "agent-suite.yaml").write_text(SUITE)
     (fleet.root / "handbook").mkdir()
@@ -103,13 +114,18 @@ def test_an_agent_that_retrieves_worse_fails_the_gate(
     fleet.run("ingest", "docs")
     before = {r.replica_id for r in fleet.ready() if r.service == "docs-assistant"}
 
-    fleet.write(SPEC.replace("RETRIEVAL: best", "RETRIEVAL: reversed"))
+    fleet.write(SPEC.replace("RETRIEVAL: best", 'RETRIEVAL: best, EDITION: "2"'))
+    good = fleet.run("validate", "docs-assistant").stdout
+    assert "validation passed" in good and "retrieval hit rate vs production" in good
+    assert "to staging, with what it needs: chat, embed\n" in good
+
+    fleet.write(SPEC.replace("RETRIEVAL: best", 'RETRIEVAL: reversed, EDITION: "2"'))
     failed = fleet.run("validate", "docs-assistant", check=False)
     out = failed.stdout + failed.stderr
     assert failed.returncode == 3, out
     assert "retrieval hit rate vs production" in out and "FAIL" in out
     assert "ingesting docs into staging's index docs" in out
-    (report_path,) = (fleet.home / "reports").glob("*/report.json")
+    report_path = sorted((fleet.home / "reports").glob("*/report.json"))[-1]
     (agent,) = json.loads(report_path.read_text())["services"]
     assert agent["retrieval"] == {"candidate": 0.0, "production": 1.0}
     production_cases = {c["name"]: c for c in agent["quality"]["production"]}
@@ -120,6 +136,16 @@ def test_an_agent_that_retrieves_worse_fails_the_gate(
     assert [f.split(":")[0] for f in candidate["roll-back"]["failures"]] == ["retrieved"]
     assert (fleet.root / ".llmfleet/indexes/staging/docs").is_dir()
     assert not fleet.replicas("staging")
+    assert agent["similarity"] == "the fleet's service embed (production's gateway)"
+    served = ServedSimilarity(base_url=f"http://127.0.0.1:{fleet.gateway_port}", model="embed")
+    reference = Embedder.load()
+    try:
+        for first, second in PAIRS:
+            assert served(first, second) == pytest.approx(
+                reference.similarity(first, second), abs=0.02
+            )
+    finally:
+        served.close()
 
     refused = fleet.run("promote", check=False)
     assert refused.returncode != 0 and "docs-assistant" in refused.stderr

@@ -202,14 +202,14 @@ AGENTS = """\
         validation: {quality: suite.yaml, speed: null, gate: {max_retrieval_drop: 0.1}}
       helper:
         command: [serve, "{port}"]
-        models: [chat]
+        models: [chat, embed]
         indexes: [docs]
 """
 
 
 def test_staging_runs_an_agent_with_what_it_calls_and_its_indexes_embedders() -> None:
-    """An agent that calls an agent brings that one's models and embedding service; a
-    model service brings nothing; the agent's suite and gate are on its service."""
+    """An agent that calls an agent brings that one's models and embedding service, each
+    once; a model service brings nothing; the agent's suite and gate are on its service."""
     loaded = load_spec_text(dedent(AGENTS))
     staging = loaded.resolved.environment("staging")
     assert with_dependencies(staging, loaded.spec, ["front"]) == [

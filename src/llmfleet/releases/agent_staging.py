@@ -32,7 +32,7 @@ def with_dependencies(
         if agent is None:
             continue
         embedders = [spec.indexes[i].embedding for i in agent.indexes if i in spec.indexes]
-        needed += [m for m in (*agent.models, *embedders) if m not in needed]
+        needed += [m for m in dict.fromkeys((*agent.models, *embedders)) if m not in needed]
     return needed
 
 

@@ -31,10 +31,10 @@ from llmfleet.releases.context import (
 from llmfleet.spec.model import GatewaySpec, ResolvedEnvironment
 from llmfleet.spec.validation import ValidationSpec
 from llmfleet.validate.assess import (
-    LazySimilarity,
     ServiceReport,
     SideCosts,
     Sides,
+    Similarities,
     assess_service,
 )
 from llmfleet.validate.changes import service_changes
@@ -81,6 +81,7 @@ def run_validation(
     production = _require_production(ctx)
     chosen = pick_services(fleet.environments[PRODUCTION], names)
     deployed = with_dependencies(fleet.environments[STAGING], ctx.loaded.spec, chosen)
+    similar = _similarity_services(ctx, production[0], chosen)
     suites = {n: _suite(ctx, _validation_of(ctx, n)) for n in chosen}
     clean_stale_staging(ctx)
     started = ctx.store.record_event(
@@ -90,7 +91,8 @@ def run_validation(
         payload={"services": chosen},
         user=ctx.user,
     )
-    key = _validation_key(ctx, fleet.environments[STAGING], production[0], deployed)
+    reached = [*deployed, *similar]
+    key = _validation_key(ctx, fleet.environments[STAGING], production[0], reached)
     try:
         staging = only_services(fleet.environments[STAGING], deployed)
         needs = [n for n in deployed if n not in chosen]
@@ -129,6 +131,23 @@ def _validation_key(
         name=VALIDATION_KEY, services=list(chosen), rpm=None, tpm=None
     )
     return secret
+
+
+def _similarity_services(
+    ctx: ReleaseContext, production: ResolvedEnvironment, chosen: Sequence[str]
+) -> list[str]:
+    """The embedding services the chosen services' validations name (``similarity:``),
+    each running in production, where the suites reach them; refused before anything
+    is deployed when one is not."""
+    named = {v.similarity for n in chosen if (v := _validation_of(ctx, n)).similarity}
+    for name in sorted(named):
+        if name not in production.services:
+            raise ReleaseError(
+                f"validation.similarity names '{name}', which production does not run",
+                hint="apply a spec with that embedding service first, or leave similarity "
+                "out to use the reference model",
+            )
+    return sorted(named)
 
 
 def _require_production(ctx: ReleaseContext) -> tuple[ResolvedEnvironment, int]:
@@ -173,7 +192,32 @@ async def _assess_all(
     *,
     api_key: str | None,
 ) -> list[ServiceReport]:
-    similarity = LazySimilarity()
+    production_url = url_of(production[0].gateway)
+    similarities = Similarities(production_url=production_url, api_key=api_key)
+    try:
+        return await _assess_each(
+            ctx,
+            staging,
+            production,
+            chosen,
+            suites,
+            api_key=api_key,
+            similarities=similarities,
+        )
+    finally:
+        similarities.close()
+
+
+async def _assess_each(
+    ctx: ReleaseContext,
+    staging: ResolvedEnvironment,
+    production: tuple[ResolvedEnvironment, int],
+    chosen: Sequence[str],
+    suites: dict[str, QualitySuite | None],
+    *,
+    api_key: str | None,
+    similarities: Similarities,
+) -> list[ServiceReport]:
     prod_env = production[0]
     reports = []
     for name in chosen:
@@ -188,6 +232,7 @@ async def _assess_all(
             costs=_side_costs(ctx, staging, prod_env, name),
         )
         target = ctx.loaded.resolved.environments[PRODUCTION].services[name]
+        similarity, source = similarities.pick(_validation_of(ctx, name))
         reports.append(
             await assess_service(
                 name,
@@ -198,6 +243,7 @@ async def _assess_all(
                 similarity=similarity,
                 changes=service_changes(prod_env.services.get(name), target),
                 progress=ctx.progress,
+                similarity_source=source,
             )
         )
     return reports

@@ -101,6 +101,21 @@ class ValidationSpec(_Frozen):
     )
     speed: SpeedSuiteSpec | None = Field(default_factory=SpeedSuiteSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
+    similarity: str | None = Field(
+        default=None,
+        min_length=1,
+        description="a service of the fleet that serves all-MiniLM-L6-v2 on /v1/embeddings: "
+        "similar_to checks and agreement use it (at production's gateway) instead of loading "
+        "the reference model in the validating process",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_similarity(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Dumps as before the field existed when it is not set (see the gate's)."""
+        body = handler(self)
+        if isinstance(body, dict) and body.get("similarity") is None:
+            body.pop("similarity", None)
+        return body
 
 
 def impossible_thresholds(gate: GateSpec) -> list[str]:

@@ -32,11 +32,12 @@ from llmfleet.validate.quality import (
     retrieval_rate,
 )
 from llmfleet.validate.runner import Progress, Reply, ask_cases, measure_speed
-from llmfleet.validate.similarity import Embedder
+from llmfleet.validate.similarity import Embedder, ServedSimilarity
 from llmfleet.validate.stats import LoadSummary
 from llmfleet.validate.suites import QualitySuite
 
 Similarity = Callable[[str, str], float]
+REFERENCE_SIMILARITY = "all-MiniLM-L6-v2 in numpy (the reference model, in this process)"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class ServiceReport:
     costs: SideCosts | None = None
     changes: tuple[SpecChange, ...] = ()
     """what the candidate changes against production's running spec"""
+    similarity: str = REFERENCE_SIMILARITY
+    """what judged similar_to checks and agreement"""
 
     @property
     def passed(self) -> bool:
@@ -111,6 +114,7 @@ class ServiceReport:
                 "production": {k: v.to_json() for k, v in self.production_speed.items()},
             },
             "warnings": list(self.warnings),
+            "similarity": self.similarity,
             "costs": None
             if self.costs is None
             else {
@@ -137,6 +141,33 @@ class LazySimilarity:
         if self._embedder is None:
             self._embedder = Embedder.load()
         return self._embedder.similarity(first, second)
+
+
+class Similarities:
+    """What each service's ``similar_to`` checks and agreement use, one per validation
+    run: the fleet's embedding service its validation names (``similarity:``), reached
+    at production's gateway, else the reference model, loaded on first use."""
+
+    def __init__(self, *, production_url: str, api_key: str | None) -> None:
+        self._url = production_url
+        self._api_key = api_key
+        self._reference = LazySimilarity()
+        self._served: dict[str, ServedSimilarity] = {}
+
+    def pick(self, validation: ValidationSpec) -> tuple[Similarity, str]:
+        """The similarity for ``validation``, and what it is, as the report says it."""
+        name = validation.similarity
+        if name is None:
+            return self._reference, REFERENCE_SIMILARITY
+        if name not in self._served:
+            self._served[name] = ServedSimilarity(
+                base_url=self._url, model=name, api_key=self._api_key
+            )
+        return self._served[name], f"the fleet's service {name} (production's gateway)"
+
+    def close(self) -> None:
+        for served in self._served.values():
+            served.close()
 
 
 @dataclass(frozen=True)
@@ -184,6 +215,7 @@ async def assess_service(
     similarity: Similarity,
     changes: tuple[SpecChange, ...] = (),
     progress: Progress | None = None,
+    similarity_source: str = REFERENCE_SIMILARITY,
 ) -> ServiceReport:
     """Run the quality then the speed suite on both sides, and judge the gate;
     ``progress`` hears how the suites are getting on."""
@@ -236,6 +268,7 @@ async def assess_service(
         tuple(impossible_thresholds(gate)) + _replica_note(sides, validation),
         sides.costs,
         changes,
+        similarity_source,
     )
 
 

@@ -144,3 +144,53 @@ def _gelu(x: Array) -> Array:
 
 def _f32(value: Any) -> Array:
     return np.asarray(value, dtype=np.float32)
+
+
+class ServedSimilarity:
+    """Cosine similarity with the fleet's own embedding service (``/v1/embeddings``).
+
+    For a spec that serves all-MiniLM-L6-v2 (``validation.similarity: SERVICE``): the
+    same model as ``Embedder``, its vectors agree with it (cosine >= 0.99, tested), so
+    the thresholds keep their meaning, and no process loads the model a second time.
+    Each text is embedded once per run. Side effects: HTTP to ``base_url``."""
+
+    def __init__(
+        self, *, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 60.0
+    ) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
+        self._vectors: dict[str, Array] = {}
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __call__(self, first: str, second: str) -> float:
+        missing = list(dict.fromkeys(t for t in (first, second) if t not in self._vectors))
+        if missing:
+            self._vectors.update(zip(missing, self._embed(missing), strict=True))
+        return float(np.dot(self._vectors[first], self._vectors[second]))
+
+    def _embed(self, texts: list[str]) -> list[Array]:
+        import httpx
+
+        where = f"the embedding service '{self.model}' at {self.base_url}"
+        try:
+            reply = self._client.post("/v1/embeddings", json={"model": self.model, "input": texts})
+        except httpx.HTTPError as exc:
+            raise ValidationError(
+                f"{where} did not answer: {exc}", hint="llmfleet status shows its replicas"
+            ) from exc
+        if reply.status_code != 200:
+            raise ValidationError(f"{where} answered {reply.status_code}: {reply.text[:300]}")
+        try:
+            data = sorted(reply.json()["data"], key=lambda item: int(item["index"]))
+            vectors = [_f32(item["embedding"]) for item in data]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValidationError(f"{where} sent no embeddings: {reply.text[:300]}") from exc
+        if len(vectors) != len(texts):
+            raise ValidationError(f"{where} gave {len(vectors)} vectors for {len(texts)} texts")
+        return [v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors]
