@@ -151,5 +151,10 @@ class Backend(Protocol):
     def gateway_url(self, desired: ResolvedEnvironment) -> str:
         """Where clients reach the environment's gateway (OpenAI base URL without /v1)."""
 
+    def gateway_url_from_here(self, desired: ResolvedEnvironment) -> str:
+        """Where this process reaches the gateway (validate's suites run there): the
+        same as ``gateway_url`` locally; a cluster's may go through its API server.
+        Raises a ``BackendError`` naming the fix when nothing reaches it."""
+
     def close(self) -> None:
         """Release connections; never stops what runs."""

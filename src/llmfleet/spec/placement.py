@@ -40,6 +40,7 @@ _CLUSTER_KEYS = (
     "image",
     "gpu_products",
     "state_secret",
+    "gateway_url",
 )
 
 
@@ -77,6 +78,14 @@ class BackendSpec(_Frozen):
         pattern=NAMESPACE_PATTERN,
         description="Secret whose key `url` holds the state URL the gateway reads API keys "
         "from; never written into a manifest",
+    )
+    gateway_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="where clients outside the cluster reach the gateway (an Ingress or "
+        "LoadBalancer address, without /v1); validate runs its suites there. Left out: the "
+        "Service's cluster address inside a pod, else the API server's service proxy when "
+        "the API is plain http (`kubectl proxy`)",
     )
 
     @model_validator(mode="before")

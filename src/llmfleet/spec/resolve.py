@@ -321,9 +321,13 @@ def _metrics_clash(spec: FleetSpec, port: int, environment: str) -> Finding:
 
 
 def _gateway_port_clashes(spec: FleetSpec, owners: dict[int, str]) -> list[Finding]:
-    """Two environments on one port; ``owners`` is filled with each port's environment."""
+    """Two environments on one port of this machine; ``owners`` is filled with each port's
+    environment. A cluster environment's port is its gateway Service's, in a namespace of
+    its own: it takes no port here."""
     findings = []
     for name, env in spec.environments.items():
+        if env.backend.kind is BackendKind.KUBERNETES:
+            continue
         port = gateway_of(spec, env).port
         if port not in owners:
             owners[port] = name

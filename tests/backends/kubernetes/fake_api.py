@@ -21,6 +21,10 @@ llmfleet renders. What it keeps honest, and where it is simpler:
 - Recorded sequences: ``after_apply(kind, name, statuses)`` plays a Deployment's
   recorded status changes once it is applied; ``put``/``delete`` drive EndpointSlices.
 - ``GET .../pods/NAME/log?tailLines=N`` answers the lines a test put in ``pod_logs``.
+- The service proxy (``.../services/NAME:PORT/proxy/PATH``) forwards any request, its
+  answer streamed back, to the URL a test put in ``upstreams[(namespace, NAME)]``: the
+  local process standing in for the Service's pods. 404 without the Service, 503
+  without an upstream ("no endpoints available"), as a real API server answers.
 - ``controller=True`` plays a cluster's controllers, for end-to-end runs through the
   CLI: an applied Deployment gets its pods (ready, on node ``node-a``) and a rolled-out
   status; a deleted one loses its pods. No recording needed.
@@ -43,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from aiohttp import web
+from aiohttp import ClientSession, ClientTimeout, web
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # kind, namespace, name
@@ -68,6 +72,8 @@ KINDS: dict[str, tuple[str, str]] = {
 BY_PLURAL = {plural: kind for kind, (_, plural) in KINDS.items()}
 IMMUTABLE: dict[str, Path] = {"Deployment": ("spec", "selector")}
 APPLY_TYPE = "application/apply-patch+yaml"
+FORWARDED = frozenset({"content-type", "authorization", "accept"})
+"""Headers the service proxy passes on, each way."""
 
 
 def status_body(code: int, reason: str, message: str, causes: list[Obj] | None = None) -> Obj:
@@ -186,6 +192,9 @@ class FakeApiServer:
         self._recordings: dict[tuple[str, str], list[Obj]] = {}
         self.pod_logs: dict[tuple[str, str], list[str]] = {}
         self.absent: set[str] = set()
+        self.upstreams: dict[tuple[str, str], str] = {}
+        """(namespace, Service) -> the URL its service proxy forwards to"""
+        self._session: ClientSession | None = None
         """kinds this cluster does not serve (a CRD not installed): 404, as a real one"""
         """(namespace, pod) -> its log lines, as ``GET .../pods/NAME/log`` answers"""
         self._loop = asyncio.new_event_loop()
@@ -214,6 +223,9 @@ class FakeApiServer:
             app.router.add_route("*", base, self._collection)
             app.router.add_route("*", base + "/{name}", self._item)
         app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}/log", self._log)
+        proxy = "/api/v1/namespaces/{namespace}/services/{service}/proxy{tail:(/.*)?}"
+        app.router.add_route("*", proxy, self._proxy)
+        self._session = ClientSession(timeout=ClientTimeout(total=None))
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -225,6 +237,8 @@ class FakeApiServer:
         self._drop()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
 
     def _call(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
@@ -500,6 +514,31 @@ class FakeApiServer:
         tail = int(request.query.get("tailLines", len(lines)))
         text = "".join(f"{line}\n" for line in lines[len(lines) - tail :])
         return web.Response(text=text, content_type="text/plain")
+
+    async def _proxy(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.method, request.path_qs))
+        info = request.match_info
+        parts = info["service"].split(":")  # [scheme:]name[:port]
+        namespace, service = info["namespace"], parts[parts[0] in ("http", "https")]
+        if ("Service", namespace, service) not in self.objects:
+            return _json(404, status_body(404, "NotFound", f'services "{service}" not found'))
+        upstream = self.upstreams.get((namespace, service))
+        if upstream is None:
+            message = f'no endpoints available for service "{service}"'
+            return _json(503, status_body(503, "ServiceUnavailable", message))
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED}
+        async with self._session.request(
+            request.method, upstream + (info["tail"] or "/"), params=request.query,
+            data=await request.read(), headers=headers,
+        ) as answer:  # fmt: skip
+            response = web.StreamResponse(status=answer.status, headers={
+                k: v for k, v in answer.headers.items() if k.lower() in FORWARDED})  # fmt: skip
+            await response.prepare(request)
+            async for chunk in answer.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
 
     async def _patch(self, request: web.Request, key: Key) -> web.Response:
         if request.content_type != APPLY_TYPE:

@@ -19,17 +19,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
-from llmfleet.backends.kubernetes import observing
+from llmfleet.backends.kubernetes import observing, reaching
 from llmfleet.backends.kubernetes.applying import apply_objects
 from llmfleet.backends.kubernetes.client import (
     Manifest,
     connect,
     connect_async,
+    kube_config,
     resource_type,
     status_of,
     to_manifest,
@@ -39,7 +41,7 @@ from llmfleet.backends.kubernetes.context import OPTIONAL_APIS, RenderContext
 from llmfleet.backends.kubernetes.diffing import strip_noise
 from llmfleet.backends.kubernetes.keys import make_missing_keys, missing_keys
 from llmfleet.backends.kubernetes.labels import SERVICE, Owner
-from llmfleet.backends.kubernetes.names import GATEWAY, engine_key_secret
+from llmfleet.backends.kubernetes.names import engine_key_secret
 from llmfleet.backends.kubernetes.planning import (
     PRUNABLE,
     Action,
@@ -280,9 +282,23 @@ class KubernetesFleet:
         return max(deadlines, default=0) + WAIT_MARGIN_S
 
     def gateway_url(self, desired: ResolvedEnvironment) -> str:
-        """The gateway Service inside the cluster (reach it from outside with
-        ``kubectl port-forward`` or an Ingress)."""
-        return f"http://{GATEWAY}.{self.namespace}.svc:{desired.gateway.port}"
+        """``backend.gateway_url`` (an Ingress or LoadBalancer), else the gateway Service
+        inside the cluster (reach it from outside with ``kubectl port-forward``)."""
+        if self.spec.gateway_url:
+            return self.spec.gateway_url.rstrip("/")
+        return reaching.cluster_address(self.namespace, desired.gateway.port)
+
+    def gateway_url_from_here(self, desired: ResolvedEnvironment) -> str:
+        """See ``reaching``: the configured address, the Service in a pod, else the API
+        server's service proxy when the API is plain http."""
+        api = self.server
+        if api is None and not self.spec.gateway_url:
+            api = str(kube_config(self.spec).cluster.server)
+        return reaching.gateway_url_from_here(
+            environment=self.environment, namespace=self.namespace, port=desired.gateway.port,
+            configured=self.spec.gateway_url, api_server=api,
+            in_cluster=bool(os.environ.get("KUBERNETES_SERVICE_HOST")),
+        )  # fmt: skip
 
     def close(self) -> None:
         if self._client is not None:

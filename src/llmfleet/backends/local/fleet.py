@@ -116,6 +116,9 @@ class LocalFleet:
     def gateway_url(self, desired: ResolvedEnvironment) -> str:
         return f"http://{desired.gateway.host}:{desired.gateway.port}"
 
+    def gateway_url_from_here(self, desired: ResolvedEnvironment) -> str:
+        return self.gateway_url(desired)
+
     def close(self) -> None:
         """The runtime is the workspace's; it closes it."""
 
