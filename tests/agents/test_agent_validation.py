@@ -134,6 +134,8 @@ def test_an_agent_that_retrieves_worse_fails_the_gate(
     assert production_cases["roll-back"]["tool_calls"] == ["search_docs"]
     candidate = {c["name"]: c for c in agent["quality"]["candidate"]}
     assert [f.split(":")[0] for f in candidate["roll-back"]["failures"]] == ["retrieved"]
+    page = report_path.with_name("report.html").read_text()
+    assert "retrieved: rollback.md" in page and "called: search_docs" in page
     assert (fleet.root / ".llmfleet/indexes/staging/docs").is_dir()
     assert not fleet.replicas("staging")
     assert agent["similarity"] == "the fleet's service embed (production's gateway)"

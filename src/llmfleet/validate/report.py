@@ -18,6 +18,7 @@ from llmfleet.validate.assess import ServiceReport
 from llmfleet.validate.gate import Outcome, outcome_of
 from llmfleet.validate.intervals import Interval, Metric, interval_of
 from llmfleet.validate.plots import latency_svg, throughput_svg
+from llmfleet.validate.quality import CaseResult
 
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}"
@@ -212,12 +213,23 @@ def _quality_table(report: ServiceReport) -> str:
         status = "pass" if result.passed else "fail"
         rows.append(
             f"<tr><td>{html.escape(result.name)}</td><td class={status}>{status.upper()}</td>"
-            f"<td><pre>{html.escape(result.answer)}</pre></td>"
+            f"<td><pre>{html.escape(result.answer)}</pre>{_did(result)}</td>"
             f"<td>{html.escape('; '.join(result.failures))}</td>"
-            f"<td><pre>{html.escape(theirs.answer if theirs else '')}</pre></td></tr>"
+            f"<td><pre>{html.escape(theirs.answer if theirs else '')}</pre>"
+            f"{_did(theirs) if theirs else ''}</td></tr>"
         )
     head = (
         "<tr><th>case</th><th>verdict</th><th>candidate answer</th><th>failures</th>"
         "<th>production answer</th></tr>"
     )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _did(result: CaseResult) -> str:
+    """What an agent reported doing for a case (sources best first, tools in order)."""
+    parts = []
+    if result.sources:
+        parts.append("retrieved: " + ", ".join(result.sources))
+    if result.tool_calls:
+        parts.append("called: " + ", ".join(result.tool_calls))
+    return f"<p>{html.escape('; '.join(parts))}</p>" if parts else ""
