@@ -68,6 +68,25 @@ def url_of(gateway: GatewaySpec) -> str:
     return f"http://{gateway.host}:{gateway.port}"
 
 
+@dataclass(frozen=True)
+class GatewayUrls:
+    """Where the suites reach each side's gateway from this process."""
+
+    staging: str
+    production: str
+
+
+def gateway_urls(
+    ctx: ReleaseContext, staging: ResolvedEnvironment, production: ResolvedEnvironment
+) -> GatewayUrls:
+    """Asked of each side's backend before anything is deployed, so a cluster gateway this
+    machine cannot reach is refused with its fix instead of after a staging rollout."""
+    return GatewayUrls(
+        staging=ctx.backend_for(STAGING).gateway_url_from_here(staging),
+        production=ctx.backend_for(PRODUCTION).gateway_url_from_here(production),
+    )
+
+
 def run_validation(
     ctx: ReleaseContext, names: Sequence[str], *, keep: bool = False
 ) -> ValidationResult:
@@ -83,6 +102,7 @@ def run_validation(
     deployed = with_dependencies(fleet.environments[STAGING], ctx.loaded.spec, chosen)
     similar = _similarity_services(ctx, production[0], chosen)
     suites = {n: _suite(ctx, _validation_of(ctx, n)) for n in chosen}
+    urls = gateway_urls(ctx, fleet.environments[STAGING], production[0])
     clean_stale_staging(ctx)
     started = ctx.store.record_event(
         kind="validation-started",
@@ -100,7 +120,9 @@ def run_validation(
         ctx.progress(f"deploying the candidate ({', '.join(chosen)}) to staging{also}")
         revision = apply_environment(ctx, staging, kind="apply", message="validation candidate")
         fill_staging_indexes(ctx, staging, chosen, api_key=key)
-        reports = asyncio.run(_assess_all(ctx, staging, production, chosen, suites, api_key=key))
+        reports = asyncio.run(
+            _assess_all(ctx, staging, production, chosen, suites, api_key=key, urls=urls)
+        )
         _record_speeds(ctx, reports, staging, production, candidate_serial=revision.serial)
     finally:
         if key is not None:
@@ -191,9 +213,9 @@ async def _assess_all(
     suites: dict[str, QualitySuite | None],
     *,
     api_key: str | None,
+    urls: GatewayUrls,
 ) -> list[ServiceReport]:
-    production_url = url_of(production[0].gateway)
-    similarities = Similarities(production_url=production_url, api_key=api_key)
+    similarities = Similarities(production_url=urls.production, api_key=api_key)
     try:
         return await _assess_each(
             ctx,
@@ -202,6 +224,7 @@ async def _assess_all(
             chosen,
             suites,
             api_key=api_key,
+            urls=urls,
             similarities=similarities,
         )
     finally:
@@ -216,6 +239,7 @@ async def _assess_each(
     suites: dict[str, QualitySuite | None],
     *,
     api_key: str | None,
+    urls: GatewayUrls,
     similarities: Similarities,
 ) -> list[ServiceReport]:
     prod_env = production[0]
@@ -224,8 +248,8 @@ async def _assess_each(
         ctx.progress(f"running the suites of {name} on staging and production")
         in_production = name in prod_env.services
         sides = Sides(
-            url_of(staging.gateway),
-            url_of(prod_env.gateway) if in_production else None,
+            urls.staging,
+            urls.production if in_production else None,
             api_key=api_key,
             candidate_replicas=staging.services[name].replicas,
             production_replicas=prod_env.services[name].replicas if in_production else 1,
