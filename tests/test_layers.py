@@ -76,6 +76,21 @@ FORBIDDEN = {
         "releases",
         "cli",
     },
+    # the shipped example agent reaches the fleet over HTTP, as any agent must
+    "examples": {
+        "state",
+        "plan",
+        "apply",
+        "backends",
+        "engines",
+        "models",
+        "gateway",
+        "observe",
+        "validate",
+        "releases",
+        "cli",
+        "costs",
+    },
     "costs": {
         "apply",
         "backends",

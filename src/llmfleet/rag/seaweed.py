@@ -51,11 +51,12 @@ _PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class S3Server:
-    """A running S3 server and the one identity it accepts."""
+    """A running S3 server, the one identity it accepts, and its process id."""
 
     endpoint: str
     access_key: str
     secret_key: str
+    pid: int = 0
 
     def env(self) -> dict[str, str]:
         """What a process needs to reach it: the environment, never the spec."""
@@ -122,12 +123,12 @@ def running_s3(
         f"-s3.config={config}",
         *(f"-{flag}={port}" for flag, port in zip(_PORT_FLAGS, ports, strict=True)),
     ]
-    server = S3Server(f"http://127.0.0.1:{ports[6]}", access_key, secret)
     log_path = root / "weed.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, cwd=root, preexec_fn=_die_with_parent
         )
+        server = S3Server(f"http://127.0.0.1:{ports[6]}", access_key, secret, proc.pid)
         try:
             _wait_ready(proc, server, log_path, ready_s)
             yield server

@@ -1,0 +1,302 @@
+"""docs-assistant: the agent of ``examples/rag.yaml``, an ASGI app that answers from documents.
+
+For each question it embeds the question with the fleet's embedding service,
+takes the nearest chunks from its LanceDB index, asks the chat service with
+those excerpts, and answers with citations. It reaches the fleet only as an
+agent may: through the gateway at ``OPENAI_BASE_URL`` with the key llmfleet made
+for it (``OPENAI_API_KEY``, scoped to the agent's ``models:``), and the index at
+the location apply gave it (``LLMFLEET_INDEX_<NAME>``), read, never written.
+
+Configured by its spec's ``env:`` (defaults in brackets): ``DOCS_CHAT_MODEL``
+[chat], ``DOCS_EMBEDDING`` [embed], ``DOCS_INDEX`` [docs], ``DOCS_TOP_K`` [4],
+``DOCS_MAX_TOKENS`` [256].
+
+The answer is an OpenAI chat completion (streamed when asked) whose text ends
+with its citations, each source document once with its line nearest to the
+question (``docs_grounding``), so any client sees them::
+
+    Sources:
+    [1] cli/rollback.txt: "Put production back to an earlier revision ..."
+
+The response (with streaming, its last chunk) also carries every retrieved chunk,
+nearest first, for programs and validation, under a field of its own::
+
+    "llmfleet": {"sources": [{"document": "cli/rollback.txt", "distance": 0.61,
+                              "quote": "Put production back to ..."}, ...]}
+
+A client's ``traceparent`` is passed on to both calls, so they join its trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from llmfleet.examples.docs_grounding import (
+    Source,
+    build_messages,
+    candidate_lines,
+    citations,
+    nearest,
+)
+from llmfleet.rag.index import Hit, VectorIndex
+from llmfleet.spec.agents import index_variable
+from llmfleet.spec.rag import S3_SCHEME
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+SOURCES_FIELD = "llmfleet"
+
+
+class NotIngestedError(Exception):
+    """The index has never been filled: nothing to answer from."""
+
+
+class ModelRefusedError(Exception):
+    """The chat service answered with an error before any text."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the agent needs, read once from its environment."""
+
+    base_url: str
+    api_key: str | None
+    chat_model: str
+    embedding_model: str
+    index_name: str
+    index_uri: str
+    top_k: int
+    max_tokens: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        index_name = env.get("DOCS_INDEX", "docs")
+        return cls(
+            base_url=env["OPENAI_BASE_URL"].rstrip("/"),
+            api_key=env.get("OPENAI_API_KEY"),
+            chat_model=env.get("DOCS_CHAT_MODEL", "chat"),
+            embedding_model=env.get("DOCS_EMBEDDING", "embed"),
+            index_name=index_name,
+            index_uri=env[index_variable(index_name)],
+            top_k=int(env.get("DOCS_TOP_K", "4")),
+            max_tokens=int(env.get("DOCS_MAX_TOKENS", "256")),
+        )
+
+
+class DocsAssistant:
+    """The ASGI app; its HTTP client and index are made on first use, closed at shutdown."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = env
+        self._config: Config | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._index: VectorIndex | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = Config.from_env(os.environ if self._env is None else self._env)
+        return self._config
+
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            key = self.config.api_key
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            timeout = httpx.Timeout(300, connect=5)
+            self._http = httpx.AsyncClient(headers=headers, timeout=timeout)
+        return self._http
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] != "http":
+            return
+        elif scope["path"] == "/health":
+            await _reply(send, 200, {"status": "ok"})
+        elif scope["path"] == "/v1/chat/completions" and scope["method"] == "POST":
+            await self._chat(scope, receive, send)
+        else:
+            await _reply(send, 404, _error("not found: POST /v1/chat/completions"))
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._http is not None:
+                    await self._http.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = json.loads(await _body(receive))
+            messages = list(body["messages"])
+            question = str(next(m for m in reversed(messages) if m["role"] == "user")["content"])
+        except (ValueError, KeyError, TypeError, StopIteration):
+            await _reply(send, 400, _error("a chat completion needs messages with a user turn"))
+            return
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        trace = {"traceparent": headers["traceparent"]} if "traceparent" in headers else {}
+        try:
+            sources = await self.retrieve(question, trace)
+        except NotIngestedError:
+            text = (
+                f"The index '{self.config.index_name}' has no documents yet: run "
+                f"`llmfleet ingest` for the pipeline that fills it."
+            )
+            await _answer(send, body, _single(text), [])
+            return
+        except httpx.HTTPError as exc:
+            await _reply(send, 502, _error(f"the embedding service failed: {exc}"))
+            return
+        request = {
+            "model": self.config.chat_model,
+            "messages": build_messages(messages, sources),
+            "max_tokens": min(int(body.get("max_tokens") or 1 << 30), self.config.max_tokens),
+            "temperature": body.get("temperature", 0.0),
+            "stream": True,
+            "frequency_penalty": body.get("frequency_penalty", 0.5),  # small models loop
+        }
+        parts = self._ask_model(request, trace, citation=citations(sources))
+        try:
+            first = await anext(parts)  # the model's refusal, before anything is sent
+        except ModelRefusedError as exc:
+            await _reply(send, 502, _error(f"the chat service '{request['model']}' {exc}"))
+            return
+        await _answer(send, body, _chain(first, parts), sources)
+
+    async def retrieve(self, question: str, trace: Mapping[str, str]) -> list[Source]:
+        """The ``top_k`` chunks nearest to ``question``, nearest first, each with its
+        line nearest to the question as its quote."""
+        (vector,) = await self._embed([question], trace)
+        hits = await asyncio.to_thread(self._search, vector)
+        lines = [candidate_lines(h.text) for h in hits]
+        flat = [line for group in lines for line in group]
+        vectors = iter(await self._embed(flat, trace) if flat else [])
+        sources = []
+        for hit, group in zip(hits, lines, strict=True):
+            mine = [next(vectors) for _ in group]
+            quote = nearest(vector, group, mine)
+            sources.append(Source(hit.key, round(hit.distance, 4), hit.text, quote))
+        return sources
+
+    async def _embed(self, texts: list[str], trace: Mapping[str, str]) -> list[list[float]]:
+        reply = await self.http().post(
+            f"{self.config.base_url}/embeddings",
+            json={"model": self.config.embedding_model, "input": texts},
+            headers=dict(trace),
+        )
+        reply.raise_for_status()
+        data = sorted(reply.json()["data"], key=lambda item: int(item["index"]))
+        return [[float(x) for x in item["embedding"]] for item in data]
+
+    def _search(self, vector: list[float]) -> list[Hit]:
+        if self._index is None:
+            uri = self.config.index_uri
+            if not uri.startswith(S3_SCHEME) and not Path(uri).exists():
+                raise NotIngestedError  # connecting would create the folder
+            if VectorIndex.recorded_identity(uri) is None:
+                raise NotIngestedError
+            self._index = VectorIndex.open(uri, dimension=len(vector))
+        return self._index.search(vector, k=self.config.top_k)
+
+    async def _ask_model(
+        self, request: dict[str, Any], trace: Mapping[str, str], *, citation: str
+    ) -> AsyncIterator[str]:
+        """The model's answer in pieces as they come, then the citation line."""
+        url = f"{self.config.base_url}/chat/completions"
+        async with self.http().stream("POST", url, json=request, headers=dict(trace)) as reply:
+            if reply.status_code != 200:
+                await reply.aread()
+                raise ModelRefusedError(f"answered {reply.status_code}: {reply.text[:300]}")
+            yield ""
+            async for line in reply.aiter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    for choice in json.loads(line[6:]).get("choices", []):
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            yield text
+        yield f"\n\n{citation}"
+
+
+async def _single(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+async def _chain(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    if first:
+        yield first
+    async for part in rest:
+        yield part
+
+
+async def _answer(
+    send: Send, body: dict[str, Any], parts: AsyncIterator[str], sources: list[Source]
+) -> None:
+    """A chat completion, or a stream of chunks when the client asked for one."""
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "created": int(time.time()),
+        "model": os.environ.get("LLMFLEET_AGENT", "docs-assistant"),
+    }
+    extra = {SOURCES_FIELD: {"sources": [s.to_json() for s in sources]}}
+    if not body.get("stream"):
+        text = "".join([part async for part in parts])
+        message = {"role": "assistant", "content": text}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        await _reply(send, 200, {**base, "object": "chat.completion", "choices": [choice], **extra})
+        return
+    head = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+    await send({"type": "http.response.start", "status": 200, "headers": head})
+    async for part in parts:
+        await _event(send, {**base, "choices": [_delta({"content": part}, None)]})
+    await _event(send, {**base, "choices": [_delta({}, "stop")], **extra})
+    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+def _delta(delta: dict[str, str], finish: str | None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "finish_reason": finish}
+
+
+async def _event(send: Send, chunk: dict[str, Any]) -> None:
+    data = json.dumps({**chunk, "object": "chat.completion.chunk"})
+    await send(
+        {"type": "http.response.body", "body": f"data: {data}\n\n".encode(), "more_body": True}
+    )
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error"}}
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _reply(send: Send, status: int, payload: dict[str, Any]) -> None:
+    head = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+
+
+app = DocsAssistant()
+"""The entrypoint: ``llmfleet.examples.docs_assistant:app``."""
