@@ -28,7 +28,7 @@ from llmfleet.releases.context import (
     apply_environment,
     destroy_environment,
 )
-from llmfleet.spec.model import GatewaySpec, ResolvedEnvironment
+from llmfleet.spec.model import ResolvedEnvironment
 from llmfleet.spec.validation import ValidationSpec
 from llmfleet.validate.assess import (
     ServiceReport,
@@ -62,10 +62,6 @@ class ValidationResult:
 
 
 VALIDATION_KEY = "llmfleet-validation"  # the name of the suites' own API key
-
-
-def url_of(gateway: GatewaySpec) -> str:
-    return f"http://{gateway.host}:{gateway.port}"
 
 
 @dataclass(frozen=True)
