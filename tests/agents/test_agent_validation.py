@@ -101,10 +101,11 @@ def test_an_agent_that_retrieves_worse_fails_the_gate(
     fleet: Fleet, llama_server_bin: Path, minilm: None
 ) -> None:
     """A candidate agent that retrieves as well as production's passes; one whose
-    retrieval ranks the wrong documents first answers, calls its tool, and still fails: its expected sources are missing from its top k where
-    production's are found; staging got its own index from the pipeline; promote is
-    refused and production keeps its agent. Its similar_to checks were judged by the
-    fleet's embedding service, which agrees with the reference model."""
+    retrieval ranks the wrong documents first answers, calls its tool, and still fails:
+    its expected sources are missing from its top k where production's are found;
+    staging got its own index from the pipeline; promote is refused and production
+    keeps its agent. Its similar_to checks were judged by the fleet's embedding
+    service, which agrees with the reference model."""
     fleet.write(SPEC)
     (fleet.root / "agent-suite.yaml").write_text(SUITE)
     (fleet.root / "handbook").mkdir()

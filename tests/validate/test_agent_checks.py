@@ -5,14 +5,15 @@ new fields at their line, and what staging must run for a candidate agent."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from textwrap import dedent
 from typing import Any
 
 import pytest
 
-from llmfleet.errors import ValidationError
+from llmfleet.errors import SpecError, ValidationError
 from llmfleet.releases.agent_staging import agent_indexes, with_dependencies
-from llmfleet.spec import load_spec_text
+from llmfleet.spec import load_spec, load_spec_text
 from llmfleet.spec.validation import GateSpec
 from llmfleet.validate.answers import Answer, Source, ToolCall, read_answer
 from llmfleet.validate.gate import Evidence, SideMetrics, judge_gate, outcome_of
@@ -225,3 +226,15 @@ def test_staging_runs_an_agent_with_what_it_calls_and_its_indexes_embedders() ->
     assert validation.speed is None and validation.gate.max_retrieval_drop == 0.1
     front = staging.services["front"].agent
     assert front is not None and front.validation is None  # a new suite replaces nothing
+
+
+def test_an_agents_missing_suite_is_reported_where_the_agent_names_it(tmp_path: Path) -> None:
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text(dedent(AGENTS).replace("suite.yaml", "golden.yaml"))
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec)
+    (problem,) = caught.value.problems
+    assert problem.render().startswith(f"{spec}:11:")
+    assert "agents.front.validation.quality: quality suite golden.yaml does not exist" in (
+        problem.render()
+    )
