@@ -260,49 +260,12 @@ def status(
     env: Annotated[str | None, typer.Option("--env", "-e", help="only this environment")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Services and replicas: pid, port, state, uptime, restarts."""
-    from llmfleet.cli.json_views import dumps, status_document
+    """Services and replicas: pid, port, state, uptime, restarts; a cluster's pods with
+    their node and why one is not ready. Every environment of the spec unless -e."""
+    from llmfleet.cli.status import show_status
 
     with workspace(spec_file, env or "production") as ws:
-        if env is not None and ws.fleet.kind == "kubernetes":
-            from llmfleet.backends.kubernetes.fleet import KubernetesFleet
-            from llmfleet.cli.cluster import show_cluster_status
-
-            assert isinstance(ws.fleet, KubernetesFleet)
-            show_cluster_status(console, ws.fleet, as_json=as_json)
-            return
-        backend = ws.backend
-        if not backend.running():
-            if as_json:
-                sys.stdout.write(dumps(status_document(running=False, replicas=[], gateways=[])))
-                return
-            console.print("The local runtime is not running. `llmfleet apply` starts it.")
-            return
-        replicas = backend.list_replicas(env, log_lines=5)
-        gateways = [g for g in backend.gateways() if env is None or g.environment == env]
-        failed = backend.failed_replicas(env)
-        warnings = [str(p) for p in backend.agent_info().get("problems", [])]  # e.g. unsaved
-        if as_json:
-            document = status_document(
-                running=True, replicas=replicas, gateways=gateways, failed=failed,
-                warnings=warnings,
-            )
-            sys.stdout.write(dumps(document))
-            return
-        from llmfleet.cli.failures import render_failed, unready_services
-
-        unready = {
-            g.environment: unready_services(
-                backend.environment_config(g.environment).get("services", {}),
-                replicas,
-                g.environment,
-            )
-            for g in gateways
-        }
-        render.render_status(console, replicas, gateways, unready=unready)
-        render_failed(console, ws, failed)
-        for problem in warnings:
-            console.print(f"[bold yellow]warning:[/] {problem}", highlight=False)
+        show_status(console, ws, env=env, as_json=as_json)
 
 
 @app.command()
@@ -429,12 +392,18 @@ def destroy(spec_file: SpecFile = DEFAULT_SPEC, env: Env = "production", yes: Ye
 
 @app.command()
 def down(spec_file: SpecFile = DEFAULT_SPEC) -> None:
-    """Stop the local runtime: every replica and gateway, and the agent. State is kept."""
+    """Stop the local runtime: every replica and gateway, and the agent. State is kept.
+    Environments on a cluster are not touched (`destroy -e ENV` removes one)."""
     with workspace(spec_file, "production") as ws:
         if ws.backend.shutdown():
             console.print("stopped the local runtime; `llmfleet apply` starts it again")
         else:
             console.print("the local runtime was not running")
+        envs = ws.loaded.resolved.environments.values()
+        if any(e.backend.kind == "kubernetes" for e in envs):
+            from llmfleet.cli.cluster import untouched_clusters
+
+            console.print(Text(untouched_clusters(ws)))
 
 
 @app.command()

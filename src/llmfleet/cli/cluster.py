@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.table import Table
@@ -14,7 +15,9 @@ from llmfleet.backends.base import Backend, ReplicaState, ReplicaStatus
 from llmfleet.backends.kubernetes.fleet import KubernetesFleet
 from llmfleet.backends.kubernetes.rollout import failure_hint
 from llmfleet.cli.render import STATE_STYLE
+from llmfleet.cli.workspace import Workspace
 from llmfleet.errors import FleetError
+from llmfleet.spec.placement import BackendKind
 
 
 def show_cluster_status(console: Console, fleet: KubernetesFleet, *, as_json: bool) -> None:
@@ -32,6 +35,72 @@ def show_cluster_status(console: Console, fleet: KubernetesFleet, *, as_json: bo
         console.print(Text(f"No pods of {where}. `llmfleet apply` creates them."))
         return
     render_pods(console, pods, namespace=fleet.namespace)
+
+
+@dataclass
+class ClusterView:
+    """What plain ``status`` shows of the spec's cluster environments: each one's pods,
+    and, for one that could not be read, why (the others are still shown)."""
+
+    namespaces: dict[str, str] = field(default_factory=dict)
+    pods: dict[str, list[ReplicaStatus]] = field(default_factory=dict)
+    problems: dict[str, FleetError] = field(default_factory=dict)
+
+    @property
+    def all_pods(self) -> list[ReplicaStatus]:
+        return [pod for pods in self.pods.values() for pod in pods]
+
+
+def cluster_environments(ws: Workspace) -> list[str]:
+    """The spec's environments that run on a cluster, in the spec's order."""
+    envs = ws.loaded.resolved.environments
+    return [name for name, env in envs.items() if env.backend.kind is BackendKind.KUBERNETES]
+
+
+def untouched_clusters(ws: Workspace) -> str:
+    """What ``down`` says of the cluster environments it leaves running."""
+    from llmfleet.backends.kubernetes.names import namespace_of
+
+    envs = ws.loaded.resolved.environments
+    fleet = ws.loaded.resolved.name
+    where = ", ".join(
+        f"{name} (namespace {namespace_of(fleet, name, envs[name].backend)})"
+        for name in cluster_environments(ws)
+    )
+    return (
+        f"down stops only this machine's runtime; it leaves the environments on a cluster "
+        f"as they are: {where}. `llmfleet destroy -e ENV` removes one"
+    )
+
+
+def gather_clusters(ws: Workspace) -> ClusterView:
+    """Each cluster environment's pods (with the last log lines of one that restarted
+    and is not ready); a cluster that cannot be read is a problem of its own."""
+    view = ClusterView()
+    for name in cluster_environments(ws):
+        fleet = ws.fleet_for(name)
+        assert isinstance(fleet, KubernetesFleet)
+        view.namespaces[name] = fleet.namespace
+        try:
+            view.pods[name] = fleet.pods(log_lines=5)
+        except FleetError as exc:
+            view.problems[name] = exc
+    return view
+
+
+def render_clusters(console: Console, view: ClusterView) -> None:
+    for name, namespace in view.namespaces.items():
+        if name in view.problems:
+            problem = view.problems[name]
+            console.print(Text(f"{name} (namespace {namespace}): ", style="bold red")
+                          + Text(problem.message))  # fmt: skip
+            if problem.hint:
+                console.print(Text(f"    fix: {problem.hint}"))
+        elif not view.pods[name]:
+            console.print(Text(f"No pods of {name} in namespace {namespace}. "
+                               f"`llmfleet apply -e {name}` creates them."))  # fmt: skip
+        else:
+            render_pods(console, view.pods[name], namespace=namespace)
 
 
 def render_pods(console: Console, pods: Sequence[ReplicaStatus], *, namespace: str) -> None:
