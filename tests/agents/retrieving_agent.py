@@ -66,19 +66,44 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             }
         ],
     }
+    base = {
+        "id": "chatcmpl-agent",
+        "created": int(time.time()),
+        "model": os.environ["LLMFLEET_AGENT"],
+    }
+    if body.get("stream"):
+        await _stream(send, base, text, report)
+        return
     message = {"role": "assistant", "content": text}
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
     await _reply(
         send,
         200,
-        {
-            "id": "chatcmpl-agent",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": os.environ["LLMFLEET_AGENT"],
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "llmfleet": report,
-        },
+        {**base, "object": "chat.completion", "choices": [choice], "llmfleet": report},
     )
+
+
+async def _stream(send: Send, base: dict[str, Any], text: str, report: dict[str, Any]) -> None:
+    """The text in two chunks, then the last chunk (finish_reason) with the report."""
+    head = [(b"content-type", b"text/event-stream")]
+    await send({"type": "http.response.start", "status": 200, "headers": head})
+    middle = len(text) // 2
+    deltas: list[tuple[dict[str, Any], str | None]] = [
+        ({"role": "assistant", "content": text[:middle]}, None),
+        ({"content": text[middle:]}, None),
+        ({}, "stop"),
+    ]
+    for delta, finish in deltas:
+        chunk: dict[str, Any] = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        if finish:
+            chunk["llmfleet"] = report
+        data = f"data: {json.dumps(chunk)}\n\n".encode()
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
 
 async def _search(question: str) -> list[Hit]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import openai
 import pytest
 
 from llmfleet.models.store import ModelStore
@@ -150,7 +152,27 @@ def test_an_agent_that_retrieves_worse_fails_the_gate(
     finally:
         served.close()
 
+    streamed = _stream(fleet, "How do I roll back a bad release?")
+    assert streamed["sources"][0]["filename"] == "rollback.md"
+    assert streamed["tool_calls"][0]["function"]["name"] == "search_docs"
+
     refused = fleet.run("promote", check=False)
     assert refused.returncode != 0 and "docs-assistant" in refused.stderr
     after = {r.replica_id for r in fleet.ready() if r.service == "docs-assistant"}
     assert after == before
+
+
+def _stream(fleet: Fleet, question: str) -> dict[str, Any]:
+    """The ``llmfleet`` report of a streamed answer through the gateway, read by the
+    ``openai`` client from the last chunk (the one with finish_reason), as documented."""
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{fleet.gateway_port}/v1", api_key="none")
+    chunks = list(
+        client.chat.completions.create(
+            model="docs-assistant", messages=[{"role": "user", "content": question}], stream=True
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks).endswith("rollback.md")
+    last = chunks[-1]
+    assert last.choices[0].finish_reason == "stop" and last.model_extra is not None
+    report: dict[str, Any] = last.model_extra["llmfleet"]
+    return report
