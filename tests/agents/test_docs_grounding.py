@@ -9,6 +9,8 @@ from llmfleet.examples.docs_grounding import (
     citations,
     nearest,
 )
+from llmfleet.validate.answers import Source as Answered
+from llmfleet.validate.answers import read_answer
 
 
 def test_candidate_lines_drop_decoration_synopses_and_scraps() -> None:
@@ -42,6 +44,21 @@ def test_citations_name_each_document_once_nearest_first_with_its_quote() -> Non
         "[3] notes.md"
     )
     assert citations([]) == "Sources: none found in the index"
+
+
+def test_a_source_is_reported_as_the_agent_contract_reads_it() -> None:
+    source = Source("cli/rollback.txt", 0.25, "the chunk", "its line")
+    assert read_answer(
+        {
+            "choices": [{"message": {"content": "x"}}],
+            "llmfleet": {"sources": [source.to_json(index="docs")]},
+        }
+    ).sources == (Answered("cli/rollback.txt", 0.75),)
+    assert source.to_json(index="docs")["attributes"] == {
+        "index": "docs",
+        "distance": 0.25,
+        "quote": "its line",
+    }
 
 
 def test_the_model_gets_numbered_excerpts_and_the_conversation_without_its_system() -> None:

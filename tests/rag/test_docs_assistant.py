@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from llmfleet.rag.seaweed import S3Server
+from llmfleet.validate.answers import Source, read_answer
 from tests.fixtures.engines import REAL_TIMEOUT_S
 from tests.fixtures.fleet import Fleet
 
@@ -24,8 +25,9 @@ DOCUMENTS = {
 }
 
 
-def _ask(client: openai.OpenAI, question: str, *, stream: bool) -> tuple[str, list[dict]]:
-    """The answer's text and the structured sources (the last chunk's when streamed)."""
+def _ask(client: openai.OpenAI, question: str, *, stream: bool) -> tuple[str, list[dict], dict]:
+    """The answer's text, its reported sources (the last chunk's when streamed) and the
+    answer as one chat.completion body."""
     messages = [{"role": "user", "content": question}]
     if not stream:
         answer = client.chat.completions.create(
@@ -34,7 +36,8 @@ def _ask(client: openai.OpenAI, question: str, *, stream: bool) -> tuple[str, li
             max_tokens=12,
         )
         extra = answer.model_extra or {}
-        return answer.choices[0].message.content or "", extra["llmfleet"]["sources"]
+        body = answer.model_dump()
+        return answer.choices[0].message.content or "", extra["llmfleet"]["sources"], body
     chunks = list(
         client.chat.completions.create(
             model="docs-assistant",
@@ -44,7 +47,10 @@ def _ask(client: openai.OpenAI, question: str, *, stream: bool) -> tuple[str, li
         )
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    return text, (chunks[-1].model_extra or {})["llmfleet"]["sources"]
+    report = (chunks[-1].model_extra or {})["llmfleet"]
+    assert report["tool_calls"] == []
+    body = {"choices": [{"message": {"content": text}}], "llmfleet": report}
+    return text, report["sources"], body
 
 
 @pytest.mark.real
@@ -68,18 +74,20 @@ def test_the_rag_example_answers_from_its_index_with_citations(
     fleet.run("apply", "-e", "docs", "--yes")
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{fleet.gateway_port}/v1", api_key="x")
 
-    text, sources = _ask(client, "How do I roll back?", stream=False)
+    text, sources, _ = _ask(client, "How do I roll back?", stream=False)
     assert "has no documents yet" in text and "llmfleet ingest" in text and sources == []
 
     fleet.run("ingest", "-e", "docs", "docs", env=s3_server.env())
-    text, sources = _ask(client, "How do I roll back?", stream=True)
+    text, sources, last = _ask(client, "How do I roll back?", stream=True)
     assert text.split("Sources:\n")[1].startswith('[1] ops/rollback.md: "llmfleet rollback puts')
-    assert [s["document"] for s in sources][:1] == ["ops/rollback.md"]
-    assert len(sources) == 3 and sorted(s["distance"] for s in sources) == [
-        s["distance"] for s in sources
-    ]
-    text, sources = _ask(client, "Where are API keys kept?", stream=False)
-    assert "[1] ops/keys.md" in text and sources[0]["document"] == "ops/keys.md"
+    assert [s["filename"] for s in sources][:1] == ["ops/rollback.md"]
+    scores = [s["score"] for s in sources]
+    assert len(sources) == 3 and scores == sorted(scores, reverse=True)
+    assert read_answer(last).sources == tuple(  # as llmfleet validate reads an agent
+        Source(s["filename"], s["score"]) for s in sources
+    )
+    text, sources, _ = _ask(client, "Where are API keys kept?", stream=False)
+    assert "[1] ops/keys.md" in text and sources[0]["filename"] == "ops/keys.md"
 
     asked = fleet.run("ask", "-e", "docs", "docs-assistant", "What does it cost per month?")
     assert '[1] costs.txt: "Costs: llmfleet costs shows dollars' in asked.stdout

@@ -18,11 +18,14 @@ question (``docs_grounding``), so any client sees them::
     Sources:
     [1] cli/rollback.txt: "Put production back to an earlier revision ..."
 
-The response (with streaming, its last chunk) also carries every retrieved chunk,
-nearest first, for programs and validation, under a field of its own::
+The response (with streaming, its last chunk) also reports what it did as the agent
+contract of ``llmfleet validate`` has it (``validate.answers``): every retrieved
+chunk, nearest first, and the tools it called (none: retrieval is its own code)::
 
-    "llmfleet": {"sources": [{"document": "cli/rollback.txt", "distance": 0.61,
-                              "quote": "Put production back to ..."}, ...]}
+    "llmfleet": {"sources": [{"filename": "cli/rollback.txt", "score": 0.39,
+                              "text": "the chunk", "attributes": {"index": "docs",
+                              "distance": 0.61, "quote": "Put production back ..."}}],
+                 "tool_calls": []}
 
 A client's ``traceparent`` is passed on to both calls, so they join its trace.
 """
@@ -56,7 +59,8 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-SOURCES_FIELD = "llmfleet"
+REPORT_FIELD = "llmfleet"
+"""The extension object of the agent contract (``validate.answers.EXTENSION``)."""
 
 
 class NotIngestedError(Exception):
@@ -158,7 +162,7 @@ class DocsAssistant:
                 f"The index '{self.config.index_name}' has no documents yet: run "
                 f"`llmfleet ingest` for the pipeline that fills it."
             )
-            await _answer(send, body, _single(text), [])
+            await _answer(send, body, _single(text), [], index=self.config.index_name)
             return
         except httpx.HTTPError as exc:
             await _reply(send, 502, _error(f"the embedding service failed: {exc}"))
@@ -177,7 +181,7 @@ class DocsAssistant:
         except ModelRefusedError as exc:
             await _reply(send, 502, _error(f"the chat service '{request['model']}' {exc}"))
             return
-        await _answer(send, body, _chain(first, parts), sources)
+        await _answer(send, body, _chain(first, parts), sources, index=self.config.index_name)
 
     async def retrieve(self, question: str, trace: Mapping[str, str]) -> list[Source]:
         """The ``top_k`` chunks nearest to ``question``, nearest first, each with its
@@ -245,7 +249,12 @@ async def _chain(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
 
 
 async def _answer(
-    send: Send, body: dict[str, Any], parts: AsyncIterator[str], sources: list[Source]
+    send: Send,
+    body: dict[str, Any],
+    parts: AsyncIterator[str],
+    sources: list[Source],
+    *,
+    index: str,
 ) -> None:
     """A chat completion, or a stream of chunks when the client asked for one."""
     base = {
@@ -253,7 +262,8 @@ async def _answer(
         "created": int(time.time()),
         "model": os.environ.get("LLMFLEET_AGENT", "docs-assistant"),
     }
-    extra = {SOURCES_FIELD: {"sources": [s.to_json() for s in sources]}}
+    report = [s.to_json(index=index) for s in sources]
+    extra = {REPORT_FIELD: {"sources": report, "tool_calls": []}}
     if not body.get("stream"):
         text = "".join([part async for part in parts])
         message = {"role": "assistant", "content": text}

@@ -31,8 +31,17 @@ class Source:
     text: str
     quote: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"document": self.document, "distance": self.distance, "quote": self.quote}
+    def to_json(self, *, index: str) -> dict[str, Any]:
+        """As the agent contract has it (``validate.answers``): a ``file_search`` result,
+        ``score`` the cosine similarity."""
+        attributes = {"index": index, "distance": self.distance, "quote": self.quote}
+        score = round(1.0 - self.distance, 4)
+        return {
+            "filename": self.document,
+            "score": score,
+            "text": self.text,
+            "attributes": attributes,
+        }
 
 
 def build_messages(conversation: Sequence[dict[str, Any]], sources: Sequence[Source]) -> list[Any]:
