@@ -296,7 +296,7 @@ def logs(
 
 @app.command()
 def ask(
-    service: Annotated[str, typer.Argument(help="service (model) name")],
+    service: Annotated[str, typer.Argument(help="a service or an agent of the spec")],
     prompt: Annotated[str, typer.Argument(help="what to ask")],
     spec_file: SpecFile = DEFAULT_SPEC,
     env: Env = "production",
@@ -306,7 +306,7 @@ def ask(
         str | None, typer.Option(envvar="LLMFLEET_API_KEY", help="if the service needs one")
     ] = None,
 ) -> None:
-    """Send one chat request through the gateway and stream the answer."""
+    """Send one chat request to a service or an agent through the gateway; stream the answer."""
     from llmfleet.cli.asking import stream_answer
 
     with workspace(spec_file, env) as ws:
