@@ -40,7 +40,7 @@ from llmfleet.validate.assess import (
 from llmfleet.validate.changes import service_changes
 from llmfleet.validate.gate import Outcome, outcome_of
 from llmfleet.validate.report import write_reports
-from llmfleet.validate.suites import QualitySuite, load_suite
+from llmfleet.validate.suites import QualitySuite, agent_checks, load_suite
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,7 @@ def run_validation(
     deployed = with_dependencies(fleet.environments[STAGING], ctx.loaded.spec, chosen)
     similar = _similarity_services(ctx, production[0], chosen)
     suites = {n: _suite(ctx, _validation_of(ctx, n)) for n in chosen}
+    _refuse_agent_checks_of_models(ctx, suites)
     urls = gateway_urls(ctx, fleet.environments[STAGING], production[0])
     clean_stale_staging(ctx)
     started = ctx.store.record_event(
@@ -189,6 +190,23 @@ def _suite(ctx: ReleaseContext, validation: ValidationSpec) -> QualitySuite | No
         return None
     services = ctx.loaded.resolved.environments[PRODUCTION].services
     return load_suite(ctx.spec_dir / validation.quality, services=services)
+
+
+def _refuse_agent_checks_of_models(
+    ctx: ReleaseContext, suites: dict[str, QualitySuite | None]
+) -> None:
+    """A model's suite with retrieved: or called: checks could never pass: said now,
+    not as a failed gate after a staging rollout."""
+    services = ctx.loaded.resolved.environments[PRODUCTION].services
+    for name, suite in suites.items():
+        found = agent_checks(suite) if suite and services[name].agent is None else []
+        if found:
+            raise ReleaseError(
+                f"the suite of service '{name}' checks what an agent reports "
+                f"({', '.join(found[:3])}), which a model's answer never carries",
+                hint="keep retrieved: and called: checks in an agent's suite "
+                "(agents.NAME.validation.quality)",
+            )
 
 
 def clean_stale_staging(ctx: ReleaseContext) -> bool:

@@ -161,6 +161,17 @@ def parse_suite(text: str, *, filename: str, services: Iterable[str] | None = No
     return suite
 
 
+def agent_checks(suite: QualitySuite) -> list[str]:
+    """``CASE: KIND`` for each check that only an agent's answer can pass (it judges the
+    sources or tool calls an agent reports, which a model's answer never has); pure."""
+    return [
+        f"{case.name}: {check.kind}"
+        for case in suite.cases
+        for check in case.checks
+        if check.kind in AGENT_CHECK_KINDS
+    ]
+
+
 def _place(error: Any, locations: Locations, filename: str) -> str:
     loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
     where = locations.nearest(loc)
