@@ -208,7 +208,7 @@ def bench(
         environment = ctx.loaded.resolved.environments.get(env)
         if environment is None or service not in environment.services:
             raise FleetError(f"no service {service!r} in environment {env}")
-        url = f"http://{environment.gateway.host}:{environment.gateway.port}"
+        url = ctx.backend_for(env).gateway_url_from_here(environment)
         import asyncio
 
         _progress(

@@ -1,4 +1,4 @@
-"""validate, promote and rollback with production and staging on a cluster, through the
+"""validate, promote, rollback and upgrade with production and staging on a cluster, through the
 real CLI against the fake API server (controllers on), production in one namespace and
 staging in another.
 
@@ -129,7 +129,7 @@ def in_namespace(cluster: FakeApiServer, namespace: str) -> list[tuple[str, str,
     return [key for key in cluster.objects if key[1] == namespace]
 
 
-def test_validate_promote_rollback_with_both_environments_on_a_cluster(
+def test_validate_promote_rollback_upgrade_with_both_environments_on_a_cluster(
     project: Path, cluster: FakeApiServer, stand_ins: dict[str, str]
 ) -> None:
     refused = cli(project, "validate")
@@ -137,6 +137,9 @@ def test_validate_promote_rollback_with_both_environments_on_a_cluster(
     assert in_namespace(cluster, STAGING) == [], "nothing deployed before production runs"
     assert cli(project, "apply", "-e", "production", "-y").returncode == 0
     before = engine_version(cluster, PROD)
+    benched = cli(project, "bench", "chat", "--duration", "0.3", "--concurrency", "1")
+    assert benched.returncode == 0, benched.stdout + benched.stderr
+    assert f"/namespaces/{PROD}/services/{GATEWAY}:http/proxy" in benched.stdout
 
     write_spec(project, version="1.2.0", staging_url=stand_ins[STAGING])
     unvalidated = cli(project, "promote")
@@ -167,6 +170,13 @@ def test_validate_promote_rollback_with_both_environments_on_a_cluster(
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     assert "rolled back production to revision 1" in rolled.stdout
     assert engine_version(cluster, PROD) == before
+
+    write_spec(project, version="1.1.0", staging_url=stand_ins[STAGING])  # what runs again
+    upgraded = cli(project, "upgrade", "run", "chat", "--to", "1.2.0")
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    assert "upgraded chat 1.1.0 -> 1.2.0" in upgraded.stdout
+    assert engine_version(cluster, PROD) == "1.2.0" and in_namespace(cluster, STAGING) == []
+    assert 'version: "1.2.0"' in (project / "fleet.yaml").read_text(), "the spec is edited"
     history = cli(project, "history", "-e", "production")
     for kind in ("apply", "promote", "rollback"):
         assert kind in history.stdout
