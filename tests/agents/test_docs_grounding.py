@@ -1,7 +1,11 @@
-"""The docs assistant's pure part: what it quotes, how it cites, what it asks the model."""
+"""The docs assistant's pure parts: what it quotes, how it cites, what it asks the model,
+how it reads its environment."""
 
 from __future__ import annotations
 
+import pytest
+
+from llmfleet.examples.docs_assistant import Config, ConfigError
 from llmfleet.examples.docs_grounding import (
     Source,
     build_messages,
@@ -72,3 +76,17 @@ def test_the_model_gets_numbered_excerpts_and_the_conversation_without_its_syste
     assert "[1] (a.md)\nfirst\n\n[2] (b.md)\nsecond" in system["content"]
     assert "ignore the documents" not in system["content"]
     assert rest == [{"role": "user", "content": "How do I roll back?"}]
+
+
+def test_the_assistant_refuses_a_bad_environment_by_name() -> None:
+    env = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1/", "LLMFLEET_INDEX_MANUAL": "/tmp/i"}
+    config = Config.from_env({**env, "DOCS_INDEX": "manual", "DOCS_TOP_K": "3"})
+    assert (config.base_url, config.index_uri, config.top_k) == (
+        "http://127.0.0.1:9/v1",
+        "/tmp/i",
+        3,
+    )
+    with pytest.raises(ConfigError, match="LLMFLEET_INDEX_DOCS is not set"):
+        Config.from_env(env)
+    with pytest.raises(ConfigError, match="DOCS_TOP_K must be a whole number >= 1, got '0'"):
+        Config.from_env({**env, "DOCS_INDEX": "manual", "DOCS_TOP_K": "0"})

@@ -86,7 +86,14 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
+        """``ConfigError`` naming the variable that is missing or not a number."""
         index_name = env.get("DOCS_INDEX", "docs")
+        for needed in ("OPENAI_BASE_URL", index_variable(index_name)):
+            if not env.get(needed):
+                raise ConfigError(
+                    f"{needed} is not set: run the agent with llmfleet apply "
+                    f"(its spec lists index {index_name!r} under indexes:)"
+                )
         return cls(
             base_url=env["OPENAI_BASE_URL"].rstrip("/"),
             api_key=env.get("OPENAI_API_KEY"),
@@ -94,9 +101,20 @@ class Config:
             embedding_model=env.get("DOCS_EMBEDDING", "embed"),
             index_name=index_name,
             index_uri=env[index_variable(index_name)],
-            top_k=int(env.get("DOCS_TOP_K", "4")),
-            max_tokens=int(env.get("DOCS_MAX_TOKENS", "256")),
+            top_k=_count(env, "DOCS_TOP_K", 4),
+            max_tokens=_count(env, "DOCS_MAX_TOKENS", 256),
         )
+
+
+class ConfigError(Exception):
+    """The agent's environment cannot run it; said at startup, before it is ready."""
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name, str(default))
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{name} must be a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 class DocsAssistant:
@@ -138,6 +156,11 @@ class DocsAssistant:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    self.config  # noqa: B018 - read now: a bad setting stops it before ready
+                except ConfigError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._http is not None:
