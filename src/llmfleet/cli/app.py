@@ -311,11 +311,10 @@ def ask(
 
     with workspace(spec_file, env) as ws:
         ws.service(service)
-        gateway = ws.desired.gateway
         from llmfleet.cli.failures import command_line
 
         stream_answer(
-            f"http://{gateway.host}:{gateway.port}",
+            ws.gateway_url_from_here(ws.environment),
             service=service,
             prompt=prompt,
             max_tokens=max_tokens,

@@ -208,7 +208,11 @@ def bench(
         environment = ctx.loaded.resolved.environments.get(env)
         if environment is None or service not in environment.services:
             raise FleetError(f"no service {service!r} in environment {env}")
-        url = ctx.backend_for(env).gateway_url_from_here(environment)
+        url = (
+            ctx.backend_for(env).gateway_url_from_here(environment)
+            if environment.backend.kind == "kubernetes"  # the local runtime is not started
+            else f"http://{environment.gateway.host}:{environment.gateway.port}"
+        )
         import asyncio
 
         _progress(

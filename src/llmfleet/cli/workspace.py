@@ -87,6 +87,15 @@ class Workspace:
             )
         return self._fleets[environment]
 
+    def gateway_url_from_here(self, environment: str) -> str:
+        """Where this command reaches ``environment``'s gateway: its backend's answer for a
+        cluster; locally the spec's host and port, without starting the local runtime
+        (a request through the gateway needs only the gateway)."""
+        desired = self.loaded.resolved.environments[environment]
+        if desired.backend.kind == "kubernetes":
+            return self.fleet_for(environment).gateway_url_from_here(desired)
+        return f"http://{desired.gateway.host}:{desired.gateway.port}"
+
     def close(self) -> None:
         for fleet in self._fleets.values():
             fleet.close()

@@ -140,6 +140,8 @@ def test_validate_promote_rollback_upgrade_with_both_environments_on_a_cluster(
     benched = cli(project, "bench", "chat", "--duration", "0.3", "--concurrency", "1")
     assert benched.returncode == 0, benched.stdout + benched.stderr
     assert f"/namespaces/{PROD}/services/{GATEWAY}:http/proxy" in benched.stdout
+    asked = cli(project, "ask", "chat", "Say hello.", "--max-tokens", "8")
+    assert asked.returncode == 0 and asked.stdout.strip(), asked.stdout + asked.stderr
 
     write_spec(project, version="1.2.0", staging_url=stand_ins[STAGING])
     unvalidated = cli(project, "promote")
