@@ -24,7 +24,7 @@ from llmfleet.backends.kubernetes.names import GATEWAY
 from llmfleet.backends.kubernetes.reaching import gateway_url_from_here
 from llmfleet.errors import BackendError
 from tests.backends.kubernetes.fake_api import FakeApiServer
-from tests.fixtures.fleet import free_port
+from tests.fixtures.fleet import Fleet, free_port
 from tests.fixtures.processes import stop_process
 
 LLMFLEET = [sys.executable, "-m", "llmfleet"]
@@ -182,6 +182,60 @@ def test_validate_promote_rollback_upgrade_with_both_environments_on_a_cluster(
     history = cli(project, "history", "-e", "production")
     for kind in ("apply", "promote", "rollback"):
         assert kind in history.stdout
+
+
+MIXED = """
+name: shop
+services:
+  chat:
+    model: sim:tiny
+    engine: {kind: sim, version: "VERSION"}
+    validation:
+      quality: suite.yaml
+      speed: {concurrency: [2], duration_s: 0.5, rounds: 2, max_tokens: 16}
+      gate: {min_samples: 4, min_agreement: 1.0, max_ttft_p95_ratio: 5.0,
+             min_throughput_ratio: 0.3}
+environments:
+  production:
+    backend: {kind: kubernetes, context: fake, namespace: shop-prod}
+  staging: {gateway: {port: STAGING_PORT}}
+"""
+
+
+def test_staging_on_this_machine_validates_a_candidate_for_production_on_a_cluster(
+    fleet: Fleet, cluster: FakeApiServer, stand_ins: dict[str, str]
+) -> None:
+    """The mix a team starts with: staging runs here (the real agent, gateway and sim
+    engine), production on the cluster; plain status shows both, down stops only here."""
+    kubeconfig = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": cluster.url}}],
+        "users": [{"name": "nobody", "user": {}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "nobody"}}],
+    }  # fmt: skip
+    (fleet.root / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    (fleet.root / "suite.yaml").write_text(SUITE)
+    cluster.upstreams[(PROD, GATEWAY)] = stand_ins[PROD]
+    env = {"KUBECONFIG": str(fleet.root / "kubeconfig")}
+    fleet.write(MIXED.replace("VERSION", "1.1.0"))
+    fleet.run("apply", "-e", "production", "-y", env=env)
+    fleet.write(MIXED.replace("VERSION", "1.2.0"))
+
+    validated = fleet.run("validate", "--keep", env=env)
+    assert "validation passed" in validated.stdout
+    assert [r.state for r in fleet.replicas("staging")] == ["ready"], "kept, on this machine"
+    assert any("/proxy/v1/chat/completions" in p for _, p in cluster.requests)
+    status = fleet.run("status", env=env, check=False)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "Pods in namespace shop-prod" in status.stdout and "node-a" in status.stdout
+    assert f"gateway staging: http://127.0.0.1:{fleet.staging_port}" in status.stdout
+
+    fleet.run("promote", env=env)
+    assert engine_version(cluster, PROD) == "1.2.0"
+    down = fleet.run("down", env=env)
+    assert "stopped the local runtime" in down.stdout
+    assert "production (namespace shop-prod)" in down.stdout
+    assert not fleet.backend.running() and engine_version(cluster, PROD) == "1.2.0"
 
 
 def reach(**overrides: object) -> str:
