@@ -17,8 +17,11 @@ from llmfleet.cli.output import console
 from llmfleet.cli.workspace import Workspace
 
 if TYPE_CHECKING:
+    from llmfleet.costs.agents import Rate as AgentRate
+    from llmfleet.costs.agents import Usage
     from llmfleet.costs.catalogue import Catalogue
     from llmfleet.costs.report import FleetCost, LiveRate, ServiceCost
+    from llmfleet.observe.exposition import Sample
     from llmfleet.plan.diff import ActualEnvironment
     from llmfleet.plan.model import Plan
 
@@ -49,8 +52,11 @@ def costs(
     ws = Workspace(spec_file=spec_file, environment=env)
     try:
         desired = ws.desired
-        live = _live_rates(ws, env)
-        fleet, running = gather_costs(ws.store, desired, live=live, today=today().date())
+        samples = _fleet_samples(ws)
+        live, usage = _live_figures(samples, env)
+        fleet, running = gather_costs(
+            ws.store, desired, live=live, today=today().date(), agent_usage=usage
+        )
     finally:
         ws.close()
     if as_json:
@@ -59,15 +65,14 @@ def costs(
     render_costs(console, fleet, note=running.note)
 
 
-def _live_rates(ws: Workspace, env: str) -> dict[str, LiveRate] | None:
-    """The engines' token rates since their replicas started; None without a runtime."""
+def _fleet_samples(ws: Workspace) -> list[Sample] | None:
+    """The fleet endpoint's samples (engines and gateways); None without a runtime."""
     backend = ws.backend
     if not backend.running():
         return None
     import httpx
 
     from llmfleet.errors import FleetError
-    from llmfleet.observe.costs import live_rates
     from llmfleet.observe.exposition import Sample, parse_text
 
     transport = httpx.HTTPTransport(uds=str(backend.socket_path))
@@ -76,8 +81,21 @@ def _live_rates(ws: Workspace, env: str) -> dict[str, LiveRate] | None:
             text = client.get("/v1/metrics").raise_for_status().text
     except (httpx.HTTPError, OSError, FleetError):
         return None
-    samples = [Sample(r.family, r.kind, r.name, r.labels, r.value) for r in parse_text(text)]
-    return {service: rate for (e, service), rate in live_rates(samples).items() if e == env}
+    return [Sample(r.family, r.kind, r.name, r.labels, r.value) for r in parse_text(text)]
+
+
+def _live_figures(
+    samples: list[Sample] | None, env: str
+) -> tuple[dict[str, LiveRate] | None, Usage | None]:
+    """The engines' token rates since their replicas started, and the agents' token use
+    the gateway counted; both None without a runtime."""
+    if samples is None:
+        return None, None
+    from llmfleet.costs.agents import agent_usage
+    from llmfleet.observe.costs import live_rates
+
+    rates = {service: rate for (e, service), rate in live_rates(samples).items() if e == env}
+    return rates, agent_usage(samples, environment=env)
 
 
 def _percent(value: float | None) -> str:
@@ -107,12 +125,53 @@ def render_costs(out: Console, fleet: FleetCost, *, note: str = "") -> None:
     table.add_row("total", "", money(fleet.per_hour, cur), money(fleet.per_month, cur), *[""] * 4)
     out.print(table)
     _render_comparison(out, fleet)
+    _render_agents(out, fleet)
     for s in fleet.services:
         out.print(_provenance(s, cur))
     if note:
         out.print(Text(note, style="dim"))
     for warning in fleet.warnings:
         out.print(Text("warning: ", style="yellow") + Text(warning))
+
+
+def _render_agents(out: Console, fleet: FleetCost) -> None:
+    """Each agent: its own replicas, then its calls to each model priced at that
+    model's $/1M (since the gateway started)."""
+    if not fleet.agents:
+        return
+    from llmfleet.costs.money import money, optional_money
+
+    cur = fleet.currency
+    table = Table(title="Agents: their calls to the models, since the gateway started",
+                  title_justify="left")  # fmt: skip
+    for column in ("agent", "called", "prompt tok", "completion tok", "/1M in", "/1M out",
+                   "cost"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("agent", "called") else "right")
+    for a in fleet.agents:
+        own = optional_money(a.per_hour, cur, missing="no price")
+        table.add_row(a.agent, f"own replicas ({a.replicas})", "", "", "", "", f"{own}/hour")
+        for c in a.calls:
+            table.add_row(
+                "", c.service, f"{c.prompt_tokens:,.0f}", f"{c.completion_tokens:,.0f}",
+                _rate_text(c.input_rate, cur), _rate_text(c.output_rate, cur),
+                optional_money(c.cost, cur, missing="unpriced"),
+            )  # fmt: skip
+        if a.calls:
+            table.add_row("", "calls", "", "", "", "", money(a.calls_cost, cur))
+    out.print(table)
+    for a in fleet.agents:
+        notes = [a.note] if a.note else []
+        notes += [c.note for c in a.calls if c.note]
+        if notes:
+            out.print(Text("  ") + Text(a.agent, style="bold") + Text(": " + "; ".join(notes)))
+
+
+def _rate_text(rate: AgentRate | None, currency: str) -> str:
+    from llmfleet.costs.money import money
+
+    if rate is None:
+        return "-"
+    return money(rate.per_million, currency) + (" live" if rate.basis == "live" else "")
 
 
 def _render_comparison(out: Console, fleet: FleetCost) -> None:

@@ -3,6 +3,7 @@
 The flow: ``catalogue`` (public prices, data) + the spec's ``costs:`` -> ``prices``
 (which price applies to a replica) -> ``formulas`` (the arithmetic) -> ``report``
 (per service and for the fleet, with ``measured``: which measurement prices
-it) and ``delta`` (what a plan does to the bill). ``gather`` is the one module
-with I/O: the state store's revisions and measurements.
+it, and ``agents``: what each agent's calls to the models cost) and ``delta``
+(what a plan does to the bill). ``gather`` is the one module with I/O: the state
+store's revisions and measurements.
 """

@@ -13,6 +13,7 @@ from datetime import date
 
 from pydantic import ValidationError as PydanticValidationError
 
+from llmfleet.costs.agents import Usage
 from llmfleet.costs.catalogue import load_catalogue
 from llmfleet.costs.measured import Summary, measurement_rows
 from llmfleet.costs.prices import PriceBook
@@ -82,8 +83,10 @@ def gather_costs(
     *,
     live: Mapping[str, LiveRate] | None,
     today: date,
+    agent_usage: Usage | None = None,
 ) -> tuple[FleetCost, Running]:
-    """The costs of what ``desired``'s environment runs, priced with the spec's prices."""
+    """The costs of what ``desired``'s environment runs, priced with the spec's prices;
+    ``agent_usage``: the gateway's token counters of its agents (``costs.agents``)."""
     running = running_services(store, desired)
     fleet = cost_environment(
         desired.name,
@@ -93,5 +96,6 @@ def gather_costs(
         measurements=store.measurements(),
         live=live,
         today=today,
+        agent_usage=agent_usage,
     )
     return fleet, running

@@ -17,6 +17,7 @@ from datetime import date
 from typing import Any
 
 from llmfleet.costs import formulas
+from llmfleet.costs.agents import AgentCost, Usage, cost_agents
 from llmfleet.costs.measured import Pick, pick_measurement
 from llmfleet.costs.prices import (
     MissingPrice,
@@ -85,6 +86,8 @@ class FleetCost:
     serial: int | None
     services: tuple[ServiceCost, ...]
     warnings: tuple[str, ...] = field(default=())
+    agents: tuple[AgentCost, ...] = field(default=())
+    """each agent's calls to the models, priced (``costs.agents``)"""
 
     @property
     def per_hour(self) -> float:
@@ -108,8 +111,10 @@ def cost_environment(
     measurements: Iterable[Measurement],
     live: Mapping[str, LiveRate] | None,
     today: date,
+    agent_usage: Usage | None = None,
 ) -> FleetCost:
-    """Every service of ``environment`` costed; ``live`` None means no live counters."""
+    """Every service of ``environment`` costed, then its agents' calls; ``live`` and
+    ``agent_usage`` None mean no live counters."""
     by_service: dict[str, list[Measurement]] = {}
     for m in measurements:
         by_service.setdefault(m.service, []).append(m)
@@ -131,8 +136,14 @@ def cost_environment(
     warnings += [
         f"{s.service}: no price for {s.missing.what}; {s.missing.hint}" for s in costed if s.missing
     ]
+    agents = cost_agents(
+        [name for name, spec in services.items() if spec.agent is not None],
+        environment=environment,
+        costed={s.service: s for s in costed},
+        usage=agent_usage,
+    )
     return FleetCost(
-        environment, book.currency, book.hours_per_month, serial, costed, tuple(warnings)
+        environment, book.currency, book.hours_per_month, serial, costed, tuple(warnings), agents
     )
 
 
@@ -332,5 +343,6 @@ def fleet_json(fleet: FleetCost) -> dict[str, Any]:
         "per_month": fleet.per_month,
         "services": [service_json(s) for s in fleet.services],
         "unpriced_services": [s.service for s in fleet.missing],
+        "agents": [a.to_json() for a in fleet.agents],
         "warnings": list(fleet.warnings),
     }
