@@ -60,7 +60,8 @@ def test_html_loses_markup_scripts_and_styles() -> None:
 @pytest.mark.parametrize(
     ("key", "data", "reason"),
     [
-        ("a.pdf", b"%PDF", "no reader for '.pdf' files"),
+        ("a.docx", b"PK\x03\x04", "no reader for '.docx' files"),
+        ("a.pdf", b"%PDF", "not a readable PDF"),
         ("a.md", b"\xff\xfe", "not UTF-8 text"),
         ("a.txt", b"a\x00b", "binary content"),
     ],
