@@ -4,10 +4,17 @@ Each agent replica gets an API key of its own, created in the state store
 (hashed, as every key) and scoped to exactly the agent's ``models:``; the
 secret goes only into the replica's environment (``OPENAI_API_KEY``), beside
 ``OPENAI_BASE_URL`` (its environment's gateway), the locations of the indexes
-it reads and the secrets it names, read from the environment of whoever runs
+it reads and the secrets it names (and the database URL of a pgvector index, in
+the variable its ``url_env`` names), read from the environment of whoever runs
 apply. A replaced replica is a new replica with a new key, and the keys of
 replicas that no longer run are revoked at the end of every apply
 (``revoke_stale_agent_keys``): replacing an agent rotates its key.
+
+When the spec sends traces somewhere (``observability.otlp_endpoint``), the agent
+is told the same collector in OpenTelemetry's standard variables (``OTEL_*``:
+endpoint, protocol, service name, the gateway's sample ratio for requests that
+come without a trace), so an instrumented agent's spans land in the trace of the
+gateway request that reached it; a variable the agent's ``env:`` sets wins.
 
 The secret is never returned to anything that records or prints: not the
 plan, not the state's revision, not a log line.
@@ -23,6 +30,8 @@ from llmfleet.engines.agent_serve import WORKDIR_ENV
 from llmfleet.errors import FleetError
 from llmfleet.spec.agents import AgentRuntime, agent_key_name, index_variable
 from llmfleet.spec.model import GatewaySpec, ServiceSpec
+from llmfleet.spec.observability import Observability
+from llmfleet.spec.rag import pgvector_url_env
 from llmfleet.state.store import StateStore
 
 _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
@@ -44,6 +53,7 @@ def agent_environment(
     store: StateStore,
     spec_dir: Path,
     user_env: Mapping[str, str] | None = None,
+    observability: Observability | None = None,
 ) -> Callable[[str], dict[str, str]] | None:
     """The environment of each new replica of ``service``, None for a model service.
 
@@ -57,7 +67,9 @@ def agent_environment(
         "LLMFLEET_AGENT": name,
         "LLMFLEET_ENVIRONMENT": environment,
         **_secrets(name, agent, os.environ if user_env is None else user_env),
+        **_index_urls(name, agent, os.environ if user_env is None else user_env),
         **_places(agent, spec_dir),
+        **_tracing(name, agent, observability),
     }
 
     def for_replica(replica_id: str) -> dict[str, str]:
@@ -97,6 +109,40 @@ def _secrets(name: str, agent: AgentRuntime, user_env: Mapping[str, str]) -> dic
             "to the agent and never written to the spec or state)",
         )
     return {variable: user_env[variable] for variable in agent.secrets}
+
+
+def _tracing(name: str, agent: AgentRuntime, observability: Observability | None) -> dict[str, str]:
+    """OpenTelemetry's variables for the spec's collector, those ``env:`` leaves unset."""
+    if observability is None or not observability.otlp_endpoint:
+        return {}
+    standard = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": observability.otlp_endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",  # the gateway's exporter speaks it
+        "OTEL_SERVICE_NAME": name,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": str(observability.trace_sample_ratio),
+    }
+    return {variable: value for variable, value in standard.items() if variable not in agent.env}
+
+
+def _index_urls(name: str, agent: AgentRuntime, user_env: Mapping[str, str]) -> dict[str, str]:
+    """The database URL of each pgvector index the agent reads, from the variable its
+    ``url_env`` names (a secret, as those of ``secrets:``)."""
+    variables = {
+        index: variable
+        for index, uri in agent.index_uris.items()
+        if (variable := pgvector_url_env(uri)) is not None
+    }
+    missing = {i: v for i, v in variables.items() if not user_env.get(v)}
+    if missing:
+        index, variable = next(iter(missing.items()))
+        raise FleetError(
+            f"agents.{name}.indexes: {index} is a pgvector index whose URL is read from "
+            f"${variable}, which is not set in your environment; nothing was started",
+            hint=f"export {variable}=postgresql://USER:PASSWORD@HOST:PORT/DATABASE in the "
+            "shell that runs apply (it is passed to the agent, never written to state)",
+        )
+    return {variable: user_env[variable] for variable in variables.values()}
 
 
 def _places(agent: AgentRuntime, spec_dir: Path) -> dict[str, str]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from llmfleet.errors import IngestError
 from llmfleet.rag.index import Index, VectorIndex
-from llmfleet.spec.rag import PGVECTOR_SCHEME
+from llmfleet.spec.rag import PGVECTOR_SCHEME, pgvector_url_env
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ def pgvector_place(location: str) -> PgVectorPlace | None:
     if not location.startswith(PGVECTOR_SCHEME):
         return None
     parts = urlsplit(location)
-    url_env = parse_qs(parts.query).get("url_env", [""])[0]
+    url_env = pgvector_url_env(location)
     if not parts.netloc or not url_env:
         raise IngestError(
             f"{location!r} is not a pgvector location",

@@ -141,6 +141,15 @@ class IndexSpec(_Frozen):
         )
 
 
+def pgvector_url_env(location: str) -> str | None:
+    """The variable holding the database URL of a ``pgvector://`` location, else None."""
+    if not location.startswith(PGVECTOR_SCHEME):
+        return None
+    from urllib.parse import parse_qs, urlsplit
+
+    return parse_qs(urlsplit(location).query).get("url_env", [None])[0]
+
+
 def _fill(template: str, *, environment: str, name: str) -> str:
     try:
         return template.format(environment=environment, name=name)
