@@ -229,6 +229,10 @@ def test_the_password_is_wiped_from_errors(pg_url: str) -> None:
         open_location("pgvector://docs?url_env=DOCS_DB", dimension=4, environ={})
     assert "export DOCS_DB=postgresql://" in str(unset.value.hint)
     assert scrub(f"at {malformed}: no", malformed) == "at postgresql://***: no"
+    encoded = "postgresql://llm:p%40ss-word@db/x"
+    assert scrub("auth failed for p@ss-word and p%40ss-word", encoded) == (
+        "auth failed for *** and ***"
+    )
 
 
 SPEC = """\

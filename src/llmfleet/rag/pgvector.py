@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from llmfleet.errors import IngestError
 from llmfleet.rag.index import DocumentChunks, Entry, Hit
@@ -38,7 +38,10 @@ def scrub(text: str, url: str) -> str:
     """``text`` without the URL or its password (for errors and logs)."""
     out = text.replace(url, "postgresql://***")
     password = _password(url)
-    return out.replace(password, "***") if password else out
+    if password:  # as written in the URL, and as libpq reads it (percent-decoded)
+        for form in (password, unquote(password)):
+            out = out.replace(form, "***")
+    return out
 
 
 def _password(url: str) -> str | None:
