@@ -303,3 +303,33 @@ def test_a_team_index_through_the_cli_keeps_the_password_out(
     for path in fleet.root.rglob("*"):
         if path.is_file():
             assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_two_runs_writing_at_once_leave_whole_documents(pg_url: str) -> None:
+    """Two connections replacing the same documents at the same moment take turns (the
+    index's lock): no duplicate-id failure, and each document ends with one set of chunks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llmfleet.rag.index import DocumentChunks
+
+    def documents(run: int) -> list[DocumentChunks]:
+        return [
+            DocumentChunks(f"d{n}", f"h{run}", "v", (f"run {run} a", f"run {run} b"),
+                           ((1.0, 0.0, 0.0, float(n)), (0.0, 1.0, 0.0, float(run))))
+            for n in range(20)
+        ]  # fmt: skip
+
+    indexes = [PgVectorIndex.open(pg_url, table="both", dimension=4) for _ in range(2)]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            for _ in range(5):
+                list(pool.map(lambda i: indexes[i].write_documents(documents(i)), (0, 1)))
+        rows = indexes[0].chunk_rows()
+        assert len(rows) == 40
+        for n in range(20):
+            mine = {r["content_hash"] for r in rows if r["key"] == f"d{n}"}
+            assert len(mine) == 1  # both chunks from the same run
+        assert {e.content_hash for e in indexes[0].ledger().values()} <= {"h0", "h1"}
+    finally:
+        for index in indexes:
+            index.close()

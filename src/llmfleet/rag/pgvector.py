@@ -175,11 +175,12 @@ class PgVectorIndex:
         """Record ``model`` as the index's; only on an index without one."""
         from psycopg import sql
 
-        with self._transaction("record the index's model"):
+        with self._transaction("record the index's model", writes=True):
             self._conn.execute(
-                sql.SQL("INSERT INTO {} (model, dimension) VALUES (%s, %s)").format(
-                    self._names()[2]
-                ),
+                sql.SQL(
+                    "INSERT INTO {0} (model, dimension) SELECT %s, %s "
+                    "WHERE NOT EXISTS (SELECT 1 FROM {0})"
+                ).format(self._names()[2]),
                 [model, self.dimension],
             )
 
@@ -187,7 +188,7 @@ class PgVectorIndex:
         """Empty the index and give it to ``model``, in one transaction."""
         from psycopg import sql
 
-        with self._transaction("rebuild the index"):
+        with self._transaction("rebuild the index", writes=True):
             for name in self._names():
                 self._conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
             self._ensure_tables()
@@ -217,7 +218,7 @@ class PgVectorIndex:
 
         chunks, ledger, _ = self._names()
         keys = [d.key for d in documents]
-        with self._transaction("write documents"):
+        with self._transaction("write documents", writes=True):
             self._delete_chunks(keys)
             copy_sql = sql.SQL(
                 "COPY {} (id, key, content_hash, ordinal, text, vector) FROM STDIN "
@@ -252,7 +253,7 @@ class PgVectorIndex:
             return
         from psycopg import sql
 
-        with self._transaction("remove documents"):
+        with self._transaction("remove documents", writes=True):
             self._delete_chunks(keys)
             self._conn.execute(
                 sql.SQL("DELETE FROM {} WHERE key = ANY(%s)").format(self._names()[1]),
@@ -314,9 +315,16 @@ class PgVectorIndex:
         """Nothing to merge: PostgreSQL's autovacuum keeps the tables (LanceDB needs it)."""
 
     @contextmanager
-    def _transaction(self, what: str) -> Iterator[None]:
+    def _transaction(self, what: str, *, writes: bool = False) -> Iterator[None]:
+        """One transaction; a writing one holds the index's lock, so two runs at once
+        write one after the other (each replaces whole documents: the last one wins)
+        instead of failing on each other's chunk ids."""
         with translated(f"cannot {what} in the pgvector index {self.table}", self._url):
             try:
+                if writes:
+                    self._conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"llmfleet:{self.table}"]
+                    )
                 yield
             except BaseException:
                 self._conn.rollback()
