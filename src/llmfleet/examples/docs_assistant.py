@@ -27,7 +27,11 @@ chunk, nearest first, and the tools it called (none: retrieval is its own code):
                               "distance": 0.61, "quote": "Put production back ..."}}],
                  "tool_calls": []}
 
-A client's ``traceparent`` is passed on to both calls, so they join its trace.
+Every call it makes carries the request's trace context, so the gateway's spans of
+its calls join the trace of the request; with OpenTelemetry configured in its
+environment (``OTEL_EXPORTER_OTLP_ENDPOINT``, which ``llmfleet apply`` sets to the
+spec's ``observability.otlp_endpoint``) it records its own ``retrieve``, ``search``
+and ``chat`` spans between them (``docs_tracing``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from opentelemetry.trace import SpanKind
 
 from llmfleet.examples.docs_grounding import (
     Source,
@@ -51,6 +56,7 @@ from llmfleet.examples.docs_grounding import (
     citations,
     nearest,
 )
+from llmfleet.examples.docs_tracing import RequestTrace, Tracer, TraceSettings
 from llmfleet.rag.index import Hit, VectorIndex
 from llmfleet.spec.agents import index_variable
 from llmfleet.spec.rag import S3_SCHEME
@@ -125,12 +131,20 @@ class DocsAssistant:
         self._config: Config | None = None
         self._http: httpx.AsyncClient | None = None
         self._index: VectorIndex | None = None
+        self._tracer: Tracer | None = None
 
     @property
     def config(self) -> Config:
         if self._config is None:
             self._config = Config.from_env(os.environ if self._env is None else self._env)
         return self._config
+
+    @property
+    def tracer(self) -> Tracer:
+        if self._tracer is None:
+            env = os.environ if self._env is None else self._env
+            self._tracer = Tracer(TraceSettings.from_env(env))
+        return self._tracer
 
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -158,6 +172,7 @@ class DocsAssistant:
             if message["type"] == "lifespan.startup":
                 try:
                     self.config  # noqa: B018 - read now: a bad setting stops it before ready
+                    self.tracer  # noqa: B018 - and the exporter made before the first request
                 except ConfigError as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -165,6 +180,8 @@ class DocsAssistant:
             elif message["type"] == "lifespan.shutdown":
                 if self._http is not None:
                     await self._http.aclose()
+                if self._tracer is not None:
+                    await asyncio.to_thread(self._tracer.shutdown)  # the last spans exported
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -177,7 +194,7 @@ class DocsAssistant:
             await _reply(send, 400, _error("a chat completion needs messages with a user turn"))
             return
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        trace = {"traceparent": headers["traceparent"]} if "traceparent" in headers else {}
+        trace = self.tracer.request(headers)
         try:
             sources = await self.retrieve(question, trace)
         except NotIngestedError:
@@ -206,14 +223,23 @@ class DocsAssistant:
             return
         await _answer(send, body, _chain(first, parts), sources, index=self.config.index_name)
 
-    async def retrieve(self, question: str, trace: Mapping[str, str]) -> list[Source]:
+    async def retrieve(self, question: str, trace: RequestTrace) -> list[Source]:
         """The ``top_k`` chunks nearest to ``question``, nearest first, each with its
-        line nearest to the question as its quote."""
-        (vector,) = await self._embed([question], trace)
-        hits = await asyncio.to_thread(self._search, vector)
-        lines = [candidate_lines(h.text) for h in hits]
-        flat = [line for group in lines for line in group]
-        vectors = iter(await self._embed(flat, trace) if flat else [])
+        line nearest to the question as its quote; a ``retrieve`` span in ``trace``."""
+        index, top_k = self.config.index_name, self.config.top_k
+        attributes: dict[str, str | int | float] = {
+            "llmfleet.index": index,
+            "llmfleet.top_k": top_k,
+        }
+        with trace.span("retrieve", attributes=attributes) as step:
+            (vector,) = await self._embed([question], step.headers)
+            search = {"db.system": "lancedb", "db.collection.name": index}
+            with trace.span(f"search {index}", attributes=search, within=step) as searched:
+                hits = await asyncio.to_thread(self._search, vector)
+                searched.set("llmfleet.hits", len(hits))
+            lines = [candidate_lines(h.text) for h in hits]
+            flat = [line for group in lines for line in group]
+            vectors = iter(await self._embed(flat, step.headers) if flat else [])
         sources = []
         for hit, group in zip(hits, lines, strict=True):
             mine = [next(vectors) for _ in group]
@@ -242,21 +268,27 @@ class DocsAssistant:
         return self._index.search(vector, k=self.config.top_k)
 
     async def _ask_model(
-        self, request: dict[str, Any], trace: Mapping[str, str], *, citation: str
+        self, request: dict[str, Any], trace: RequestTrace, *, citation: str
     ) -> AsyncIterator[str]:
-        """The model's answer in pieces as they come, then the citation line."""
+        """The model's answer in pieces as they come, then the citation line; a
+        ``chat <model>`` span in ``trace`` covers the call."""
         url = f"{self.config.base_url}/chat/completions"
-        async with self.http().stream("POST", url, json=request, headers=dict(trace)) as reply:
-            if reply.status_code != 200:
-                await reply.aread()
-                raise ModelRefusedError(f"answered {reply.status_code}: {reply.text[:300]}")
-            yield ""
-            async for line in reply.aiter_lines():
-                if line.startswith("data: ") and line != "data: [DONE]":
-                    for choice in json.loads(line[6:]).get("choices", []):
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            yield text
+        model = str(request["model"])
+        attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model}
+        with trace.span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes) as step:
+            stream = self.http().stream("POST", url, json=request, headers=step.headers)
+            async with stream as reply:
+                step.set("http.response.status_code", reply.status_code)
+                if reply.status_code != 200:
+                    await reply.aread()
+                    raise ModelRefusedError(f"answered {reply.status_code}: {reply.text[:300]}")
+                yield ""
+                async for line in reply.aiter_lines():
+                    if line.startswith("data: ") and line != "data: [DONE]":
+                        for choice in json.loads(line[6:]).get("choices", []):
+                            text = (choice.get("delta") or {}).get("content")
+                            if text:
+                                yield text
         yield f"\n\n{citation}"
 
 

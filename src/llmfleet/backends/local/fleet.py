@@ -217,6 +217,7 @@ def _with_agent_environment(
         gateway=desired.gateway,
         store=ctx.store,
         spec_dir=ctx.spec_dir,
+        observability=desired.observability,
     )
     return prepared if replica_env is None else replace(prepared, replica_env=replica_env)
 
