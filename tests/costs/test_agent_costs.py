@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from llmfleet.costs.agents import AGENT_TOKENS, agent_usage
+from llmfleet.costs.money import money
 from llmfleet.costs.report import FleetCost, LiveRate, cost_environment, fleet_json
 from llmfleet.observe.exposition import Sample
 from llmfleet.spec.model import ServiceSpec
@@ -130,3 +131,8 @@ def test_without_counters_or_calls_the_agent_says_so() -> None:
     (unknown,) = fleet_of(None).agents
     assert "the local runtime is not running" in unknown.note
     assert fleet_of(None, services={"chat": CHAT}).agents == ()  # no agents, no lines
+
+
+def test_the_tiny_cost_of_a_few_calls_is_written_out_not_in_exponent_form() -> None:
+    assert money(6.46e-06, "USD") == "$0.00000646"
+    assert money(0.0001234, "USD") == "$0.0001234" and money(0.03585, "USD") == "$0.03585"

@@ -25,6 +25,9 @@ def money(amount: float, currency: str, *, sign: bool = False) -> str:
         digits = f"{magnitude:,.2f}"
     else:
         digits = f"{magnitude:.4g}"
+        if "e" in digits:  # an agent's few calls: 0.00000646, never 6.46e-06
+            places = 3 - math.floor(math.log10(magnitude))
+            digits = f"{magnitude:.{places}f}".rstrip("0")
     prefix = SYMBOLS.get(currency)
     body = f"{prefix}{digits}" if prefix else f"{currency} {digits}"
     if amount < 0 and digits.strip("0.,") != "":
