@@ -97,13 +97,34 @@ def test_the_schema_has_agents_and_no_agent_field_on_services() -> None:
     assert "agent" not in str(schema["$defs"].get("ServiceSpec", {}).get("properties", {}))
 
 
-def test_agents_are_refused_beside_an_environment_on_kubernetes() -> None:
+def test_an_agent_on_kubernetes_without_an_image_or_state_secret_is_refused_with_the_fix() -> None:
     text = SPEC + "    environments:\n      production:\n        backend: {kind: kubernetes}\n"
     assert problems_of(text) == [
-        "fleet.yaml:7:1: agents: agents run on the local backend only for now; environment "
-        "'production' runs on Kubernetes (give it backend: local, or keep agents in a spec of "
-        "local environments)"
+        "fleet.yaml:8:3: agents.docs-assistant: environment 'production' runs on Kubernetes, "
+        "where an agent runs in a container: give image: (any image serving HTTP for command:, "
+        "or one built FROM llmfleet's image with your package installed for entrypoint:)",
+        "fleet.yaml:11:15: agents.docs-assistant.indexes[0]: environment 'production' runs on "
+        "Kubernetes: index 'docs' is a folder of this machine (.llmfleet/indexes/production/docs);"
+        " a pod reads an index from s3:// (lancedb uri) or pgvector",
+        "fleet.yaml:18:5: environments.production.backend: environment 'production' runs agents, "
+        "whose API keys its gateway checks in the state store: give backend.state_secret, the "
+        "Secret whose key `url` holds the state URL (the same database this machine's state: "
+        "names)",
     ]
+
+
+def test_an_agent_with_an_image_and_an_s3_index_is_accepted_on_kubernetes() -> None:
+    text = (
+        SPEC.replace("dimension: 384}", "dimension: 384, uri: 's3://docs/{environment}'}")
+        .replace("health_path: /healthz", "health_path: /healthz\n        image: ex/docs:1")
+        + "    environments:\n      production:\n"
+        "        backend: {kind: kubernetes, state_secret: llmfleet-state}\n"
+    )
+    agent = load_spec_text(dedent(text)).resolved.environment("production").services[
+        "docs-assistant"
+    ].agent
+    assert agent is not None and agent.image == "ex/docs:1"
+    assert agent.index_uris == {"docs": "s3://docs/production"}
 
 
 def test_an_agent_key_name_says_its_agent_and_no_other_key_does() -> None:

@@ -63,13 +63,7 @@ def agent_references(spec: FleetSpec) -> list[Finding]:
         for name in spec.agents
         if name in spec.services
     ]
-    clusters = [n for n, e in spec.environments.items() if e.backend.kind is BackendKind.KUBERNETES]
-    if clusters and spec.agents:
-        message = (
-            f"agents run on the local backend only for now; environment '{clusters[0]}' runs on "
-            "Kubernetes (give it backend: local, or keep agents in a spec of local environments)"
-        )
-        findings.append(Finding(("agents",), message))
+    findings += _cluster_agents(spec)
     for name, agent in spec.agents.items():
         others = [*spec.services, *(a for a in spec.agents if a != name)]
         for at, model in enumerate(agent.models):
@@ -84,4 +78,56 @@ def agent_references(spec: FleetSpec) -> list[Finding]:
             if index not in spec.indexes:
                 message = unknown_name("index", index, spec.indexes)
                 findings.append(Finding(("agents", name, "indexes", at), message))
+    return findings
+
+
+def _cluster_agents(spec: FleetSpec) -> list[Finding]:
+    """What an agent needs to run on a Kubernetes environment: an image with its code,
+    nothing of this machine's (folders, an index at a path), and a cluster gateway that
+    checks the agent's scoped key in the state store (``state_secret``)."""
+    clusters = [n for n, e in spec.environments.items() if e.backend.kind is BackendKind.KUBERNETES]
+    if not clusters or not spec.agents:
+        return []
+    where = f"environment '{clusters[0]}' runs on Kubernetes"
+    findings = [
+        Finding(
+            ("environments", env, "backend"),
+            f"environment '{env}' runs agents, whose API keys its gateway checks in the state "
+            "store: give backend.state_secret, the Secret whose key `url` holds the state URL "
+            "(the same database this machine's state: names)",
+        )
+        for env in clusters
+        if spec.environments[env].backend.state_secret is None
+    ]
+    for name, agent in spec.agents.items():
+        if agent.image is None:
+            findings.append(
+                Finding(
+                    ("agents", name),
+                    f"{where}, where an agent runs in a container: give image: (any image "
+                    "serving HTTP for command:, or one built FROM llmfleet's image with your "
+                    "package installed for entrypoint:)",
+                )
+            )
+        for field in ("working_dir", "python_path"):
+            if getattr(agent, field):
+                findings.append(
+                    Finding(
+                        ("agents", name, field),
+                        f"{where}: {field} names folders of this machine; put the code in "
+                        "the agent's image (WORKDIR and PYTHONPATH in its Dockerfile)",
+                    )
+                )
+        for at, index in enumerate(agent.indexes):
+            if index not in spec.indexes:
+                continue
+            location = spec.indexes[index].location(name=index, environment=clusters[0])
+            if "://" not in location:
+                findings.append(
+                    Finding(
+                        ("agents", name, "indexes", at),
+                        f"{where}: index '{index}' is a folder of this machine ({location}); "
+                        "a pod reads an index from s3:// (lancedb uri) or pgvector",
+                    )
+                )
     return findings

@@ -55,6 +55,14 @@ class AgentSpec(_Frozen):
         min_length=1,
         description="argv of a program serving HTTP on 127.0.0.1; '{port}' is replaced by its port",
     )
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        pattern=r"^[^\s\x00]+$",
+        description="the container image it runs in on a kubernetes environment (needed "
+        "there): any image for command:, one with llmfleet and the entrypoint's package "
+        "installed for entrypoint:; unused on the local backend",
+    )
     models: tuple[str, ...] = Field(
         min_length=1,
         description="the services (or agents) it may call; its API key reaches only these",
