@@ -8,8 +8,10 @@ differ: the median over rounds of the CPU time (this process's: the machine's
 neighbours do not count) one ``try_acquire`` plus its ``release`` takes, and its
 ratio to 10 replicas. Goal (issue 16, figure 2 needs
 it): least-load and round-robin at 1,000 replicas within 2x of 10 (their pick
-looks at a few replicas, not all; ``admission.EXACT_PICK_MAX``). Prefix affinity
-still compares every replica and is shown for what it costs. No network: this is
+looks at a few replicas, not all; ``admission.EXACT_PICK_MAX``), and prefix
+affinity too: its prefixes' homes hold fewer than ``routing.spill_after`` requests
+here, so each pick is a home hit that looks at the home alone
+(``Router._pick_home``); a home past it still weighs every replica. No network: this is
 the part of ``bench/gateway_endpoints.py``'s figure that grows with the replicas,
 without the noise of the processes around it.
 """
@@ -77,7 +79,7 @@ def main() -> None:
             f"{count:>5}: {cost[count]:7.1f} us (x{cost[count] / cost[10]:.2f})" for count in COUNTS
         )
         print(f"  {strategy:>15}  {cells}")
-    print("goal: least-load and round-robin at 1000 within x2.00 of 10")
+    print("goal: each strategy at 1000 within x2.00 of 10")
 
 
 if __name__ == "__main__":
