@@ -39,7 +39,13 @@ from llmfleet.backends.kubernetes.client import (
 )
 from llmfleet.backends.kubernetes.context import OPTIONAL_APIS, RenderContext
 from llmfleet.backends.kubernetes.diffing import strip_noise
-from llmfleet.backends.kubernetes.keys import make_missing_keys, missing_keys
+from llmfleet.backends.kubernetes.keys import (
+    make_agent_secrets,
+    make_missing_keys,
+    missing_agent_secrets,
+    missing_keys,
+    retire_agent_secrets,
+)
 from llmfleet.backends.kubernetes.labels import SERVICE, Owner
 from llmfleet.backends.kubernetes.names import engine_key_secret
 from llmfleet.backends.kubernetes.planning import (
@@ -50,7 +56,11 @@ from llmfleet.backends.kubernetes.planning import (
     plan_objects,
     prune_selector,
 )
-from llmfleet.backends.kubernetes.render import render_environment
+from llmfleet.backends.kubernetes.render import (
+    agent_secrets,
+    keyed_services,
+    render_environment,
+)
 from llmfleet.backends.kubernetes.rollout import wait_rollout
 from llmfleet.backends.kubernetes.workloads import progress_deadline_s
 from llmfleet.errors import BackendError
@@ -229,12 +239,22 @@ class KubernetesFleet:
     ) -> Plan:
         seen = self.seen(desired.name)
         result = self.object_plan(desired)
-        notes = tuple(
-            f"{c.ref}: {', '.join(c.conflicts)}; apply takes them only with --force-conflicts"
-            for c in result.conflicts
-        ) + tuple(
-            f"Secret/{engine_key_secret(name)} is made at apply: a new random engine key"
-            for name in missing_keys(self.client, self.namespace, sorted(desired.services))
+        notes = (
+            tuple(
+                f"{c.ref}: {', '.join(c.conflicts)}; apply takes them only with --force-conflicts"
+                for c in result.conflicts
+            )
+            + tuple(
+                f"Secret/{engine_key_secret(name)} is made at apply: a new random engine key"
+                for name in missing_keys(self.client, self.namespace, keyed_services(desired))
+            )
+            + tuple(
+                f"Secret/{name} is made at apply: a new API key for an agent, scoped to its "
+                "models (its hash in the state store, the key only in the Secret)"
+                for name in missing_agent_secrets(
+                    self.client, self.namespace, self._agents(desired)
+                )
+            )
         )
         actions = tuple(_action(change) for change in result.pending)
         return Plan(desired.name, serial, spec_hash, actions, notes=notes, seen=seen)
@@ -259,8 +279,13 @@ class KubernetesFleet:
         if not desired.services:
             result = ObjectPlan(self.namespace, tuple(self._destroy_changes()))
         else:
+            agents = {n: s.agent for n, s in desired.services.items() if s.agent is not None}
+            make_agent_secrets(
+                self.client, ctx.store, self.owner, self.namespace, agents, ctx.progress,
+                os.environ,
+            )  # fmt: skip
             make_missing_keys(
-                self.client, self.owner, self.namespace, sorted(desired.services), ctx.progress
+                self.client, self.owner, self.namespace, keyed_services(desired), ctx.progress
             )
             result = self.object_plan(desired, force=ctx.force_conflicts)
         ctx.progress(f"server-side apply of {len(result.pending)} objects to {self.namespace}")
@@ -271,6 +296,16 @@ class KubernetesFleet:
         if rolled:
             ctx.progress(f"waiting for {', '.join(rolled)} to roll out")
             asyncio.run(self._wait(rolled, timeout_s=self._wait_budget_s(desired)))
+        # the replaced agents' pods are gone: their Secrets and keys go too
+        retire_agent_secrets(
+            self.client, ctx.store, self.owner, self.namespace, self._agents(desired),
+            ctx.progress,
+        )  # fmt: skip
+
+    def _agents(self, desired: ResolvedEnvironment) -> list[str]:
+        """The agent Secrets ``desired`` refers to."""
+        ctx = RenderContext(fleet=self.fleet, environment=desired)
+        return agent_secrets(ctx)
 
     async def _wait(self, names: list[str], *, timeout_s: float) -> None:
         async with connect_async(self.spec, namespace=self.namespace, server=self.server) as aio:

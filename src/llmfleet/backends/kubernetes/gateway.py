@@ -78,7 +78,7 @@ def _config_map(ctx: RenderContext, meta: dict[str, Any], ports: dict[str, int])
             "spec": service.model_dump(mode="json"),
             "continuation": dict(get_adapter(service.engine.kind).continuation_fields()),
             "endpoints": {"service": engine_name(name), "port": ports[name]},
-            "key_file": f"{KEYS_MOUNT}/{name}",
+            **({} if service.agent is not None else {"key_file": f"{KEYS_MOUNT}/{name}"}),
         }
         for name, service in sorted(ctx.environment.services.items())
     }
@@ -147,7 +147,8 @@ def _volumes(ctx: RenderContext) -> list[dict[str, Any]]:
     keys = [
         {"secret": {"name": engine_key_secret(name),
                     "items": [{"key": KEY_FIELD, "path": name}]}}
-        for name in sorted(ctx.environment.services)
+        for name, service in sorted(ctx.environment.services.items())
+        if service.agent is None  # an agent wants no engine key: it is sent none
     ]  # fmt: skip
     return [
         {"name": "config", "configMap": {"name": GATEWAY}},

@@ -19,6 +19,8 @@ COMPONENT = "app.kubernetes.io/component"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 ENGINE = "engine"
 GATEWAY = "gateway"
+AGENT = "agent"
+"""An agent's pods (``agents:``): reached like engines, but the user's code."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ _HASH_CHARS = 8
 GATEWAY = "llmfleet-gateway"
 """Every gateway object's name (kinds differ, so they may share it)."""
 ENGINE_NETWORK_POLICY = "llmfleet-engines"
+AGENT_NETWORK_POLICY = "llmfleet-agents"
 KEY_FIELD = "api-key"
 """The key of an engine key Secret that holds the key itself."""
 

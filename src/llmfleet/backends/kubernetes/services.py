@@ -12,16 +12,19 @@ from llmfleet.backends.kubernetes.names import ENGINE_NETWORK_POLICY, engine_nam
 from llmfleet.backends.kubernetes.workloads import PORT_NAME
 
 
-def headless_service(ctx: RenderContext, name: str, port: int) -> dict[str, Any]:
+def headless_service(
+    ctx: RenderContext, name: str, port: int, *, component: str = ENGINE
+) -> dict[str, Any]:
     """No cluster IP: the gateway balances itself, over the EndpointSlices of this Service
-    (ready endpoints are routed, terminating ones drained)."""
+    (ready endpoints are routed, terminating ones drained). An agent's pods are found
+    the same way (``component`` agent)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": ctx.owner.metadata(engine_name(name), ctx.namespace, ENGINE, name),
+        "metadata": ctx.owner.metadata(engine_name(name), ctx.namespace, component, name),
         "spec": {
             "clusterIP": "None",
-            "selector": ctx.owner.selector(ENGINE, name),
+            "selector": ctx.owner.selector(component, name),
             "ports": [{"name": PORT_NAME, "port": port, "targetPort": PORT_NAME}],
             "publishNotReadyAddresses": False,
         },

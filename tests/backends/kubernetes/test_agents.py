@@ -1,0 +1,178 @@
+"""Agents (``agents:``) on a cluster environment: what is rendered for them (golden file,
+Kubernetes' own schemas in strict mode, what must hold of it), and the keys apply makes."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from llmfleet.backends.kubernetes.agents import AGENT_PORT, agent_secret
+from llmfleet.backends.kubernetes.context import OPTIONAL_APIS, RenderContext
+from llmfleet.backends.kubernetes.documents import to_yaml_stream
+from llmfleet.backends.kubernetes.render import agent_secrets, render_environment
+from llmfleet.spec.loading import load_spec, load_spec_text
+from tests.backends.kubernetes.cases import HERE
+
+SPEC = HERE / "specs" / "agents.yaml"
+GOLDEN = HERE / "golden" / "agents-production.yaml"
+OLDEST, NEWEST = "1.29.0", kubernetes_validate.latest_version()
+SECRET_VARIABLES = {"OPENAI_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "NOTES_DB_URL"}
+
+
+def context(text: str | None = None) -> RenderContext:
+    spec = load_spec(SPEC) if text is None else load_spec_text(text)
+    resolved = spec.resolved
+    return RenderContext(
+        fleet=resolved.name, environment=resolved.environment("production"), apis=OPTIONAL_APIS
+    )
+
+
+def rendered(text: str | None = None) -> list[dict[str, Any]]:
+    return render_environment(context(text))
+
+
+def one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def pod(deployment: dict[str, Any]) -> dict[str, Any]:
+    return deployment["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {v["name"]: v.get("value", v.get("valueFrom")) for v in container["env"]}
+
+
+def test_the_agents_manifests_match_the_reviewed_golden_file() -> None:
+    text = to_yaml_stream(rendered())
+    if os.environ.get("LLMFLEET_UPDATE_GOLDEN") == "1":
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "agents-production.yaml differs; review, then update"
+
+
+@pytest.mark.parametrize("version", [OLDEST, NEWEST])
+def test_every_agent_object_is_valid_in_strict_mode(version: str) -> None:
+    objects = [o for o in rendered() if o["kind"] not in ("PodMonitor", "InferencePool")]
+    agents = [o for o in objects if o["metadata"]["labels"]["app.kubernetes.io/component"]
+              == "agent"]  # fmt: skip
+    kinds = sorted(o["kind"] for o in agents)
+    assert kinds == ["Deployment", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+                     "Service", "Service"]  # fmt: skip
+    for manifest in objects:
+        kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_an_agent_runs_its_image_like_a_replica_locked_down_and_probed_on_its_health_path() -> None:
+    objects = rendered()
+    deployment = one(objects, "Deployment", "docs-assistant")
+    spec = pod(deployment)
+    (container,) = spec["containers"]
+    assert container["image"] == "registry.example.com/docs-assistant:1.4.0"
+    assert container["command"][:4] == ["python", "-m", "llmfleet.engines.agent_serve", "--app"]
+    assert container["command"][-4:] == ["--host", "0.0.0.0", "--port", str(AGENT_PORT)]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= (
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert spec["terminationGracePeriodSeconds"] > 15 + 600  # preStop drain + longest request
+    triage = pod(one(objects, "Deployment", "triage"))["containers"][0]
+    assert triage["command"] == ["triage-server", "--listen", f"0.0.0.0:{AGENT_PORT}"]
+    budgets = {o["metadata"]["name"] for o in objects if o["kind"] == "PodDisruptionBudget"}
+    assert "docs-assistant" in budgets and "triage" not in budgets  # 2 replicas against 1
+
+
+def test_an_agent_is_told_the_gateway_service_its_indexes_and_gets_secrets_by_reference() -> None:
+    objects = rendered()
+    (container,) = pod(one(objects, "Deployment", "docs-assistant"))["containers"]
+    env = env_of(container)
+    assert env["OPENAI_BASE_URL"] == "http://llmfleet-gateway.rag-prod.svc:8080/v1"
+    assert env["LLMFLEET_INDEX_DOCS"] == "s3://rag-indexes/production/docs"
+    assert (
+        env["LLMFLEET_INDEX_NOTES"] == "pgvector://llmfleet_notes_production?url_env=NOTES_DB_URL"
+    )
+    assert env["TONE"] == "short" and env["LLMFLEET_AGENT"] == "docs-assistant"
+    (secret,) = [s for s in agent_secrets(context()) if s.startswith("docs-assistant-")]
+    for variable in SECRET_VARIABLES:
+        assert env[variable] == {"secretKeyRef": {"name": secret, "key": variable}}, variable
+    assert not [o for o in objects if o["kind"] == "Secret"], "a key is never in a manifest"
+    assert "lf-" not in to_yaml_stream(objects)
+
+
+def test_the_gateway_routes_an_agent_by_its_endpoint_slices_and_sends_it_no_engine_key() -> None:
+    objects = rendered()
+    config = json.loads(one(objects, "ConfigMap", "llmfleet-gateway")["data"]["services.json"])
+    agent = config["services"]["docs-assistant"]
+    assert agent["endpoints"] == {"service": "docs-assistant", "port": AGENT_PORT}
+    assert "key_file" not in agent and "key_file" in config["services"]["chat"]
+    headless = one(objects, "Service", "docs-assistant")["spec"]
+    assert headless["clusterIP"] == "None"
+    assert headless["selector"]["app.kubernetes.io/component"] == "agent"
+    volumes = pod(one(objects, "Deployment", "llmfleet-gateway"))["volumes"]
+    projected = next(v for v in volumes if v["name"] == "engine-keys")["projected"]["sources"]
+    assert sorted(s["secret"]["name"] for s in projected) == ["chat-engine-key", "embed-engine-key"]
+    pools = {o["metadata"]["name"] for o in objects if o["kind"] == "InferencePool"}
+    assert pools == {"chat", "embed"}, "an agent is no inference pool"
+
+
+def test_only_the_gateway_reaches_an_agent_and_an_agent_reaches_no_engine_directly() -> None:
+    objects = rendered()
+    agents = one(objects, "NetworkPolicy", "llmfleet-agents")["spec"]
+    engines = one(objects, "NetworkPolicy", "llmfleet-engines")["spec"]
+    labels = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+        for d in objects
+        if d["kind"] == "Deployment"
+    }
+    (rule,) = agents["ingress"]
+    (source,) = rule["from"]
+    assert set(source) == {"podSelector"}, "no namespace or IP block may be let in"
+    assert source["podSelector"]["matchLabels"].items() <= labels["llmfleet-gateway"].items()
+    assert rule["ports"] == [{"protocol": "TCP", "port": AGENT_PORT}]
+    for name in ("docs-assistant", "triage"):
+        assert agents["podSelector"]["matchLabels"].items() <= labels[name].items()
+        assert not engines["podSelector"]["matchLabels"].items() <= labels[name].items()
+        # the engines let in the gateway's pods only, and an agent's pods are not those
+        (engine_rule,) = engines["ingress"]
+        assert not engine_rule["from"][0]["podSelector"]["matchLabels"].items() <= (
+            labels[name].items()
+        )
+    # the gateway itself is under no ingress policy: the agent reaches it (egress is open)
+    gateway = labels["llmfleet-gateway"].items()
+    for policy in (agents, engines):
+        assert not policy["podSelector"]["matchLabels"].items() <= gateway
+        assert policy["policyTypes"] == ["Ingress"]
+
+
+def test_a_replaced_agent_gets_a_new_secret_and_its_pods_roll_a_scaled_one_does_not() -> None:
+    base = SPEC.read_text()
+    before = {n: agent_secret(n, s.agent) for n, s in _agents(base).items()}
+    new_image = {n: agent_secret(n, s.agent)
+                 for n, s in _agents(base.replace("docs-assistant:1.4.0", "docs-assistant:1.5.0")
+                                     ).items()}  # fmt: skip
+    assert new_image["docs-assistant"] != before["docs-assistant"]
+    assert new_image["triage"] == before["triage"]
+    scaled = {n: agent_secret(n, s.agent) for n, s in _agents(base.replace(
+        "replicas: 2", "replicas: 3")).items()}  # fmt: skip
+    assert scaled == before, "scaling keeps the key"
+
+
+def _agents(text: str) -> dict[str, Any]:
+    services = context(text).environment.services
+    return {n: s for n, s in services.items() if s.agent is not None}
+
+
+def test_no_agent_objects_for_a_fleet_without_agents() -> None:
+    from tests.backends.kubernetes.cases import render
+
+    objects = render("init", "production")
+    assert "llmfleet-agents" not in {o["metadata"]["name"] for o in objects}
