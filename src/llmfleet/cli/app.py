@@ -102,11 +102,13 @@ def check(spec_file: SpecFile = DEFAULT_SPEC, as_json: AsJson = False) -> None:
         render.render_spec_warnings(errors, ws.loaded.warnings)
         check_pinned_versions(ws)
         check_suites(ws)
+    from llmfleet.cli.json_views import gateway_place
+
     for name, env in sorted(resolved.environments.items()):
         replicas = sum(s.replicas for s in env.services.values())
         console.print(
             f"[green]ok[/] {plain(name)}: {len(env.services)} services, {replicas} replicas, "
-            f"gateway {plain(env.gateway.host)}:{env.gateway.port}"
+            f"{plain(gateway_place(resolved.name, env)[0])}"
         )
 
 

@@ -17,13 +17,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from llmfleet.backends.exits import describe_exit
+from llmfleet.spec.placement import BackendKind
 
 if TYPE_CHECKING:
     from llmfleet.backends.base import ReplicaStatus
     from llmfleet.backends.local.failed import FailedReplica
     from llmfleet.errors import SpecProblem
     from llmfleet.plan.model import Plan
-    from llmfleet.spec.model import ResolvedFleet
+    from llmfleet.spec.model import ResolvedEnvironment, ResolvedFleet
     from llmfleet.state.records import Event, Revision
 
 FORMAT_VERSION = 1
@@ -64,6 +65,7 @@ def check_document(
     notes: Sequence[SpecProblem] = (),
 ) -> Document:
     environments = [] if resolved is None else sorted(resolved.environments.items())
+    fleet = "" if resolved is None else resolved.name
     return {
         "ok": not problems,
         "environments": [
@@ -71,7 +73,7 @@ def check_document(
                 "name": name,
                 "services": len(env.services),
                 "replicas": sum(s.replicas for s in env.services.values()),
-                "gateway": f"{env.gateway.host}:{env.gateway.port}",
+                "gateway": gateway_place(fleet, env)[1],
             }
             for name, env in environments
         ],
@@ -79,6 +81,24 @@ def check_document(
         "warnings": [problem_document(w) for w in warnings],
         "notes": [problem_document(n) for n in notes],
     }
+
+
+def gateway_place(fleet: str, env: ResolvedEnvironment) -> tuple[str, str]:
+    """Where an environment's gateway is, in words and as data: HOST:PORT on this
+    machine; on a cluster its context and namespace (it takes no port here) and the
+    address clients use, when the spec gives one."""
+    if env.backend.kind is not BackendKind.KUBERNETES:
+        address = f"{env.gateway.host}:{env.gateway.port}"
+        return f"gateway {address}", address
+    from llmfleet.backends.kubernetes.names import namespace_of
+
+    where = f"namespace {namespace_of(fleet, env.name, env.backend)}"
+    if env.backend.context:
+        where = f"context {env.backend.context}, {where}"
+    words = f"gateway on kubernetes ({where})"
+    if env.backend.gateway_url:
+        return f"{words} at {env.backend.gateway_url}", env.backend.gateway_url
+    return words, f"kubernetes: {where}"
 
 
 def replica_document(replica: ReplicaStatus) -> Document:
