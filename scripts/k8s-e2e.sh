@@ -64,6 +64,8 @@ spec = yaml.safe_load(open(sys.argv[1]))
 backend = {"kind": "kubernetes", "namespace": os.environ["NAMESPACE"]}
 if os.environ["CONTEXT"]:
     backend["context"] = os.environ["CONTEXT"]
+if os.environ.get("GATEWAY_URL"):
+    backend["gateway_url"] = os.environ["GATEWAY_URL"]  # validate's suites reach it there
 spec["environments"]["production"]["backend"] = backend
 open(sys.argv[2], "w").write(yaml.safe_dump(spec, sort_keys=False))
 EOF
@@ -120,7 +122,8 @@ case "$CONTEXT" in
 esac
 
 step "the spec: examples/quickstart.yaml with production on $CONTEXT, namespace $NAMESPACE"
-write_spec "$CONTEXT"
+LOCAL_PORT=${LOCAL_PORT:-18080}
+GATEWAY_URL="http://127.0.0.1:$LOCAL_PORT" write_spec "$CONTEXT"
 render_and_validate
 "${KUBECTL[@]}" get namespace "$NAMESPACE" >/dev/null 2>&1 \
   || "${KUBECTL[@]}" create namespace "$NAMESPACE"
@@ -137,7 +140,6 @@ step "apply (server-side apply, then the rollout: the model is fetched and loade
   || fail "a plan right after apply should show no changes"
 
 step "asking through the gateway (kubectl port-forward svc/llmfleet-gateway)"
-LOCAL_PORT=${LOCAL_PORT:-18080}
 "${KUBECTL[@]}" -n "$NAMESPACE" port-forward svc/llmfleet-gateway "$LOCAL_PORT:8080" \
   >"$WORK/port-forward.log" 2>&1 &
 PORT_FORWARD_PID=$!
@@ -150,4 +152,13 @@ curl -fsS "http://127.0.0.1:$LOCAL_PORT/v1/chat/completions" \
   -d '{"model": "chat", "max_tokens": 32,
        "messages": [{"role": "user", "content": "What is the capital of France?"}]}' \
   | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"])'
+step "validate: the candidate on local staging, production on the cluster (its gateway_url)"
+status=0
+"$LLMFLEET" validate -f "$WORK/fleet.yaml" || status=$?
+"$LLMFLEET" down -f "$WORK/fleet.yaml" || true   # the local staging runtime
+case "$status" in
+  0) echo "validation passed" ;;
+  3|4) echo "validation ran and judged (exit $status: 3 failed the gate, 4 inconclusive)" ;;
+  *) fail "validate exited $status" ;;
+esac
 step "done: the quickstart ran on $CONTEXT"
