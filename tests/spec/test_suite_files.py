@@ -79,3 +79,17 @@ def test_check_reads_the_suites_as_validate_will(fleet: Fleet) -> None:
     said = " ".join(result.stderr.split())
     assert f"{fleet.root / 'suites' / 'chat.yaml'}:4:15: cases.0.checks.0" in said, said
     assert "Traceback" not in result.stderr
+
+
+def test_check_refuses_agent_checks_in_a_models_suite(fleet: Fleet) -> None:
+    """retrieved: and called: judge what an agent reports; a model's suite with them
+    could never pass, so check says so now, as validate would before staging."""
+    (fleet.root / "suites").mkdir()
+    agentish = SUITE.replace("{contains: hi}", "{retrieved: docs/a.md}")
+    (fleet.root / "suites" / "chat.yaml").write_text(agentish)
+    fleet.write(SPEC.replace("  echo:\n    extends: checked\n", "  echo:\n"))
+    result = fleet.run("check", check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert "the suite of service 'chat' checks what an agent reports (hi: retrieved)" in said
+    assert "Traceback" not in result.stderr

@@ -12,20 +12,29 @@ from llmfleet.errors import ValidationError
 
 def check_suites(ws: Workspace) -> None:
     """``ValidationError`` listing every problem of every suite the spec names."""
-    from llmfleet.validate.suites import load_suite
+    from llmfleet.validate.suites import AGENT_CHECKS_HINT, agent_checks_of_model, load_suite
 
     names: set[str] = set()
-    paths: set[Path] = set()
+    paths: dict[Path, set[str]] = {}  # suite -> the models (not agents) it judges
     for env in ws.loaded.resolved.environments.values():
         for name, service in env.services.items():
             names.add(name)
             if service.validation is not None and service.validation.quality is not None:
-                paths.add(ws.spec_dir / service.validation.quality)
+                models = paths.setdefault(ws.spec_dir / service.validation.quality, set())
+                if service.agent is None:
+                    models.add(name)
     problems = []
-    for path in sorted(paths):
+    hint = "validate reads these suites as they are"
+    for path, models in sorted(paths.items()):
         try:
-            load_suite(path, services=names)
+            suite = load_suite(path, services=names)
         except ValidationError as exc:
             problems.append(exc.message)
+            continue
+        for model in sorted(models):
+            problem = agent_checks_of_model(model, suite)
+            if problem is not None:
+                problems.append(f"{path}: {problem}")
+                hint = AGENT_CHECKS_HINT
     if problems:
-        raise ValidationError("\n".join(problems), hint="validate reads these suites as they are")
+        raise ValidationError("\n".join(problems), hint=hint)

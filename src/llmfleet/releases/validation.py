@@ -40,7 +40,12 @@ from llmfleet.validate.assess import (
 from llmfleet.validate.changes import service_changes
 from llmfleet.validate.gate import Outcome, outcome_of
 from llmfleet.validate.report import write_reports
-from llmfleet.validate.suites import QualitySuite, agent_checks, load_suite
+from llmfleet.validate.suites import (
+    AGENT_CHECKS_HINT,
+    QualitySuite,
+    agent_checks_of_model,
+    load_suite,
+)
 
 
 @dataclass(frozen=True)
@@ -199,14 +204,11 @@ def _refuse_agent_checks_of_models(
     not as a failed gate after a staging rollout."""
     services = ctx.loaded.resolved.environments[PRODUCTION].services
     for name, suite in suites.items():
-        found = agent_checks(suite) if suite and services[name].agent is None else []
-        if found:
-            raise ReleaseError(
-                f"the suite of service '{name}' checks what an agent reports "
-                f"({', '.join(found[:3])}), which a model's answer never carries",
-                hint="keep retrieved: and called: checks in an agent's suite "
-                "(agents.NAME.validation.quality)",
-            )
+        if suite is None or services[name].agent is not None:
+            continue
+        problem = agent_checks_of_model(name, suite)
+        if problem is not None:
+            raise ReleaseError(problem, hint=AGENT_CHECKS_HINT)
 
 
 def clean_stale_staging(ctx: ReleaseContext) -> bool:

@@ -172,6 +172,23 @@ def agent_checks(suite: QualitySuite) -> list[str]:
     ]
 
 
+AGENT_CHECKS_HINT = (
+    "keep retrieved: and called: checks in an agent's suite (agents.NAME.validation.quality)"
+)
+
+
+def agent_checks_of_model(service: str, suite: QualitySuite) -> str | None:
+    """Why a model's suite with ``retrieved:`` or ``called:`` checks could never pass, or
+    None; pure."""
+    found = agent_checks(suite)
+    if not found:
+        return None
+    return (
+        f"the suite of service '{service}' checks what an agent reports "
+        f"({', '.join(found[:3])}), which a model's answer never carries"
+    )
+
+
 def _place(error: Any, locations: Locations, filename: str) -> str:
     loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
     where = locations.nearest(loc)
