@@ -99,6 +99,9 @@ def replicas_of(cluster: ClusterServices, slices: Mapping[str, Obj]) -> list[Rep
             continue
         ports = body.get("ports") or []
         port = next((p["port"] for p in ports if p.get("port")), cluster.ports[service])
+        agent = cluster.services[service].agent
+        # an agent answers its own health path, which the gateway's probe must use
+        config = {"agent": {"health_path": agent.health_path}} if agent is not None else {}
         for endpoint in body.get("endpoints") or ():
             address = endpoint["addresses"][0]
             pod = (endpoint.get("targetRef") or {}).get("name") or f"{address}:{port}"
@@ -108,6 +111,7 @@ def replicas_of(cluster: ClusterServices, slices: Mapping[str, Obj]) -> list[Rep
                 engine_version=cluster.services[service].engine.version,
                 state=endpoint_state(endpoint.get("conditions") or {}), port=int(port),
                 served_name=service, host=f"[{address}]" if ":" in address else address,
+                config=config,
             ))  # fmt: skip
     return replicas
 
