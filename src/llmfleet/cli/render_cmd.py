@@ -56,7 +56,11 @@ def kubernetes(
     ] = None,
 ) -> None:
     """Kubernetes manifests of an environment, in apply order (stdout or a folder)."""
-    from llmfleet.backends.kubernetes.render import engine_key_secrets, render_environment
+    from llmfleet.backends.kubernetes.render import (
+        agent_secret_hints,
+        engine_key_secrets,
+        render_environment,
+    )
 
     ctx = _context(spec_file, env, api)
     objects = render_environment(ctx)
@@ -75,6 +79,8 @@ def kubernetes(
         "generic NAME --from-literal=api-key=$(openssl rand -hex 32)[/]",
         highlight=False,
     )
+    for line in agent_secret_hints(ctx):
+        errors.print(f"[dim]{line}[/]", highlight=False)
 
 
 @render_app.command("compose")

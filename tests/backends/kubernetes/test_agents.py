@@ -11,9 +11,15 @@ import kubernetes_validate
 import pytest
 
 from llmfleet.backends.kubernetes.agents import AGENT_PORT, agent_secret
+from llmfleet.backends.kubernetes.compose import render_compose
 from llmfleet.backends.kubernetes.context import OPTIONAL_APIS, RenderContext
 from llmfleet.backends.kubernetes.documents import to_yaml_stream
-from llmfleet.backends.kubernetes.render import agent_secrets, render_environment
+from llmfleet.backends.kubernetes.render import (
+    agent_secret_hints,
+    agent_secrets,
+    render_environment,
+)
+from llmfleet.errors import BackendError
 from llmfleet.spec.loading import load_spec, load_spec_text
 from tests.backends.kubernetes.cases import HERE
 
@@ -176,3 +182,18 @@ def test_no_agent_objects_for_a_fleet_without_agents() -> None:
 
     objects = render("init", "production")
     assert "llmfleet-agents" not in {o["metadata"]["name"] for o in objects}
+
+
+def test_render_says_how_to_make_each_agent_s_secret_by_hand_for_gitops() -> None:
+    ctx = context()
+    hints = dict(zip(["docs-assistant", "triage"], agent_secret_hints(ctx), strict=True))
+    (secret,) = [s for s in agent_secrets(ctx) if s.startswith("docs-assistant-")]
+    assert f"kubectl create secret generic {secret} -n rag-prod" in hints["docs-assistant"]
+    assert "llmfleet keys create docs-assistant -s chat -s embed" in hints["docs-assistant"]
+    assert "--from-literal=NOTES_DB_URL=$NOTES_DB_URL" in hints["docs-assistant"]
+    assert "--from-literal=OPENAI_API_KEY=THE_KEY" in hints["triage"]
+
+
+def test_a_compose_file_refuses_agents_with_the_fix() -> None:
+    with pytest.raises(BackendError, match=r"agents\.docs-assistant: a compose file does not run"):
+        render_compose(context())

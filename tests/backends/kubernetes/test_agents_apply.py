@@ -119,6 +119,9 @@ def test_apply_makes_a_scoped_key_rotates_it_on_replace_and_revokes_it(
     assert applied.returncode == 0, applied.stderr + applied.stdout
     ((first, data),) = agent_secrets(cluster).items()
     assert data["SEARCH_TOKEN"] == TOKEN
+    assert "the cluster's gateway checks keys in the database of Secret llmfleet-state" in (
+        applied.stdout + applied.stderr
+    ), "a SQLite state is one the cluster's gateway cannot read: said so"
     key = data["OPENAI_API_KEY"]
     deployment = cluster.get("Deployment", NS, "helper")
     assert deployment is not None

@@ -14,6 +14,7 @@ from llmfleet.backends.kubernetes.context import MODELS_MOUNT, RenderContext
 from llmfleet.backends.kubernetes.names import model_link
 from llmfleet.backends.kubernetes.workloads import FETCH_MODULE, grace_period_s, model_uri
 from llmfleet.engines.registry import get_adapter
+from llmfleet.errors import BackendError
 
 
 def key_variable(name: str) -> str:
@@ -24,6 +25,12 @@ def render_compose(ctx: RenderContext) -> dict[str, Any]:
     services: dict[str, Any] = {}
     volumes: dict[str, Any] = {}
     for name, service in sorted(ctx.environment.services.items()):
+        if service.agent is not None:
+            raise BackendError(
+                f"agents.{name}: a compose file does not run agents yet",
+                hint="run the environment's agents on Kubernetes (render kubernetes) or the "
+                "local backend, or leave them out of this spec",
+            )
         container = get_adapter(service.engine.kind).container(
             service, model_uri=model_uri(name, service), served_name=name
         )

@@ -280,6 +280,12 @@ class KubernetesFleet:
             result = ObjectPlan(self.namespace, tuple(self._destroy_changes()))
         else:
             agents = {n: s.agent for n, s in desired.services.items() if s.agent is not None}
+            if agents and ctx.state_url.startswith("sqlite"):
+                ctx.progress(
+                    "note: agent keys go into this machine's SQLite state; the cluster's "
+                    f"gateway checks keys in the database of Secret {self.spec.state_secret}, "
+                    "so give the spec that database as its state: (PostgreSQL)"
+                )
             make_agent_secrets(
                 self.client, ctx.store, self.owner, self.namespace, agents, ctx.progress,
                 os.environ,

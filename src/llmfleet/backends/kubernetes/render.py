@@ -14,9 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from llmfleet.backends.kubernetes.agents import (
+    KEY_VARIABLE,
     agent_deployment,
     agent_network_policy,
     agent_secret,
+    secret_variables,
 )
 from llmfleet.backends.kubernetes.context import RenderContext
 from llmfleet.backends.kubernetes.gateway import gateway_objects
@@ -87,3 +89,23 @@ def agent_secrets(ctx: RenderContext) -> list[str]:
         for name, service in sorted(ctx.environment.services.items())
         if service.agent is not None
     ]
+
+
+def agent_secret_hints(ctx: RenderContext) -> list[str]:
+    """How to make each agent's Secret by hand (GitOps: no apply makes them), in words."""
+    hints = []
+    for name, service in sorted(ctx.environment.services.items()):
+        if service.agent is None:
+            continue
+        secret = agent_secret(name, service.agent)
+        scope = " ".join(f"-s {model}" for model in service.agent.models)
+        values = " ".join(
+            f"--from-literal={v}=${v}" for v in secret_variables(service.agent) if v != KEY_VARIABLE
+        )
+        hints.append(
+            f"agent {name} reads Secret {secret} (not rendered): make its key with "
+            f"`llmfleet keys create {name} {scope}` against the state the gateway reads, then "
+            f"kubectl create secret generic {secret} -n {ctx.namespace} "
+            f"--from-literal={KEY_VARIABLE}=THE_KEY {values}".rstrip()
+        )
+    return hints
