@@ -137,6 +137,10 @@ def test_apply_makes_a_scoped_key_rotates_it_on_replace_and_revokes_it(
             "latin-1")):  # fmt: skip
         assert key not in text and TOKEN not in text, "a secret was written out"
 
+    status = cli(folder, "status", "-e", "production")
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.count("helper-") >= 2, status.stdout  # its two pods, as replicas
+
     again = cli(folder, "plan", "-e", "production", "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr  # nothing to do: key kept
 
