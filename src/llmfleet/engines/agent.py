@@ -79,8 +79,8 @@ class AgentAdapter:
 
     def container(self, service: ServiceSpec, *, model_uri: str, served_name: str) -> ContainerSpec:
         raise EngineUnavailableError(
-            "agents run on the local backend only",
-            hint="run the environment with backend: local, or leave its agents out",
+            "an agent runs in its own image: no engine container is made for it",
+            hint="the Kubernetes backend renders agents itself (backends.kubernetes.agents)",
         )
 
     def continuation_fields(self) -> Mapping[str, Any]:
