@@ -6,7 +6,6 @@ Both are started once per module and stopped whatever happens."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import pytest
 from llmfleet.models.store import ModelStore
 from llmfleet.rag.seaweed import S3Server, running_s3
 from llmfleet.spec.model import ModelSpec
+from tests.fixtures.fleet import free_port
 from tests.fixtures.processes import stop_process
 
 MINILM = ModelSpec(
@@ -26,17 +26,6 @@ MINILM = ModelSpec(
 )
 S3_KEY, S3_SECRET = "llmfleet-test", "llmfleet-test-secret"
 READY_S = 30.0
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def wait_until(check: Any, *, what: str, within_s: float = READY_S) -> None:
@@ -64,7 +53,7 @@ def embedding_url(
     llama_server_bin: Path, minilm_gguf: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A real llama-server serving /v1/embeddings with the converted model."""
-    (port,) = free_ports(1)
+    port = free_port()
     log = (tmp_path_factory.mktemp("embed") / "server.log").open("w")
     argv = [
         str(llama_server_bin),

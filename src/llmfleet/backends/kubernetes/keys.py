@@ -40,19 +40,24 @@ from llmfleet.state.store import StateStore
 
 def missing_keys(client: Any, namespace: str, services: Iterable[str]) -> list[str]:
     """The services of ``services`` whose engine key Secret does not exist yet."""
+    names = {engine_key_secret(service): service for service in services}
+    return [names[name] for name in absent_secrets(client, namespace, names)]
+
+
+def absent_secrets(client: Any, namespace: str, names: Iterable[str]) -> list[str]:
+    """The Secrets of ``names`` that do not exist in ``namespace``, in order."""
     from lightkube import ApiError
     from lightkube.resources.core_v1 import Secret
 
     missing = []
-    for service in services:
-        name = engine_key_secret(service)
+    for name in names:
         with translated(f"reading Secret/{name}"):
             try:
                 client.get(Secret, name, namespace=namespace)
             except ApiError as exc:
                 if status_of(exc) != 404:
                     raise
-                missing.append(service)
+                missing.append(name)
     return missing
 
 
@@ -77,19 +82,7 @@ def make_missing_keys(
 
 def missing_agent_secrets(client: Any, namespace: str, secrets_: Iterable[str]) -> list[str]:
     """The agent Secrets of ``secrets_`` (``render.agent_secrets``) not made yet."""
-    from lightkube import ApiError
-    from lightkube.resources.core_v1 import Secret
-
-    missing = []
-    for name in secrets_:
-        with translated(f"reading Secret/{name}"):
-            try:
-                client.get(Secret, name, namespace=namespace)
-            except ApiError as exc:
-                if status_of(exc) != 404:
-                    raise
-                missing.append(name)
-    return missing
+    return absent_secrets(client, namespace, secrets_)
 
 
 def make_agent_secrets(
