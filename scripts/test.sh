@@ -30,4 +30,4 @@ step "installing the real llama-server and model (first time: about 6 minutes to
 .venv/bin/llmfleet fetch -f examples/quickstart.yaml
 
 step "running the tests"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"
