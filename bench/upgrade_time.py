@@ -99,15 +99,16 @@ class FirstReady(threading.Thread):
         return self.found if self.found is not None else float("nan")
 
 
-def _on_new(replica: object) -> bool:
-    return getattr(replica, "engine_version", None) == NEW and (
+def serving(version: str) -> Callable[[object], bool]:
+    """Is this a production replica on ``version``?"""
+    return lambda replica: getattr(replica, "engine_version", None) == version and (
         getattr(replica, "environment", None) == "production"
     )
 
 
 def by_hand(p: Project, spec: str) -> tuple[float, float]:
     p.write(spec.replace(f'version: "{OLD}"', f'version: "{NEW}"'))
-    watcher = FirstReady(p.root / ".llmfleet", _on_new)
+    watcher = FirstReady(p.root / ".llmfleet", serving(NEW))
     started = time.monotonic()
     watcher.start()
     p.run("validate")
@@ -115,24 +116,34 @@ def by_hand(p: Project, spec: str) -> tuple[float, float]:
     return watcher.seconds(), time.monotonic() - started
 
 
-def by_scheduler(p: Project) -> tuple[float, float]:
+def by_scheduler(
+    p: Project,
+    *,
+    old: str = OLD,
+    new: str = NEW,
+    build: Callable[[str, str], None] = lambda kind, version: None,
+    limit_s: float = 600,
+) -> tuple[float, float]:
+    """One tick whose release index lists ``new``: seconds until production's first
+    replica on ``new`` is ready, and until the tick ends (it must promote)."""
     from llmfleet.cli.releases import release_context
     from llmfleet.releases.autoupgrade import Upgrader, run_tick
 
-    watcher = FirstReady(p.root / ".llmfleet", _on_new)
+    watcher = FirstReady(p.root / ".llmfleet", serving(new), limit_s=limit_s)
     started = time.monotonic()
     watcher.start()
     with release_context(p.spec) as ctx:
         upgrader = Upgrader(
             ctx=replace(ctx, progress=lambda line: None),
             now=lambda: datetime.now(UTC),
-            versions=lambda kind: [NEW, OLD],
-            build=lambda kind, version: None,
+            versions=lambda kind: [new, old],
+            build=build,
         )
         [result] = run_tick(upgrader)
+    whole = time.monotonic() - started
     if result.outcome != "promoted":
         raise SystemExit(f"the tick did not promote: {result} {upgrader.steps}")
-    return watcher.seconds(), time.monotonic() - started
+    return watcher.seconds(), whole
 
 
 UNCACHED_OLD, UNCACHED_NEW = "11400.0.0", "11401.0.0"
@@ -140,8 +151,6 @@ UNCACHED_OLD, UNCACHED_NEW = "11400.0.0", "11401.0.0"
 
 def uncached(repeat: int) -> None:
     """Figure 4: one real build inside the tick (repeat is ignored: a build is minutes)."""
-    from llmfleet.cli.releases import release_context
-    from llmfleet.releases.autoupgrade import Upgrader, run_tick
     from llmfleet.releases.building import build_in_background
     from llmfleet.settings import Settings
 
@@ -169,30 +178,15 @@ def uncached(repeat: int) -> None:
                     spec = spec.replace(written, lenient)
                 p.write(spec)
                 p.run("apply", "--yes")
-                watcher = FirstReady(
-                    p.root / ".llmfleet",
-                    lambda r: getattr(r, "engine_version", None) == UNCACHED_NEW
-                    and getattr(r, "environment", None) == "production",
-                    limit_s=3600,
-                )
-                started = time.monotonic()
-                watcher.start()
-                with release_context(p.spec) as ctx:
-                    upgrader = Upgrader(
-                        ctx=replace(ctx, progress=lambda line: None),
-                        now=lambda: datetime.now(UTC),
-                        versions=lambda kind: [UNCACHED_NEW, UNCACHED_OLD],
-                        build=lambda kind, version: build(kind, version, cache=cache),
-                    )
-                    [result] = run_tick(upgrader)
-                whole = time.monotonic() - started
-                if result.outcome != "promoted":
-                    raise SystemExit(f"the tick did not promote: {result} {upgrader.steps}")
+                first, whole = by_scheduler(
+                    p, old=UNCACHED_OLD, new=UNCACHED_NEW, limit_s=3600,
+                    build=lambda kind, version: build(kind, version, cache=cache),
+                )  # fmt: skip
         finally:
             del os.environ["LLMFLEET_CACHE"]
     build_s = built[0] if built else float("nan")
     print(f"new version -> production serving it, build NOT cached (scheduler tick): first "
-          f"replica {watcher.seconds():.1f} s, done {whole:.1f} s = build at nice 19 "
+          f"replica {first:.1f} s, done {whole:.1f} s = build at nice 19 "
           f"{build_s:.1f} s + validation and promotion {whole - build_s:.1f} s")  # fmt: skip
 
 
