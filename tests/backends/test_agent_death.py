@@ -115,7 +115,7 @@ def test_an_agent_that_dies_mid_apply_fails_it_with_one_hint(fleet: Fleet) -> No
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "1000"},
     )
     try:
         fleet.wait_for(lambda: len(fleet.replicas()) == 2, what="replicas to start")

@@ -135,7 +135,9 @@ async def test_failing_metrics_do_not_eject_a_healthy_replica(fake_engine, metri
     connection reset): the replica stays in; only its stale queue length is forgotten."""
     engine = await fake_engine(metrics=metrics)
     tracker = HealthTracker(clock=lambda: 0.0)
-    prober = Prober(tracker, lambda: [fake_replica(engine, 0)], timeout_s=0.2)
+    # 1 s: past it the hanging /metrics (2 s), within it /health on a busy machine (with
+    # 0.2 s a health answer late under two test workers ejected the replica)
+    prober = Prober(tracker, lambda: [fake_replica(engine, 0)], timeout_s=1.0)
     prober.waiting["chat-0"] = 7
     pool = ConnectionPool()
     await prober.probe_all(pool)

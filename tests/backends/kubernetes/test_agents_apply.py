@@ -67,7 +67,7 @@ def write_spec(folder: Path, *, image: str) -> None:
 
 
 def cli(folder: Path, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(folder / "kubeconfig"), "COLUMNS": "200",
+    env = {**os.environ, "KUBECONFIG": str(folder / "kubeconfig"), "COLUMNS": "1000",
            "LLMFLEET_HOME": str(folder / "home")}  # fmt: skip
     env.pop("LLMFLEET_KUBERNETES_API", None)
     env.pop("SEARCH_TOKEN", None)

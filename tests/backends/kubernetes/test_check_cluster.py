@@ -30,7 +30,7 @@ def check(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "llmfleet", "check", "-f", str(folder / "fleet.yaml"), *args],
         capture_output=True, text=True, timeout=60, cwd=folder, check=False,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "1000"},
     )  # fmt: skip
 
 

@@ -105,7 +105,7 @@ def write_spec(folder: Path, *, version: str, staging_url: str) -> None:
 
 
 def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(folder / "kubeconfig"), "COLUMNS": "200",
+    env = {**os.environ, "KUBECONFIG": str(folder / "kubeconfig"), "COLUMNS": "1000",
            "LLMFLEET_HOME": str(folder / "home")}  # fmt: skip
     env.pop("LLMFLEET_KUBERNETES_API", None)
     env.pop("KUBERNETES_SERVICE_HOST", None)

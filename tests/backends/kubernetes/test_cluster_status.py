@@ -55,7 +55,7 @@ def project(tmp_path: Path, cluster: FakeApiServer) -> Path:
 
 
 def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(folder / "kubeconfig"), "COLUMNS": "200",
+    env = {**os.environ, "KUBECONFIG": str(folder / "kubeconfig"), "COLUMNS": "1000",
            "LLMFLEET_HOME": str(folder / "home")}  # fmt: skip
     env.pop("LLMFLEET_KUBERNETES_API", None)
     return subprocess.run(
