@@ -30,5 +30,4 @@ step "installing the real llama-server and model (first time: about 6 minutes to
 .venv/bin/llmfleet fetch -f examples/quickstart.yaml
 
 step "running the tests"
-# Two workers, whole files each (a file's module fixtures stay in one process).
-exec .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=25 "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"
