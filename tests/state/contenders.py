@@ -25,6 +25,20 @@ def contend(url: str, base_dir: str, barrier: Barrier, results: Queue[tuple[str,
             results.put(("lost", exc.holder, exc.since))
 
 
+def open_fresh(
+    base_dirs: list[str], barrier: Barrier, results: Queue[list[str]]
+) -> None:
+    """Open each fresh SQLite state the moment every opener is ready; report failures."""
+    failures = []
+    for base_dir in base_dirs:
+        barrier.wait(timeout=30)
+        try:
+            StateStore.open("sqlite:///state.db", base_dir=Path(base_dir), settle=False).close()
+        except Exception as exc:  # the test shows what failed, whatever it was
+            failures.append(f"{type(exc).__name__}: {exc}")
+    results.put(failures)
+
+
 def take_and_crash(url: str, base_dir: str) -> None:
     """Take the lock, print the holder, and die without releasing it."""
     store = StateStore.open(url, base_dir=Path(base_dir), user="crasher")

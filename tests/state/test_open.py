@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from llmfleet.state import StateStore
 from llmfleet.state.tables import SCHEMA_VERSION, meta
 from tests.fixtures.postgres import free_port
 from tests.state.conftest import Location
+from tests.state.contenders import open_fresh
 
 
 def execute(location: Location, sql: str) -> None:
@@ -106,6 +108,30 @@ def test_busy_sqlite_is_a_clear_error_after_a_bounded_wait(tmp_path: Path) -> No
         other.execute("ROLLBACK")
         other.close()
         store.close()
+
+
+def test_commands_opening_a_fresh_sqlite_state_at_once_all_get_it(tmp_path: Path) -> None:
+    """Two commands turning a new file into a WAL database at once could deadlock in
+    SQLite, which fails one of them at once: it was told the state "stayed busy for
+    more than 10s". Rounds of openers racing on fresh files all succeed."""
+    context = multiprocessing.get_context("spawn")
+    count, rounds = 4, 20
+    base_dirs = [str(tmp_path / f"round{number}") for number in range(rounds)]
+    barrier, results = context.Barrier(count), context.Queue()
+    openers = [
+        context.Process(target=open_fresh, args=(base_dirs, barrier, results))
+        for _ in range(count)
+    ]
+    for opener in openers:
+        opener.start()
+    try:
+        failures = [failure for _ in openers for failure in results.get(timeout=120)]
+    finally:
+        for opener in openers:
+            opener.join(timeout=30)
+            if opener.exitcode is None:
+                opener.kill()
+    assert failures == []
 
 
 def test_unfit_sqlite_paths(tmp_path: Path) -> None:

@@ -16,7 +16,9 @@ link, another user's, or writable by others is refused, as is such a -wal, -shm 
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -113,7 +115,8 @@ def _sqlite_engine(target: Target) -> Engine:
     # An in-memory database lives as long as its one connection.
     pool = {"poolclass": StaticPool} if path is None else {}
     engine = create_engine(target.url, connect_args=connect_args, hide_parameters=True, **pool)
-    event.listen(engine, "connect", _configure_sqlite(wal=path is not None))
+    configure = _configure_sqlite(wal=path is not None, busy_timeout_s=target.busy_timeout_s)
+    event.listen(engine, "connect", configure)
     event.listen(engine, "begin", _begin_sqlite)
     return engine
 
@@ -139,7 +142,7 @@ def _make_private_file(path: Path) -> None:
         check_private(path.with_name(path.name + suffix))
 
 
-def _configure_sqlite(*, wal: bool) -> Any:
+def _configure_sqlite(*, wal: bool, busy_timeout_s: float) -> Any:
     def configure(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         # Take BEGIN away from the sqlite3 module so SQLAlchemy's transaction
         # boundaries are the real ones (see _begin_sqlite).
@@ -148,11 +151,29 @@ def _configure_sqlite(*, wal: bool) -> Any:
         try:
             cursor.execute("PRAGMA foreign_keys=ON")
             if wal:
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _enter_wal(cursor, busy_timeout_s)
         finally:
             cursor.close()
 
     return configure
+
+
+def _enter_wal(cursor: sqlite3.Cursor, busy_timeout_s: float) -> None:
+    """Switch to write-ahead logging, retrying within the busy timeout.
+
+    Two connections turning a new file into WAL at once can deadlock on its locks;
+    SQLite then fails one at once, without its busy wait, and a retry succeeds
+    (the database is WAL from then on, which every later open only reads).
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(random.uniform(0.005, 0.05))  # noqa: S311 (jitter, not a secret)
 
 
 def _begin_sqlite(conn: Connection) -> None:
