@@ -13,3 +13,10 @@ from tests.backends.kubernetes.fake_api import FakeApiServer
 def fake_api() -> Iterator[FakeApiServer]:
     with FakeApiServer() as server:
         yield server
+
+
+@pytest.fixture
+def cluster() -> Iterator[FakeApiServer]:
+    """The fake API server with its controllers on: Deployments get pods that turn ready."""
+    with FakeApiServer(controller=True) as server:
+        yield server

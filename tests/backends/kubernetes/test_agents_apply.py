@@ -7,21 +7,18 @@ the apply before anything changes, and destroy revokes what is left."""
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from llmfleet.spec.agents import agent_of_key
 from llmfleet.state.records import ApiKey
 from llmfleet.state.store import StateStore
+from tests.backends.kubernetes import cluster_cli
+from tests.backends.kubernetes.cluster_cli import write_kubeconfig
 from tests.backends.kubernetes.fake_api import FakeApiServer
 
-LLMFLEET = [sys.executable, "-m", "llmfleet"]
 NS = "rag-prod"
 SPEC = """
 name: rag
@@ -49,17 +46,10 @@ TOKEN = "search-token-value-1234"
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[tuple[Path, FakeApiServer]]:
-    with FakeApiServer(controller=True) as cluster:
-        kubeconfig = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": cluster.url}}],
-            "users": [{"name": "nobody", "user": {}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "nobody"}}],
-        }  # fmt: skip
-        (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
-        write_spec(tmp_path, image="1.0")
-        yield tmp_path, cluster
+def project(tmp_path: Path, cluster: FakeApiServer) -> tuple[Path, FakeApiServer]:
+    write_kubeconfig(tmp_path, {"fake": cluster.url}, current="fake")
+    write_spec(tmp_path, image="1.0")
+    return tmp_path, cluster
 
 
 def write_spec(folder: Path, *, image: str) -> None:
@@ -67,16 +57,7 @@ def write_spec(folder: Path, *, image: str) -> None:
 
 
 def cli(folder: Path, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(folder / "kubeconfig"), "COLUMNS": "1000",
-           "LLMFLEET_HOME": str(folder / "home")}  # fmt: skip
-    env.pop("LLMFLEET_KUBERNETES_API", None)
-    env.pop("SEARCH_TOKEN", None)
-    if token is not None:
-        env["SEARCH_TOKEN"] = token
-    return subprocess.run(
-        [*LLMFLEET, *args, "-f", str(folder / "fleet.yaml")],
-        capture_output=True, text=True, timeout=60, check=False, env=env, cwd=folder,
-    )  # fmt: skip
+    return cluster_cli.cli(folder, *args, env={"SEARCH_TOKEN": token})
 
 
 class Keys:

@@ -6,18 +6,13 @@ The local runtime is never started."""
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.backends.kubernetes.cluster_cli import UNREACHABLE, cli, write_kubeconfig
 from tests.backends.kubernetes.fake_api import FakeApiServer
 
-LLMFLEET = [sys.executable, "-m", "llmfleet"]
 NS = "shop-prod"
 SPEC = """
 name: shop
@@ -33,38 +28,14 @@ environments:
 
 
 @pytest.fixture
-def cluster() -> Iterator[FakeApiServer]:
-    with FakeApiServer(controller=True) as server:
-        yield server
-
-
-@pytest.fixture
 def project(tmp_path: Path, cluster: FakeApiServer) -> Path:
-    kubeconfig = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "other",
-        "clusters": [{"name": "fake", "cluster": {"server": cluster.url}},
-                     {"name": "other", "cluster": {"server": "http://127.0.0.1:9"}}],
-        "users": [{"name": "nobody", "user": {}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "nobody"}},
-                     {"name": "other", "context": {"cluster": "other", "user": "nobody"}}],
-    }  # fmt: skip
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    write_kubeconfig(tmp_path, {"other": UNREACHABLE, "fake": cluster.url}, current="other")
     write_spec(tmp_path, replicas=1)
     return tmp_path
 
 
 def write_spec(folder: Path, *, replicas: int) -> None:
     (folder / "fleet.yaml").write_text(SPEC.replace("REPLICAS", str(replicas)))
-
-
-def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(folder / "kubeconfig"), "COLUMNS": "1000",
-           "LLMFLEET_HOME": str(folder / "home")}  # fmt: skip
-    env.pop("LLMFLEET_KUBERNETES_API", None)
-    return subprocess.run(
-        [*LLMFLEET, *args, "-f", str(folder / "fleet.yaml")],
-        capture_output=True, text=True, timeout=60, check=False, env=env, cwd=folder,
-    )  # fmt: skip
 
 
 def pods(cluster: FakeApiServer) -> list[str]:

@@ -11,23 +11,22 @@ staging through the ``backend.gateway_url`` a platform team sets for its Ingress
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from llmfleet.backends.kubernetes.names import GATEWAY
 from llmfleet.backends.kubernetes.reaching import gateway_url_from_here
 from llmfleet.errors import BackendError
+from tests.backends.kubernetes import cluster_cli
+from tests.backends.kubernetes.cluster_cli import write_kubeconfig
 from tests.backends.kubernetes.fake_api import FakeApiServer
 from tests.fixtures.fleet import Fleet, free_port
 from tests.fixtures.processes import stop_process
 
-LLMFLEET = [sys.executable, "-m", "llmfleet"]
 PROD, STAGING = "shop-prod", "shop-staging"
 SUITE = """
 service: chat
@@ -58,19 +57,13 @@ environments:
 
 
 @pytest.fixture
-def cluster() -> Iterator[FakeApiServer]:
-    with FakeApiServer(controller=True) as server:
-        yield server
-
-
-@pytest.fixture
 def stand_ins() -> Iterator[dict[str, str]]:
     """A sim process per environment, standing in for its gateway's pods."""
     procs, urls = [], {}
     try:
         for side in (PROD, STAGING):
             port = free_port()
-            argv = [*LLMFLEET[:1], "-m", "llmfleet.engines.sim", "--port", str(port),
+            argv = [sys.executable, "-m", "llmfleet.engines.sim", "--port", str(port),
                     "--model-name", "chat"]  # fmt: skip
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
             procs.append(proc)
@@ -86,13 +79,7 @@ def stand_ins() -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def project(tmp_path: Path, cluster: FakeApiServer, stand_ins: dict[str, str]) -> Path:
-    kubeconfig = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "clusters": [{"name": "fake", "cluster": {"server": cluster.url}}],
-        "users": [{"name": "nobody", "user": {}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "nobody"}}],
-    }  # fmt: skip
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    write_kubeconfig(tmp_path, {"fake": cluster.url}, current="fake")
     (tmp_path / "suite.yaml").write_text(SUITE)
     write_spec(tmp_path, version="1.1.0", staging_url=stand_ins[STAGING])
     cluster.upstreams[(PROD, GATEWAY)] = stand_ins[PROD]
@@ -105,14 +92,7 @@ def write_spec(folder: Path, *, version: str, staging_url: str) -> None:
 
 
 def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(folder / "kubeconfig"), "COLUMNS": "1000",
-           "LLMFLEET_HOME": str(folder / "home")}  # fmt: skip
-    env.pop("LLMFLEET_KUBERNETES_API", None)
-    env.pop("KUBERNETES_SERVICE_HOST", None)
-    return subprocess.run(
-        [*LLMFLEET, *args, "-f", str(folder / "fleet.yaml")],
-        capture_output=True, text=True, timeout=90, check=False, env=env, cwd=folder,
-    )  # fmt: skip
+    return cluster_cli.cli(folder, *args, timeout=90)
 
 
 def engine_version(cluster: FakeApiServer, namespace: str) -> str | None:
@@ -207,13 +187,7 @@ def test_staging_on_this_machine_validates_a_candidate_for_production_on_a_clust
 ) -> None:
     """The mix a team starts with: staging runs here (the real agent, gateway and sim
     engine), production on the cluster; plain status shows both, down stops only here."""
-    kubeconfig = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "clusters": [{"name": "fake", "cluster": {"server": cluster.url}}],
-        "users": [{"name": "nobody", "user": {}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "nobody"}}],
-    }  # fmt: skip
-    (fleet.root / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    write_kubeconfig(fleet.root, {"fake": cluster.url}, current="fake")
     (fleet.root / "suite.yaml").write_text(SUITE)
     cluster.upstreams[(PROD, GATEWAY)] = stand_ins[PROD]
     env = {"KUBECONFIG": str(fleet.root / "kubeconfig")}

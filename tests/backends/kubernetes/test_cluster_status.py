@@ -5,18 +5,13 @@ environment of the spec, down says it leaves the cluster alone and does."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.backends.kubernetes.cluster_cli import UNREACHABLE, cli, write_kubeconfig
 from tests.backends.kubernetes.fake_api import FakeApiServer
 
-LLMFLEET = [sys.executable, "-m", "llmfleet"]
 SPEC = """
 name: shop
 services:
@@ -34,34 +29,10 @@ environments:
 
 
 @pytest.fixture
-def cluster() -> Iterator[FakeApiServer]:
-    with FakeApiServer(controller=True) as server:
-        yield server
-
-
-@pytest.fixture
 def project(tmp_path: Path, cluster: FakeApiServer) -> Path:
-    kubeconfig = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "clusters": [{"name": "fake", "cluster": {"server": cluster.url}},
-                     {"name": "gone", "cluster": {"server": "http://127.0.0.1:9"}}],
-        "users": [{"name": "nobody", "user": {}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "nobody"}},
-                     {"name": "gone", "context": {"cluster": "gone", "user": "nobody"}}],
-    }  # fmt: skip
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    write_kubeconfig(tmp_path, {"fake": cluster.url, "gone": UNREACHABLE}, current="fake")
     (tmp_path / "fleet.yaml").write_text(SPEC)
     return tmp_path
-
-
-def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(folder / "kubeconfig"), "COLUMNS": "1000",
-           "LLMFLEET_HOME": str(folder / "home")}  # fmt: skip
-    env.pop("LLMFLEET_KUBERNETES_API", None)
-    return subprocess.run(
-        [*LLMFLEET, *args, "-f", str(folder / "fleet.yaml")],
-        capture_output=True, text=True, timeout=60, check=False, env=env, cwd=folder,
-    )  # fmt: skip
 
 
 def crash_loop(cluster: FakeApiServer, namespace: str) -> str:
