@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import openai
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from llmfleet.examples.completions import Receive, Scope, Send, answer, read_body, reply
 
 _client: openai.AsyncOpenAI | None = None
 
@@ -36,12 +32,12 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     if scope["path"] == "/healthz":  # the spec's health_path: not the engines' /health
-        await _reply(send, 200, {"status": "ok"})
+        await reply(send, 200, {"status": "ok"})
         return
     if scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
-        await _reply(send, 404, {"error": {"message": "not found"}})
+        await reply(send, 404, {"error": {"message": "not found"}})
         return
-    body = json.loads(await _body(receive))
+    body = json.loads(await read_body(receive))
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
     question = str(body["messages"][-1]["content"])
     trace = {"traceparent": headers["traceparent"]} if "traceparent" in headers else {}
@@ -77,35 +73,4 @@ async def _ask(model: str, question: str, trace: dict[str, str]) -> list[str]:
 
 
 async def _answer(send: Send, body: dict[str, Any], parts: list[str]) -> None:
-    name = os.environ["LLMFLEET_AGENT"]
-    base = {"id": "chatcmpl-agent", "created": int(time.time()), "model": name}
-    if not body.get("stream"):
-        message = {"role": "assistant", "content": "".join(parts)}
-        choice = {"index": 0, "message": message, "finish_reason": "stop"}
-        await _reply(send, 200, {**base, "object": "chat.completion", "choices": [choice]})
-        return
-    head = [(b"content-type", b"text/event-stream")]
-    await send({"type": "http.response.start", "status": 200, "headers": head})
-    for part in [*parts, None]:
-        delta = {"content": part} if part is not None else {}
-        choice = {"index": 0, "delta": delta, "finish_reason": None if part else "stop"}
-        chunk = {**base, "object": "chat.completion.chunk", "choices": [choice]}
-        data = f"data: {json.dumps(chunk)}\n\n".encode()
-        await send({"type": "http.response.body", "body": data, "more_body": True})
-    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
-
-
-async def _body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _reply(send: Send, status: int, payload: dict[str, Any]) -> None:
-    data = json.dumps(payload).encode()
-    head = [(b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": data})
+    await answer(send, body, parts, model=os.environ["LLMFLEET_AGENT"])

@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import openai
 
+from llmfleet.examples.completions import Receive, Scope, Send, answer, read_body, reply
 from llmfleet.rag.index import Hit, VectorIndex
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 TOP_K = 3
 
 _client: openai.AsyncOpenAI | None = None
@@ -39,20 +34,20 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     if scope["path"] == "/healthz":
-        await _reply(send, 200, {"status": "ok"})
+        await reply(send, 200, {"status": "ok"})
         return
     if scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
-        await _reply(send, 404, {"error": {"message": "not found"}})
+        await reply(send, 404, {"error": {"message": "not found"}})
         return
-    body = json.loads(await _body(receive))
+    body = json.loads(await read_body(receive))
     question = str(body["messages"][-1]["content"])
     hits = await _search(question)
-    answer = await client().chat.completions.create(
+    completion = await client().chat.completions.create(
         model=os.environ["AGENT_MODEL"],
         messages=[{"role": "user", "content": f"{hits[0].text}\n\n{question}"}],
         max_tokens=8,
     )
-    text = (answer.choices[0].message.content or "") + " Sources: " + hits[0].key
+    text = (completion.choices[0].message.content or "") + " Sources: " + hits[0].key
     call = {"query": question, "index": "docs", "top_k": TOP_K}
     report = {
         "sources": [
@@ -66,44 +61,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             }
         ],
     }
-    base = {
-        "id": "chatcmpl-agent",
-        "created": int(time.time()),
-        "model": os.environ["LLMFLEET_AGENT"],
-    }
-    if body.get("stream"):
-        await _stream(send, base, text, report)
-        return
-    message = {"role": "assistant", "content": text}
-    choice = {"index": 0, "message": message, "finish_reason": "stop"}
-    await _reply(
-        send,
-        200,
-        {**base, "object": "chat.completion", "choices": [choice], "llmfleet": report},
-    )
-
-
-async def _stream(send: Send, base: dict[str, Any], text: str, report: dict[str, Any]) -> None:
-    """The text in two chunks, then the last chunk (finish_reason) with the report."""
-    head = [(b"content-type", b"text/event-stream")]
-    await send({"type": "http.response.start", "status": 200, "headers": head})
-    middle = len(text) // 2
-    deltas: list[tuple[dict[str, Any], str | None]] = [
-        ({"role": "assistant", "content": text[:middle]}, None),
-        ({"content": text[middle:]}, None),
-        ({}, "stop"),
-    ]
-    for delta, finish in deltas:
-        chunk: dict[str, Any] = {
-            **base,
-            "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-        if finish:
-            chunk["llmfleet"] = report
-        data = f"data: {json.dumps(chunk)}\n\n".encode()
-        await send({"type": "http.response.body", "body": data, "more_body": True})
-    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+    middle = len(text) // 2  # streamed in two parts, the report on the last chunk
+    parts = [text[:middle], text[middle:]]
+    await answer(send, body, parts, model=os.environ["LLMFLEET_AGENT"], report=report)
 
 
 async def _search(question: str) -> list[Hit]:
@@ -112,19 +72,3 @@ async def _search(question: str) -> list[Hit]:
     reversed_ = os.environ.get("RETRIEVAL") == "reversed"
     everything = index.search(embedded.data[0].embedding, k=1000 if reversed_ else TOP_K)
     return everything[::-1][:TOP_K] if reversed_ else everything
-
-
-async def _body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _reply(send: Send, status: int, payload: dict[str, Any]) -> None:
-    data = json.dumps(payload).encode()
-    head = [(b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": data})

@@ -39,9 +39,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,16 @@ from typing import Any
 import httpx
 from opentelemetry.trace import SpanKind
 
+from llmfleet.examples.completions import (
+    Parts,
+    Receive,
+    Scope,
+    Send,
+    answer,
+    error,
+    read_body,
+    reply,
+)
 from llmfleet.examples.docs_grounding import (
     Source,
     build_messages,
@@ -60,13 +68,6 @@ from llmfleet.examples.docs_tracing import RequestTrace, Tracer, TraceSettings
 from llmfleet.rag.index import Hit, VectorIndex
 from llmfleet.spec.agents import index_variable
 from llmfleet.spec.rag import S3_SCHEME
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-REPORT_FIELD = "llmfleet"
-"""The extension object of the agent contract (``validate.answers.EXTENSION``)."""
 
 
 class NotIngestedError(Exception):
@@ -160,11 +161,11 @@ class DocsAssistant:
         elif scope["type"] != "http":
             return
         elif scope["path"] == "/health":
-            await _reply(send, 200, {"status": "ok"})
+            await reply(send, 200, {"status": "ok"})
         elif scope["path"] == "/v1/chat/completions" and scope["method"] == "POST":
             await self._chat(scope, receive, send)
         else:
-            await _reply(send, 404, _error("not found: POST /v1/chat/completions"))
+            await reply(send, 404, error("not found: POST /v1/chat/completions"))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -187,11 +188,11 @@ class DocsAssistant:
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            body = json.loads(await _body(receive))
+            body = json.loads(await read_body(receive))
             messages = list(body["messages"])
             question = str(next(m for m in reversed(messages) if m["role"] == "user")["content"])
         except (ValueError, KeyError, TypeError, StopIteration):
-            await _reply(send, 400, _error("a chat completion needs messages with a user turn"))
+            await reply(send, 400, error("a chat completion needs messages with a user turn"))
             return
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         trace = self.tracer.request(headers)
@@ -202,10 +203,10 @@ class DocsAssistant:
                 f"The index '{self.config.index_name}' has no documents yet: run "
                 f"`llmfleet ingest` for the pipeline that fills it."
             )
-            await _answer(send, body, _single(text), [], index=self.config.index_name)
+            await self._answer(send, body, [text], [])
             return
         except httpx.HTTPError as exc:
-            await _reply(send, 502, _error(f"the embedding service failed: {exc}"))
+            await reply(send, 502, error(f"the embedding service failed: {exc}", "api_error"))
             return
         request = {
             "model": self.config.chat_model,
@@ -219,9 +220,18 @@ class DocsAssistant:
         try:
             first = await anext(parts)  # the model's refusal, before anything is sent
         except ModelRefusedError as exc:
-            await _reply(send, 502, _error(f"the chat service '{request['model']}' {exc}"))
+            refused = f"the chat service '{request['model']}' {exc}"
+            await reply(send, 502, error(refused, "api_error"))
             return
-        await _answer(send, body, _chain(first, parts), sources, index=self.config.index_name)
+        await self._answer(send, body, _chain(first, parts), sources)
+
+    async def _answer(
+        self, send: Send, body: dict[str, Any], parts: Parts, sources: list[Source]
+    ) -> None:
+        report = {"sources": [s.to_json(index=self.config.index_name) for s in sources],
+                  "tool_calls": []}  # fmt: skip
+        model = os.environ.get("LLMFLEET_AGENT", "docs-assistant")
+        await answer(send, body, parts, model=model, report=report)
 
     async def retrieve(self, question: str, trace: RequestTrace) -> list[Source]:
         """The ``top_k`` chunks nearest to ``question``, nearest first, each with its
@@ -292,75 +302,11 @@ class DocsAssistant:
         yield f"\n\n{citation}"
 
 
-async def _single(text: str) -> AsyncIterator[str]:
-    yield text
-
-
 async def _chain(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
     if first:
         yield first
     async for part in rest:
         yield part
-
-
-async def _answer(
-    send: Send,
-    body: dict[str, Any],
-    parts: AsyncIterator[str],
-    sources: list[Source],
-    *,
-    index: str,
-) -> None:
-    """A chat completion, or a stream of chunks when the client asked for one."""
-    base = {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-        "created": int(time.time()),
-        "model": os.environ.get("LLMFLEET_AGENT", "docs-assistant"),
-    }
-    report = [s.to_json(index=index) for s in sources]
-    extra = {REPORT_FIELD: {"sources": report, "tool_calls": []}}
-    if not body.get("stream"):
-        text = "".join([part async for part in parts])
-        message = {"role": "assistant", "content": text}
-        choice = {"index": 0, "message": message, "finish_reason": "stop"}
-        await _reply(send, 200, {**base, "object": "chat.completion", "choices": [choice], **extra})
-        return
-    head = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-    await send({"type": "http.response.start", "status": 200, "headers": head})
-    async for part in parts:
-        await _event(send, {**base, "choices": [_delta({"content": part}, None)]})
-    await _event(send, {**base, "choices": [_delta({}, "stop")], **extra})
-    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
-
-
-def _delta(delta: dict[str, str], finish: str | None) -> dict[str, Any]:
-    return {"index": 0, "delta": delta, "finish_reason": finish}
-
-
-async def _event(send: Send, chunk: dict[str, Any]) -> None:
-    data = json.dumps({**chunk, "object": "chat.completion.chunk"})
-    await send(
-        {"type": "http.response.body", "body": f"data: {data}\n\n".encode(), "more_body": True}
-    )
-
-
-def _error(message: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "invalid_request_error"}}
-
-
-async def _body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _reply(send: Send, status: int, payload: dict[str, Any]) -> None:
-    head = [(b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
 
 
 app = DocsAssistant()
