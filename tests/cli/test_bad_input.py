@@ -125,6 +125,18 @@ def test_check_and_plan_warn_of_engine_env_that_changes_what_code_runs(fleet: Fl
     assert fleet.run("plan", "--detailed-exitcode", check=False).returncode == 2
 
 
+def test_plan_detailed_exitcode_tells_a_bad_spec_from_changes(fleet: Fleet) -> None:
+    """With --detailed-exitcode, 2 means "there are changes" to a CI script, as in
+    Terraform: a spec mistake exits 1 there, never 2 (it said 2, and a pipeline read
+    a broken spec as changes to apply)."""
+    fleet.write(GOOD.replace("{port: GATEWAY_PORT}", "{host: 0.0.0.0, port: GATEWAY_PORT}"))
+    refused = fleet.run("plan", "--detailed-exitcode", check=False)
+    assert_clean_failure(refused, code=1, says="environments.production.gateway.host")
+    assert fleet.run("plan", check=False).returncode == 2  # without the flag: as check
+    fleet.write("services: [")
+    assert fleet.run("plan", "--detailed-exitcode", check=False).returncode == 1
+
+
 def test_open_gateway_without_keys_is_refused_unless_allowed(fleet: Fleet) -> None:
     """0.0.0.0 and no API keys: check refuses; allow_unauthenticated turns it into a warning."""
     fleet.write(GOOD.replace("{port: GATEWAY_PORT}", "{host: 0.0.0.0, port: GATEWAY_PORT}"))

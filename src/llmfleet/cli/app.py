@@ -161,7 +161,7 @@ def plan(
     from llmfleet.cli.costs import render_plan_costs
     from llmfleet.cli.engine_versions import check_pinned_versions
 
-    with workspace(spec_file, env) as ws:
+    with _errors_exit_1(detailed_exitcode), workspace(spec_file, env) as ws:
         render.render_spec_warnings(errors, ws.loaded.warnings)
         check_pinned_versions(ws, environments=[env])
         the_plan = current_plan(ws)
@@ -183,6 +183,18 @@ def plan(
             )
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(2)
+
+
+@contextmanager
+def _errors_exit_1(detailed: bool) -> Iterator[None]:
+    """With ``--detailed-exitcode`` every error exits 1 (a spec mistake too, which
+    otherwise exits 2 as in ``check``): 2 must mean changes to a CI script."""
+    try:
+        yield
+    except FleetError as exc:
+        if detailed:
+            exc.exit_code = 1
+        raise
 
 
 @app.command()
