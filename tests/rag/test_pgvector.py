@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from llmfleet.errors import IndexModelMismatchError, IngestError
+from llmfleet.examples.docs_assistant import DocsAssistant, NotIngestedError
 from llmfleet.rag.embedding import EmbeddingClient
+from llmfleet.rag.index import DocumentChunks
 from llmfleet.rag.ingest import Ingestion, IngestReport
 from llmfleet.rag.pgvector import PgVectorIndex, scrub
 from llmfleet.rag.sources import FolderSource
@@ -333,3 +335,38 @@ def test_two_runs_writing_at_once_leave_whole_documents(pg_url: str) -> None:
     finally:
         for index in indexes:
             index.close()
+
+
+def test_the_docs_assistant_answers_from_a_pgvector_index(pg_url: str) -> None:
+    """The shipped agent reads a pgvector index as it reads LanceDB: not ingested until
+    it holds a model, then the nearest chunks first; the URL from the variable it names."""
+    env = {
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "LLMFLEET_INDEX_DOCS": "pgvector://assistant_docs?url_env=DOCS_DB",
+        "DOCS_DB": pg_url,
+        "DOCS_TOP_K": "2",
+    }
+    assistant = DocsAssistant(env)
+    with pytest.raises(NotIngestedError):
+        assistant._search([1.0, 0.0, 0.0])
+    index = PgVectorIndex.open(pg_url, table="assistant_docs", dimension=3)
+    try:
+        index.write_documents([
+            DocumentChunks("a.md", "h1", "v1", ("about rollback",), ((1.0, 0.0, 0.0),)),
+            DocumentChunks("b.md", "h2", "v1", ("about costs",), ((0.0, 1.0, 0.0),)),
+            DocumentChunks("c.md", "h3", "v1", ("about agents",), ((0.0, 0.0, 1.0),)),
+        ])  # fmt: skip
+        index.claim("minilm")
+    finally:
+        index.close()
+    try:
+        hits = assistant._search([0.9, 0.1, 0.0])
+    finally:
+        assistant.close_index()
+    assert [h.key for h in hits] == ["a.md", "b.md"] and hits[0].text == "about rollback"
+    wrong = DocsAssistant(
+        {**env, "DOCS_DB": f"postgresql://llm:{PASSWORD}@127.0.0.1:{free_port()}/nothing"}
+    )
+    with pytest.raises(IngestError) as refused:
+        wrong._search([1.0, 0.0, 0.0])
+    assert PASSWORD not in str(refused.value)

@@ -1,7 +1,7 @@
 """docs-assistant: the agent of ``examples/rag.yaml``, an ASGI app that answers from documents.
 
 For each question it embeds the question with the fleet's embedding service,
-takes the nearest chunks from its LanceDB index, asks the chat service with
+takes the nearest chunks from its index (LanceDB, or PostgreSQL with pgvector), asks the chat service with
 those excerpts, and answers with citations. It reaches the fleet only as an
 agent may: through the gateway at ``OPENAI_BASE_URL`` with the key llmfleet made
 for it (``OPENAI_API_KEY``, scoped to the agent's ``models:``), and the index at
@@ -47,6 +47,7 @@ from typing import Any
 import httpx
 from opentelemetry.trace import SpanKind
 
+from llmfleet.errors import IngestError
 from llmfleet.examples.completions import (
     Parts,
     Receive,
@@ -65,9 +66,10 @@ from llmfleet.examples.docs_grounding import (
     nearest,
 )
 from llmfleet.examples.docs_tracing import RequestTrace, Tracer, TraceSettings
-from llmfleet.rag.index import Hit, VectorIndex
+from llmfleet.rag.index import Hit, Index
+from llmfleet.rag.stores import open_location, read_identity
 from llmfleet.spec.agents import index_variable
-from llmfleet.spec.rag import S3_SCHEME
+from llmfleet.spec.rag import PGVECTOR_SCHEME, S3_SCHEME
 
 
 class NotIngestedError(Exception):
@@ -131,13 +133,18 @@ class DocsAssistant:
         self._env = env
         self._config: Config | None = None
         self._http: httpx.AsyncClient | None = None
-        self._index: VectorIndex | None = None
+        self._index: Index | None = None
         self._tracer: Tracer | None = None
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """Its settings, and the variable a pgvector index's URL is read from."""
+        return os.environ if self._env is None else self._env
 
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = Config.from_env(os.environ if self._env is None else self._env)
+            self._config = Config.from_env(self.environ)
         return self._config
 
     @property
@@ -181,6 +188,7 @@ class DocsAssistant:
             elif message["type"] == "lifespan.shutdown":
                 if self._http is not None:
                     await self._http.aclose()
+                self.close_index()
                 if self._tracer is not None:
                     await asyncio.to_thread(self._tracer.shutdown)  # the last spans exported
                 await send({"type": "lifespan.shutdown.complete"})
@@ -207,6 +215,9 @@ class DocsAssistant:
             return
         except httpx.HTTPError as exc:
             await reply(send, 502, error(f"the embedding service failed: {exc}", "api_error"))
+            return
+        except IngestError as exc:  # the index's store cannot be read (password scrubbed)
+            await reply(send, 503, error(exc.message, "api_error"))
             return
         request = {
             "model": self.config.chat_model,
@@ -243,7 +254,9 @@ class DocsAssistant:
         }
         with trace.span("retrieve", attributes=attributes) as step:
             (vector,) = await self._embed([question], step.headers)
-            search = {"db.system": "lancedb", "db.collection.name": index}
+            pgvector = self.config.index_uri.startswith(PGVECTOR_SCHEME)
+            system = "postgresql" if pgvector else "lancedb"
+            search = {"db.system": system, "db.collection.name": index}
             with trace.span(f"search {index}", attributes=search, within=step) as searched:
                 hits = await asyncio.to_thread(self._search, vector)
                 searched.set("llmfleet.hits", len(hits))
@@ -267,14 +280,21 @@ class DocsAssistant:
         data = sorted(reply.json()["data"], key=lambda item: int(item["index"]))
         return [[float(x) for x in item["embedding"]] for item in data]
 
+    def close_index(self) -> None:
+        """Close the index (a pgvector one holds a database connection)."""
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
     def _search(self, vector: list[float]) -> list[Hit]:
         if self._index is None:
             uri = self.config.index_uri
-            if not uri.startswith(S3_SCHEME) and not Path(uri).exists():
+            remote = uri.startswith((S3_SCHEME, PGVECTOR_SCHEME))
+            if not remote and not Path(uri).exists():
                 raise NotIngestedError  # connecting would create the folder
-            if VectorIndex.recorded_identity(uri) is None:
+            if read_identity(uri, environ=self.environ) is None:
                 raise NotIngestedError
-            self._index = VectorIndex.open(uri, dimension=len(vector))
+            self._index = open_location(uri, dimension=len(vector), environ=self.environ)
         return self._index.search(vector, k=self.config.top_k)
 
     async def _ask_model(
