@@ -1,11 +1,12 @@
 """docs-assistant: the agent of ``examples/rag.yaml``, an ASGI app that answers from documents.
 
-For each question it embeds the question with the fleet's embedding service,
-takes the nearest chunks from its index (LanceDB, or PostgreSQL with pgvector), asks the chat service with
-those excerpts, and answers with citations. It reaches the fleet only as an
-agent may: through the gateway at ``OPENAI_BASE_URL`` with the key llmfleet made
-for it (``OPENAI_API_KEY``, scoped to the agent's ``models:``), and the index at
-the location apply gave it (``LLMFLEET_INDEX_<NAME>``), read, never written.
+For each question it embeds the question with the fleet's embedding service, takes
+the nearest chunks from its index (LanceDB, or PostgreSQL with pgvector), asks the
+chat service with those excerpts, and answers with citations. It reaches the fleet
+only as an agent may: through the gateway at ``OPENAI_BASE_URL`` with the key
+llmfleet made for it (``OPENAI_API_KEY``, scoped to the agent's ``models:``), and
+the index at the location apply gave it (``LLMFLEET_INDEX_<NAME>``), read, never
+written.
 
 Configured by its spec's ``env:`` (defaults in brackets): ``DOCS_CHAT_MODEL``
 [chat], ``DOCS_EMBEDDING`` [embed], ``DOCS_INDEX`` [docs], ``DOCS_TOP_K`` [4],
