@@ -11,10 +11,9 @@ replicas that no longer run are revoked at the end of every apply
 (``revoke_stale_agent_keys``): replacing an agent rotates its key.
 
 When the spec sends traces somewhere (``observability.otlp_endpoint``), the agent
-is told the same collector in OpenTelemetry's standard variables (``OTEL_*``:
-endpoint, protocol, service name, the gateway's sample ratio for requests that
-come without a trace), so an instrumented agent's spans land in the trace of the
-gateway request that reached it; a variable the agent's ``env:`` sets wins.
+is told the same collector in OpenTelemetry's standard variables
+(``observe.process_env``), so an instrumented agent's spans land in the trace of
+the gateway request that reached it.
 
 The secret is never returned to anything that records or prints: not the
 plan, not the state's revision, not a log line.
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from llmfleet.engines.agent_serve import WORKDIR_ENV
 from llmfleet.errors import FleetError
+from llmfleet.observe.process_env import agent_tracing_env
 from llmfleet.spec.agents import AgentRuntime, agent_key_name, index_variable
 from llmfleet.spec.model import GatewaySpec, ServiceSpec
 from llmfleet.spec.observability import Observability
@@ -69,7 +69,7 @@ def agent_environment(
         **_secrets(name, agent, os.environ if user_env is None else user_env),
         **_index_urls(name, agent, os.environ if user_env is None else user_env),
         **_places(agent, spec_dir),
-        **_tracing(name, agent, observability),
+        **agent_tracing_env(name, agent.env, observability),
     }
 
     def for_replica(replica_id: str) -> dict[str, str]:
@@ -109,20 +109,6 @@ def _secrets(name: str, agent: AgentRuntime, user_env: Mapping[str, str]) -> dic
             "to the agent and never written to the spec or state)",
         )
     return {variable: user_env[variable] for variable in agent.secrets}
-
-
-def _tracing(name: str, agent: AgentRuntime, observability: Observability | None) -> dict[str, str]:
-    """OpenTelemetry's variables for the spec's collector, those ``env:`` leaves unset."""
-    if observability is None or not observability.otlp_endpoint:
-        return {}
-    standard = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": observability.otlp_endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",  # the gateway's exporter speaks it
-        "OTEL_SERVICE_NAME": name,
-        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": str(observability.trace_sample_ratio),
-    }
-    return {variable: value for variable, value in standard.items() if variable not in agent.env}
 
 
 def _index_urls(name: str, agent: AgentRuntime, user_env: Mapping[str, str]) -> dict[str, str]:

@@ -20,7 +20,6 @@ from llmfleet.backends.local.gpus import held_gpus, wanted_gpus
 from llmfleet.observe.fleet import Target
 from llmfleet.observe.ingestion import ingestion_samples
 from llmfleet.observe.runtime import Observer
-from llmfleet.spec.observability import Observability
 
 if TYPE_CHECKING:
     from llmfleet.backends.local.agent import Agent
@@ -52,18 +51,6 @@ def mark_gpu_faults(agent: Agent, faults: dict[str, str]) -> None:
             changed = True
     if changed:
         agent.changed()
-
-
-def gateway_env(settings: Observability) -> dict[str, str]:
-    """The environment that tells a gateway process the spec's tracing and logging."""
-    env = {
-        "LLMFLEET_REQUEST_LOGS": "1" if settings.request_logs else "0",
-        "LLMFLEET_LOG_PROMPTS": "1" if settings.log_prompts else "0",
-    }
-    if settings.otlp_endpoint:
-        env["LLMFLEET_OTLP_ENDPOINT"] = settings.otlp_endpoint
-        env["LLMFLEET_TRACE_SAMPLE_RATIO"] = str(settings.trace_sample_ratio)
-    return env
 
 
 def attach_observer(agent: Agent, session: aiohttp.ClientSession) -> Observer:

@@ -2,7 +2,7 @@
 
 The gateway holds a ``RequestObserver`` only when tracing or request logs are on
 (``None`` otherwise, so the hot path pays one ``is None`` check). Settings come
-from the environment the agent gives the gateway process (``observe.local.gateway_env``):
+from the environment the agent gives the gateway process (``observe.process_env.gateway_env``):
 ``LLMFLEET_OTLP_ENDPOINT``, ``LLMFLEET_REQUEST_LOGS``, ``LLMFLEET_LOG_PROMPTS``, and
 the cap of the log file the lines go to, ``LLMFLEET_LOG_MAX_BYTES`` and
 ``LLMFLEET_LOG_FILES`` (``observe.rotation``).

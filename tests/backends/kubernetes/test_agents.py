@@ -197,3 +197,30 @@ def test_render_says_how_to_make_each_agent_s_secret_by_hand_for_gitops() -> Non
 def test_a_compose_file_refuses_agents_with_the_fix() -> None:
     with pytest.raises(BackendError, match=r"agents\.docs-assistant: a compose file does not run"):
         render_compose(context())
+
+
+def test_the_spec_s_tracing_and_request_logs_reach_the_cluster_gateway_and_agents() -> None:
+    """As locally: the gateway is told the collector, the sampling and the log settings,
+    each agent OpenTelemetry's standard variables (its own ``env:`` wins); a cluster
+    gateway and agent were told nothing, and no trace left the cluster."""
+    text = SPEC.read_text() + (
+        "observability: {otlp_endpoint: 'http://collector.obs.svc:4318', "
+        "trace_sample_ratio: 0.25, log_prompts: false}\n"
+    )
+    objects = rendered(text)
+    (gateway,) = pod(one(objects, "Deployment", "llmfleet-gateway"))["containers"]
+    told = env_of(gateway)
+    assert told["LLMFLEET_OTLP_ENDPOINT"] == "http://collector.obs.svc:4318"
+    assert told["LLMFLEET_TRACE_SAMPLE_RATIO"] == "0.25"
+    assert told["LLMFLEET_REQUEST_LOGS"] == "1" and told["LLMFLEET_LOG_PROMPTS"] == "0"
+    (agent,) = pod(one(objects, "Deployment", "docs-assistant"))["containers"]
+    env = env_of(agent)
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector.obs.svc:4318"
+    assert env["OTEL_SERVICE_NAME"] == "docs-assistant"
+    assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert env["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+    own = rendered(text.replace("TONE: short", "TONE: short, OTEL_SERVICE_NAME: docs"))
+    (agent,) = pod(one(own, "Deployment", "docs-assistant"))["containers"]
+    assert env_of(agent)["OTEL_SERVICE_NAME"] == "docs"
+    quiet = env_of(pod(one(rendered(), "Deployment", "docs-assistant"))["containers"][0])
+    assert not [name for name in quiet if name.startswith("OTEL_")]

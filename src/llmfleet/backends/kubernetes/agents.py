@@ -47,6 +47,7 @@ from llmfleet.backends.kubernetes.workloads import (
 )
 from llmfleet.engines.agent import agent_of
 from llmfleet.engines.base import Probe
+from llmfleet.observe.process_env import agent_tracing_env
 from llmfleet.spec.agents import PORT_PLACEHOLDER, AgentRuntime, index_variable
 from llmfleet.spec.model import ServiceSpec
 from llmfleet.spec.rag import pgvector_url_env
@@ -145,6 +146,7 @@ def _container(
         "OPENAI_BASE_URL": f"{gateway}/v1",
         "LLMFLEET_AGENT": name,
         "LLMFLEET_ENVIRONMENT": ctx.environment.name,
+        **agent_tracing_env(name, agent.env, ctx.environment.observability),
     }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(plain.items())]
     env += [

@@ -15,6 +15,7 @@ from llmfleet.backends.kubernetes.names import model_link
 from llmfleet.backends.kubernetes.workloads import FETCH_MODULE, grace_period_s, model_uri
 from llmfleet.engines.registry import get_adapter
 from llmfleet.errors import BackendError
+from llmfleet.observe.process_env import gateway_env
 
 
 def key_variable(name: str) -> str:
@@ -71,6 +72,7 @@ def render_compose(ctx: RenderContext) -> dict[str, Any]:
         "command": ["python", "-m", "llmfleet.gateway", "--environment", ctx.environment.name,
                     "--host", "0.0.0.0", "--port", str(gateway.port)],
         "ports": [f"{gateway.host}:{gateway.port}:{gateway.port}"],
+        "environment": gateway_env(ctx.environment.observability),
         "networks": ["engines", "default"],
         "user": "65532:65532",
         "read_only": True,

@@ -18,6 +18,7 @@ from llmfleet.backends.kubernetes.labels import GATEWAY as COMPONENT
 from llmfleet.backends.kubernetes.names import GATEWAY, KEY_FIELD, engine_key_secret, engine_name
 from llmfleet.backends.kubernetes.services import disruption_budget
 from llmfleet.engines.registry import get_adapter
+from llmfleet.observe.process_env import gateway_env
 
 CONFIG_MOUNT = "/etc/llmfleet"
 KEYS_MOUNT = "/etc/llmfleet/engine-keys"
@@ -118,7 +119,8 @@ def _deployment(ctx: RenderContext, meta: dict[str, Any]) -> dict[str, Any]:
 def _container(ctx: RenderContext, port: int) -> dict[str, Any]:
     args = ["--environment", ctx.environment.name, "--host", "0.0.0.0", "--port", str(port),
             "--kubernetes-config", f"{CONFIG_MOUNT}/services.json"]  # fmt: skip
-    env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}]  # noqa: S108
+    told = {"HOME": "/tmp", **gateway_env(ctx.environment.observability)}  # noqa: S108
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(told.items())]
     secret = ctx.environment.backend.state_secret
     if secret is not None:
         ref = {"secretKeyRef": {"name": secret, "key": STATE_URL_KEY}}

@@ -53,7 +53,8 @@ from llmfleet.backends.local.table import TableKeeper, read_table
 from llmfleet.backends.local.wire import spec_from_json, spec_to_json
 from llmfleet.engines.gpus import visible_gpus
 from llmfleet.errors import GpuShortageError, UnsafePathError
-from llmfleet.observe.local import attach_observer, gateway_env
+from llmfleet.observe.local import attach_observer
+from llmfleet.observe.process_env import gateway_env
 from llmfleet.private_files import check_private, open_private, private_folder
 
 log = logging.getLogger(__name__)
