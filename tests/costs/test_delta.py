@@ -7,7 +7,8 @@ import pytest
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
 from llmfleet.costs.delta import BillDelta, bill_delta
 from llmfleet.plan.diff import ActualEnvironment, plan_changes, runtime_config
-from llmfleet.spec.model import GatewaySpec, ResolvedEnvironment, Resources, ServiceSpec
+from llmfleet.spec.model import GatewaySpec, ResolvedEnvironment, ServiceSpec
+from llmfleet.spec.resources import Resources
 from tests.costs.helpers import CPU, H100_CLOUD, book, gpu_service
 
 BOOK = book(cpu=CPU, cloud={"nvidia-h100": H100_CLOUD})

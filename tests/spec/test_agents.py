@@ -132,3 +132,21 @@ def test_an_agent_key_name_says_its_agent_and_no_other_key_does() -> None:
     assert agent_of_key(name) == "docs-assistant"
     assert agent_of_key("ci deploy key") is None
     assert agent_of_key("agent no-slash") is None
+
+
+def test_an_agent_s_resources_are_its_service_s_and_hold_no_gpu() -> None:
+    """What one agent replica needs: requested on a cluster and priced by `costs`, as a
+    service's; an agent without it is a small program (a quarter CPU, 512Mi), not the
+    1 CPU and 1Gi of a model service it was priced at before it had the field."""
+    fleet = load_spec_text(dedent(SPEC)).resolved
+    default = fleet.environment("production").services["docs-assistant"].resources
+    assert (default.cpus, default.memory, default.gpus) == (0.25, "512Mi", 0)
+    sized = SPEC.replace("replicas: 2", "replicas: 2\n        resources: {cpus: 2, memory: 4Gi}")
+    services = load_spec_text(dedent(sized)).resolved.environment("production").services
+    resources = services["docs-assistant"].resources
+    assert (resources.cpus, resources.memory) == (2, "4Gi")
+    gpu = SPEC.replace("replicas: 2", "replicas: 2\n        resources: {gpus: 1}")
+    assert problems_of(gpu) == [
+        "fleet.yaml:15:17: agents.docs-assistant.resources.gpus: unknown field 'gpus'; "
+        "did you mean 'cpus'?"
+    ]

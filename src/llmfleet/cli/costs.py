@@ -260,7 +260,7 @@ def render_plan_costs(out: Console, ws: Workspace, plan: Plan, actual: ActualEnv
     from llmfleet.costs.delta import bill_delta
     from llmfleet.costs.gather import price_book
     from llmfleet.costs.prices import ReplicaPrice, price_replica, stale_prices
-    from llmfleet.spec.model import Resources
+    from llmfleet.spec.resources import Resources
 
     desired = ws.desired
     book = price_book(desired)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from llmfleet.costs.money import money, price_phrase
 from llmfleet.costs.prices import MissingPrice, PriceBook, ReplicaPrice, price_replica
 from llmfleet.plan.model import Op, Plan, Target
-from llmfleet.spec.model import ResolvedEnvironment, Resources
+from llmfleet.spec.model import ResolvedEnvironment
+from llmfleet.spec.resources import Resources
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from typing import Literal
 from llmfleet.costs import formulas
 from llmfleet.costs.catalogue import Catalogue
 from llmfleet.spec.costs import CloudOffer, CostsSpec, CpuPrice, OwnCluster, RunsOn
-from llmfleet.spec.model import Resources
+from llmfleet.spec.resources import Resources
 
 Basis = Literal["cloud", "own", "cpu"]
 

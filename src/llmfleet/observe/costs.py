@@ -26,7 +26,7 @@ from llmfleet.costs.prices import PriceBook, ReplicaPrice, price_replica
 from llmfleet.costs.report import LiveRate
 from llmfleet.observe.exposition import Sample
 from llmfleet.spec.costs import CostsSpec
-from llmfleet.spec.model import Resources
+from llmfleet.spec.resources import Resources
 
 OUTPUT = "llmfleet_generation_tokens_total"
 INPUT = "llmfleet_prompt_tokens_total"

@@ -42,6 +42,7 @@ def agent_service(name: str, agent: AgentSpec, *, spec: FleetSpec, environment: 
             "model": {"source": f"sim:agent-{name}"},
             "engine": {"kind": EngineKind.AGENT.value, "version": AGENT_ENGINE_VERSION},
             "replicas": agent.replicas,
+            "resources": agent.resources.model_dump(),
             "slots": agent.concurrency,
             "auth": {"required": agent.auth.required},
             "retries": {"resume_streams": False, "resume_non_streaming": False},

@@ -19,6 +19,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llmfleet.spec.resources import AgentResources
 from llmfleet.spec.validation import ValidationSpec
 
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_.]*$"
@@ -78,6 +79,11 @@ class AgentSpec(_Frozen):
         "agent under the same name; their values are never written to the spec or state",
     )
     replicas: int = Field(default=1, ge=1, le=100)
+    resources: AgentResources = Field(
+        default_factory=AgentResources,
+        description="what one replica needs: requested on a kubernetes environment (memory "
+        "is also its limit) and priced by `llmfleet costs`",
+    )
     health_path: str = Field(
         default="/health", pattern=r"^/[^\s\x00]*$", description="answers 200 when ready"
     )

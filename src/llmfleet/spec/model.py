@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -31,12 +30,12 @@ from llmfleet.spec.hosts import check_host
 from llmfleet.spec.observability import AlertRule, Observability, Slo
 from llmfleet.spec.placement import BackendSpec, ModelVolume, Rollout
 from llmfleet.spec.rag import IndexSpec, PipelineSpec
+from llmfleet.spec.resources import Resources
 from llmfleet.spec.sources import SourceSyntaxError, parse_source
 from llmfleet.spec.upgrades import UpgradePolicy
 from llmfleet.spec.validation import ValidationSpec
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
 SOURCE_PATTERN = r"^(pypi|file|hf|sim):.+"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 STATE_PATTERN = r"^(sqlite|postgresql)(\+\w+)?://"
@@ -48,11 +47,6 @@ NO_NUL_PATTERN = r"^[^\x00]*$"
 MAX_REPLICAS = 1000
 MAX_SLOTS = 4096
 MAX_CONTEXT = 1 << 24
-MAX_CPUS = 1024
-MAX_GPUS = 64
-MAX_MEMORY = "64Ti"
-_MEMORY_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-_MEMORY_UNITS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 EXTENSION_PREFIX = "x-"
 """Top-level keys starting with this are ignored (a home for YAML anchors), as in Compose."""
 DEFAULT_STATE_URL = "sqlite:///.llmfleet/state.db"
@@ -60,12 +54,6 @@ DEFAULT_STATE_URL = "sqlite:///.llmfleet/state.db"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="DNS label: a-z, 0-9 and '-'")]
 EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
 ProgramText = Annotated[str, Field(pattern=NO_NUL_PATTERN)]
-
-
-def memory_bytes(text: str) -> int:
-    """``"4Gi"`` -> 4294967296; pure. The pattern is checked by the spec already."""
-    number = text.rstrip("KMGTi")
-    return int(Decimal(number) * _MEMORY_UNITS[text[len(number) :]])
 
 
 class Frozen(BaseModel):
@@ -166,22 +154,6 @@ class ModelSpec(Frozen):
     @property
     def scheme(self) -> str:
         return self.source.split(":", 1)[0]
-
-
-class Resources(Frozen):
-    """What one replica needs; the local backend checks GPUs, Kubernetes uses all of it."""
-
-    cpus: float = Field(default=1.0, gt=0, le=MAX_CPUS)
-    memory: str = Field(default="1Gi", pattern=MEMORY_PATTERN, description=f"at most {MAX_MEMORY}")
-    gpus: int = Field(default=0, ge=0, le=MAX_GPUS)
-    gpu_type: str | None = Field(default=None, description="e.g. nvidia-h100; None means any")
-
-    @field_validator("memory")
-    @classmethod
-    def _memory_is_sane(cls, value: str) -> str:
-        if memory_bytes(value) > memory_bytes(MAX_MEMORY):
-            raise ValueError(f"must be at most {MAX_MEMORY}, got {value!r}")
-        return value
 
 
 class Routing(Frozen):

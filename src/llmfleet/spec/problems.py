@@ -24,6 +24,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import ErrorDetails
 
 from llmfleet.spec import model as m
+from llmfleet.spec.resources import MEMORY_PATTERN
 
 Key = str | int
 DocPath = tuple[Key, ...]
@@ -39,7 +40,7 @@ class Finding:
 
 _PATTERNS = {
     m.NAME_PATTERN: "must be a DNS label (a-z, 0-9 and '-', at most 63 characters)",
-    m.MEMORY_PATTERN: "must be a size such as 512Mi, 4Gi or 1G",
+    MEMORY_PATTERN: "must be a size such as 512Mi, 4Gi or 1G",
     m.SOURCE_PATTERN: "must start with pypi:, file:, hf: or sim:",
     m.SHA256_PATTERN: "must be 64 lowercase hex digits",
     m.STATE_PATTERN: "must be a sqlite:///PATH or postgresql://... URL",

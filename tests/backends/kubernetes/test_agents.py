@@ -224,3 +224,19 @@ def test_the_spec_s_tracing_and_request_logs_reach_the_cluster_gateway_and_agent
     assert env_of(agent)["OTEL_SERVICE_NAME"] == "docs"
     quiet = env_of(pod(one(rendered(), "Deployment", "docs-assistant"))["containers"][0])
     assert not [name for name in quiet if name.startswith("OTEL_")]
+
+
+def test_an_agent_pod_requests_its_resources_with_memory_as_its_limit() -> None:
+    """As an engine's: CPU requested, not limited; memory requested and limited."""
+    (container,) = pod(one(rendered(), "Deployment", "triage"))["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}
+    }
+    sized = SPEC.read_text().replace(
+        "command: [triage-server",
+        "resources: {cpus: 1.5, memory: 2Gi}\n    command: [triage-server",
+    )
+    (container,) = pod(one(rendered(sized), "Deployment", "triage"))["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "1500m", "memory": "2Gi"}, "limits": {"memory": "2Gi"}
+    }

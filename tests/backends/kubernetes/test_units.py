@@ -10,7 +10,7 @@ from llmfleet.backends.kubernetes.context import INFERENCE_POOL_API
 from llmfleet.backends.kubernetes.gpus import gpu_scheduling
 from llmfleet.backends.kubernetes.names import DNS_1035, dns_label, engine_name, model_link
 from llmfleet.errors import BackendError
-from llmfleet.spec.model import Resources
+from llmfleet.spec.resources import Resources
 from tests.backends.kubernetes.cases import render
 
 

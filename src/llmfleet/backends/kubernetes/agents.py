@@ -57,7 +57,6 @@ KEY_VARIABLE = "OPENAI_API_KEY"
 KEY_NAME_ANNOTATION = "llmfleet.io/key-name"
 """On an agent's Secret: the name of its key in the state store (never the key)."""
 SERVE_MODULE = "llmfleet.engines.agent_serve"
-RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
 
 _NOT_RUNTIME = frozenset({"replicas", "concurrency", "auth"})
@@ -160,7 +159,7 @@ def _container(
         "command": _program(agent),
         "ports": [{"name": PORT_NAME, "containerPort": AGENT_PORT, "protocol": "TCP"}],
         "env": env,
-        "resources": RESOURCES,
+        "resources": pods.container_resources(service.resources),
         "securityContext": pods.container_security(),
         "startupProbe": pods.startup_probe(probe, PORT_NAME, budget_s=service.rollout.startup_s),
         "readinessProbe": pods.readiness_probe(probe, PORT_NAME),

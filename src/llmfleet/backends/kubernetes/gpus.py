@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmfleet.errors import BackendError
-from llmfleet.spec.model import Resources
+from llmfleet.spec.resources import Resources
 
 GPU_RESOURCE = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"

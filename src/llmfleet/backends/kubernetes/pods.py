@@ -9,7 +9,7 @@ from typing import Any
 from llmfleet.backends.kubernetes.context import NON_ROOT_ID
 from llmfleet.backends.kubernetes.gpus import GPU_RESOURCE
 from llmfleet.engines.base import Probe
-from llmfleet.spec.model import Resources
+from llmfleet.spec.resources import Resources
 
 STARTUP_PERIOD_S = 10
 READY_PERIOD_S = 5
