@@ -55,6 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--kubernetes-config",
         help="services.json of the gateway's ConfigMap: follow the services' EndpointSlices",
     )
+    source.add_argument(
+        "--dns-config",
+        help="services.json naming each service's host: one replica per address it "
+        "resolves to (a docker-compose file's gateway)",
+    )
     parser.add_argument(
         "--kubernetes-api",
         help="API server URL without credentials (kubectl proxy; default: the pod's own "
@@ -107,6 +112,16 @@ def replica_source(args: argparse.Namespace) -> ReplicaSource:
     if args.static_snapshot:
         body = json.loads(Path(args.static_snapshot).read_text())
         return StaticSource(snapshot_from_json(body))
+    if args.dns_config:
+        from llmfleet.gateway.discovery import load_cluster_services
+        from llmfleet.gateway.dns_discovery import DnsSource
+
+        try:
+            named = load_cluster_services(Path(args.dns_config))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: {args.dns_config}: {exc}", file=sys.stderr)
+            raise SystemExit(1) from exc
+        return DnsSource(named)
     if args.kubernetes_config:
         from llmfleet.gateway.discovery import (
             ApiServer,

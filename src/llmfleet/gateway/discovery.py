@@ -70,7 +70,7 @@ def load_cluster_services(path: Path) -> ClusterServices:
     entries = dict(body["services"])
     return ClusterServices(
         environment=str(body["environment"]),
-        namespace=str(body["namespace"]),
+        namespace=str(body.get("namespace", "")),
         services={n: ServiceSpec.model_validate(e["spec"]) for n, e in entries.items()},
         by_kubernetes_name={str(e["endpoints"]["service"]): n for n, e in entries.items()},
         ports={n: int(e["endpoints"]["port"]) for n, e in entries.items()},
@@ -99,21 +99,47 @@ def replicas_of(cluster: ClusterServices, slices: Mapping[str, Obj]) -> list[Rep
             continue
         ports = body.get("ports") or []
         port = next((p["port"] for p in ports if p.get("port")), cluster.ports[service])
-        agent = cluster.services[service].agent
-        # an agent answers its own health path, which the gateway's probe must use
-        config = {"agent": {"health_path": agent.health_path}} if agent is not None else {}
         for endpoint in body.get("endpoints") or ():
             address = endpoint["addresses"][0]
             pod = (endpoint.get("targetRef") or {}).get("name") or f"{address}:{port}"
-            replicas.append(ReplicaStatus(
-                replica_id=pod, environment=cluster.environment, service=service,
-                slot=len(replicas), runtime_hash="", engine=cluster.services[service].engine.kind,
-                engine_version=cluster.services[service].engine.version,
-                state=endpoint_state(endpoint.get("conditions") or {}), port=int(port),
-                served_name=service, host=f"[{address}]" if ":" in address else address,
-                config=config,
-            ))  # fmt: skip
+            state = endpoint_state(endpoint.get("conditions") or {})
+            replicas.append(
+                endpoint_replica(cluster, service, pod, address, int(port), state, len(replicas))
+            )
     return replicas
+
+
+def endpoint_replica(
+    cluster: ClusterServices,
+    service: str,
+    replica_id: str,
+    address: str,
+    port: int,
+    state: ReplicaState,
+    slot: int,
+) -> ReplicaStatus:
+    """One replica of ``service`` at ``address``:``port``, however it was found; pure."""
+    spec = cluster.services[service]
+    # an agent answers its own health path, which the gateway's probe must use
+    config = {"agent": {"health_path": spec.agent.health_path}} if spec.agent is not None else {}
+    return ReplicaStatus(
+        replica_id=replica_id, environment=cluster.environment, service=service, slot=slot,
+        runtime_hash="", engine=spec.engine.kind, engine_version=spec.engine.version,
+        state=state, port=port, served_name=service,
+        host=f"[{address}]" if ":" in address else address, config=config,
+    )  # fmt: skip
+
+
+def engine_keys(cluster: ClusterServices, replicas: list[ReplicaStatus]) -> dict[str, str]:
+    """replica id -> the key its engine wants, read from the service's key file now (a
+    rotated Secret is read at the next snapshot); a service without one wants none."""
+    by_service = {}
+    for service, path in cluster.key_files.items():
+        try:
+            by_service[service] = Path(path).read_text().strip()
+        except OSError:
+            continue  # no key file mounted: the engine wants no key
+    return {r.replica_id: key for r in replicas if (key := by_service.get(r.service))}
 
 
 @dataclass(frozen=True)
@@ -189,26 +215,14 @@ class EndpointSliceSource:
 
     def snapshot(self) -> Snapshot:
         self.generation += 1
+        replicas = replicas_of(self.cluster, self.slices)
         return Snapshot(
             services=self.cluster.services,
-            replicas=replicas_of(self.cluster, self.slices),
+            replicas=replicas,
             generation=self.generation,
             continuation=self.cluster.continuation,
-            engine_keys=self._engine_keys(),
+            engine_keys=engine_keys(self.cluster, replicas),
         )
-
-    def _engine_keys(self) -> dict[str, str]:
-        keys: dict[str, str] = {}
-        by_service = {}
-        for service, path in self.cluster.key_files.items():
-            try:
-                by_service[service] = Path(path).read_text().strip()
-            except OSError:
-                continue  # no Secret mounted: the engine wants no key
-        for replica in replicas_of(self.cluster, self.slices):
-            if key := by_service.get(replica.service):
-                keys[replica.replica_id] = key
-        return keys
 
     def _url(self, **query: str) -> str:
         path = SLICES_PATH.format(namespace=self.cluster.namespace)

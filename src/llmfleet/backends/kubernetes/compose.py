@@ -2,8 +2,12 @@
 
 One compose service per replica-set (``deploy.replicas``), the model fetched by
 a one-shot service each engine waits for, engines on an internal network only
-the gateway shares, and the gateway's port published. Engine keys come from
-the environment of whoever runs compose (``LLMFLEET_KEY_SERVICE``), never the file.
+the gateway shares, and the gateway's port published. The gateway finds each
+engine's containers by its service name (``gateway.dns_discovery``), from the
+``services.json`` a cluster's gateway reads, given as a compose config. Engine
+keys come from the environment of whoever runs compose (``LLMFLEET_KEY_SERVICE``),
+never the file: the engine reads the variable, the gateway the same value as a
+compose secret (a file).
 """
 
 from __future__ import annotations
@@ -11,11 +15,16 @@ from __future__ import annotations
 from typing import Any
 
 from llmfleet.backends.kubernetes.context import MODELS_MOUNT, RenderContext
+from llmfleet.backends.kubernetes.gateway import services_document
 from llmfleet.backends.kubernetes.names import model_link
 from llmfleet.backends.kubernetes.workloads import FETCH_MODULE, grace_period_s, model_uri
 from llmfleet.engines.registry import get_adapter
 from llmfleet.errors import BackendError
 from llmfleet.observe.process_env import gateway_env
+
+GATEWAY_CONFIG = "/etc/llmfleet/services.json"
+SECRETS_DIR = "/run/secrets"
+"""Where compose mounts a service's secrets (``secrets:``, each a file)."""
 
 
 def key_variable(name: str) -> str:
@@ -25,6 +34,8 @@ def key_variable(name: str) -> str:
 def render_compose(ctx: RenderContext) -> dict[str, Any]:
     services: dict[str, Any] = {}
     volumes: dict[str, Any] = {}
+    endpoints: dict[str, tuple[str, int]] = {}
+    key_secrets: dict[str, str] = {}
     for name, service in sorted(ctx.environment.services.items()):
         if service.agent is not None:
             raise BackendError(
@@ -35,8 +46,10 @@ def render_compose(ctx: RenderContext) -> dict[str, Any]:
         container = get_adapter(service.engine.kind).container(
             service, model_uri=model_uri(name, service), served_name=name
         )
+        endpoints[name] = (name, container.port)  # Docker's DNS answers the service's name
         env = dict(container.env)
         if container.api_key_env is not None:
+            key_secrets[name] = f"llmfleet-key-{name}"
             env[container.api_key_env] = f"${{{key_variable(name)}:?set it to the engine key}}"
         engine: dict[str, Any] = {
             "image": container.image,
@@ -67,12 +80,20 @@ def render_compose(ctx: RenderContext) -> dict[str, Any]:
             }
         services[name] = engine
     gateway = ctx.environment.gateway
+    document = services_document(
+        ctx,
+        endpoints=endpoints,
+        key_files={name: f"{SECRETS_DIR}/{secret}" for name, secret in key_secrets.items()},
+    )
     services["gateway"] = {
         "image": ctx.image,
         "command": ["python", "-m", "llmfleet.gateway", "--environment", ctx.environment.name,
-                    "--host", "0.0.0.0", "--port", str(gateway.port)],
+                    "--host", "0.0.0.0", "--port", str(gateway.port),
+                    "--dns-config", GATEWAY_CONFIG],
         "ports": [f"{gateway.host}:{gateway.port}:{gateway.port}"],
         "environment": gateway_env(ctx.environment.observability),
+        "configs": [{"source": "llmfleet-gateway", "target": GATEWAY_CONFIG}],
+        "secrets": [{"source": secret} for secret in key_secrets.values()],
         "networks": ["engines", "default"],
         "user": "65532:65532",
         "read_only": True,
@@ -83,4 +104,8 @@ def render_compose(ctx: RenderContext) -> dict[str, Any]:
         "services": services,
         "networks": {"engines": {"internal": True}, "default": {}},
         "volumes": volumes,
-    }
+        "configs": {"llmfleet-gateway": {"content": document}},
+        # compose writes each from the variable of whoever runs it: never in the file
+        "secrets": {secret: {"environment": key_variable(name)}
+                    for name, secret in key_secrets.items()},
+    }  # fmt: skip

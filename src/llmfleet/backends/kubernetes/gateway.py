@@ -72,22 +72,41 @@ def _role_binding(ctx: RenderContext, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _config_map(ctx: RenderContext, meta: dict[str, Any], ports: dict[str, int]) -> dict[str, Any]:
-    """What the gateway routes by (``gateway.discovery`` reads it): each service's spec,
-    the fields that make its engine continue a message, and where its pods are."""
+    """What the gateway routes by (``gateway.discovery`` reads it)."""
+    services = ctx.environment.services
+    engines = [name for name, service in services.items() if service.agent is None]
+    body = services_document(
+        ctx,
+        endpoints={name: (engine_name(name), port) for name, port in ports.items()},
+        key_files={name: f"{KEYS_MOUNT}/{name}" for name in engines},
+        namespace=ctx.namespace,
+    )
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+            "data": {"services.json": body}}  # fmt: skip
+
+
+def services_document(
+    ctx: RenderContext,
+    *,
+    endpoints: dict[str, tuple[str, int]],
+    key_files: dict[str, str],
+    namespace: str = "",
+) -> str:
+    """The gateway's ``services.json`` (``gateway.discovery.load_cluster_services``):
+    each service's spec, the fields that make its engine continue a message, the name
+    and port its replicas are found at, and the file holding its engine's key."""
     services = {
         name: {
             "spec": service.model_dump(mode="json"),
             "continuation": dict(get_adapter(service.engine.kind).continuation_fields()),
-            "endpoints": {"service": engine_name(name), "port": ports[name]},
-            **({} if service.agent is not None else {"key_file": f"{KEYS_MOUNT}/{name}"}),
+            "endpoints": {"service": endpoints[name][0], "port": endpoints[name][1]},
+            **({"key_file": key_files[name]} if name in key_files else {}),
         }
         for name, service in sorted(ctx.environment.services.items())
     }
-    document = {"environment": ctx.environment.name, "namespace": ctx.namespace,
+    document = {"environment": ctx.environment.name, "namespace": namespace,
                 "services": services}  # fmt: skip
-    body = json.dumps(document, indent=2, sort_keys=True)
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
-            "data": {"services.json": body}}  # fmt: skip
+    return json.dumps(document, indent=2, sort_keys=True)
 
 
 def _deployment(ctx: RenderContext, meta: dict[str, Any]) -> dict[str, Any]:
