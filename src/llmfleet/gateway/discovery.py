@@ -130,6 +130,19 @@ def endpoint_replica(
     )  # fmt: skip
 
 
+def cluster_snapshot(
+    cluster: ClusterServices, replicas: list[ReplicaStatus], generation: int
+) -> Snapshot:
+    """What the gateway routes by, from the replicas found however they were found."""
+    return Snapshot(
+        services=cluster.services,
+        replicas=replicas,
+        generation=generation,
+        continuation=cluster.continuation,
+        engine_keys=engine_keys(cluster, replicas),
+    )
+
+
 def engine_keys(cluster: ClusterServices, replicas: list[ReplicaStatus]) -> dict[str, str]:
     """replica id -> the key its engine wants, read from the service's key file now (a
     rotated Secret is read at the next snapshot); a service without one wants none."""
@@ -215,14 +228,8 @@ class EndpointSliceSource:
 
     def snapshot(self) -> Snapshot:
         self.generation += 1
-        replicas = replicas_of(self.cluster, self.slices)
-        return Snapshot(
-            services=self.cluster.services,
-            replicas=replicas,
-            generation=self.generation,
-            continuation=self.cluster.continuation,
-            engine_keys=engine_keys(self.cluster, replicas),
-        )
+        return cluster_snapshot(self.cluster, replicas_of(self.cluster, self.slices),
+                                self.generation)  # fmt: skip
 
     def _url(self, **query: str) -> str:
         path = SLICES_PATH.format(namespace=self.cluster.namespace)

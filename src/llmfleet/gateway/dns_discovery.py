@@ -24,7 +24,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from llmfleet.backends.base import ReplicaState, ReplicaStatus
-from llmfleet.gateway.discovery import ClusterServices, endpoint_replica, engine_keys
+from llmfleet.gateway.discovery import ClusterServices, cluster_snapshot, endpoint_replica
 from llmfleet.gateway.replicas import Snapshot
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,4 @@ class DnsSource:
                     self.cluster, service, f"{host}@{address}", address, port,
                     ReplicaState.READY, len(replicas),
                 ))  # fmt: skip
-        return Snapshot(
-            services=self.cluster.services,
-            replicas=replicas,
-            generation=self.generation,
-            continuation=self.cluster.continuation,
-            engine_keys=engine_keys(self.cluster, replicas),
-        )
+        return cluster_snapshot(self.cluster, replicas, self.generation)
