@@ -217,7 +217,8 @@ def test_one_request_to_the_docs_assistant_is_one_trace_and_its_calls_are_priced
     assert agent["calls_cost"] == pytest.approx(calls["chat"]["cost"] + calls["embed"]["cost"])
     table = fleet.run("costs").stdout
     assert "Agents: their calls to the models" in table, table
-    assert re.search(r"docs-assistant\W+own replicas \(1\)\W+\$0\.03585/hour", table), table
+    # its own replica at its resources (a quarter vCPU, 512Mi), not a model service's
+    assert re.search(r"docs-assistant\W+own replicas \(1\)\W+\$0\.01002/hour", table), table
     assert " live " in table and "e-0" not in table  # embed's live rate; no 6.5e-06
 
 

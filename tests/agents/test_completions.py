@@ -10,7 +10,9 @@ from typing import Any
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from llmfleet.examples import completions
 from llmfleet.examples.completions import answer, read_body
+from llmfleet.validate import answers
 from llmfleet.validate.answers import read_answer
 
 REPORT = {"sources": [{"filename": "cli/rollback.txt", "score": 0.5}], "tool_calls": []}
@@ -58,6 +60,10 @@ def test_a_stream_is_chunks_then_the_report_on_the_last_then_done() -> None:
     assert [("llmfleet" in c) for c in chunks] == [False, False, True]
     assert chunks[-1]["llmfleet"] == REPORT
     assert len({c.id for c in parsed}) == 1
+
+
+def test_the_agents_extension_is_the_one_validate_reads() -> None:
+    assert completions.EXTENSION == answers.EXTENSION
 
 
 def test_no_report_means_no_extension_and_a_body_in_pieces_is_read_whole() -> None:

@@ -16,12 +16,13 @@ import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Any
 
-from llmfleet.validate.answers import EXTENSION
-
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Parts = Iterable[str] | AsyncIterable[str]
+EXTENSION = "llmfleet"
+"""The agent contract's extension object (``validate.answers.EXTENSION``; an agent
+speaks the contract, it does not import llmfleet's validation)."""
 
 
 async def read_body(receive: Receive) -> bytes:
