@@ -30,4 +30,5 @@ step "installing the real llama-server and model (first time: about 6 minutes to
 .venv/bin/llmfleet fetch -f examples/quickstart.yaml
 
 step "running the tests"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"
+# Two workers, whole files each (a file's module fixtures stay in one process).
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=25 "$@"
