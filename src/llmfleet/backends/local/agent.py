@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -46,7 +47,7 @@ from llmfleet.backends.local import ports
 from llmfleet.backends.local.failed import FailedReplicas
 from llmfleet.backends.local.gateways import gateway_spec
 from llmfleet.backends.local.gpus import assign_gpus, wanted_gpus
-from llmfleet.backends.local.layout import LOGS_FOLDER, SOCKET_NAME, STATE_NAME
+from llmfleet.backends.local.layout import AGENT_LOCK_NAME, LOGS_FOLDER, SOCKET_NAME, STATE_NAME
 from llmfleet.backends.local.port_holders import port_holder
 from llmfleet.backends.local.supervisor import Managed, Supervisor, log_limits_from_env
 from llmfleet.backends.local.table import TableKeeper, read_table
@@ -358,9 +359,31 @@ def main(argv: list[str] | None = None) -> None:
     from llmfleet.observe.logs import configure_logging
 
     configure_logging(service_name="llmfleet-agent")
+    held = hold_agent_lock(home)
+    if held is None:
+        log.info("another agent serves %s; this one leaves it alone", home)
+        sys.exit(0)
     from llmfleet.backends.local.agent_http import serve
 
     run_then_exit(serve(home, socket_name=SOCKET_NAME))
+
+
+def hold_agent_lock(home: Path) -> int | None:
+    """Take the home's agent lock for the life of this process: its descriptor, or None
+    when another live agent holds it.
+
+    Commands that find no agent start one each; without the lock each would serve,
+    the last to bind taking the socket and the others running on unseen. The lock
+    goes with its process (a killed agent never blocks the next one) and is not
+    inherited by replicas (the descriptor is close-on-exec).
+    """
+    fd = open_private(home / AGENT_LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def run_then_exit(main: Coroutine[Any, Any, None]) -> NoReturn:
