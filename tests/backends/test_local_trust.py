@@ -309,6 +309,25 @@ def test_a_symlinked_agent_log_is_refused_not_appended_to(home: Path, project: P
     assert victim.read_text() == "untouched\n"
 
 
+def test_a_symlinked_agent_lock_is_refused_and_no_agent_starts(home: Path, project: Path) -> None:
+    """The agent's lock is a file of its home like the others: a link placed there is
+    refused with its path (the agent says why, in its log), never opened."""
+    victim = project / "victim"
+    victim.write_text("untouched\n")
+    (home / "agent.lock").symlink_to(victim)
+    backend = LocalBackend(home)
+    try:
+        with pytest.raises(FleetError, match="refused to start") as caught:
+            backend.ensure_agent()
+        assert not backend.running()
+    finally:
+        stop_any_agent(home)
+        backend.close()
+    assert "agent.log" in (caught.value.hint or "")
+    assert "agent.lock" in (home / "agent.log").read_text()
+    assert victim.read_text() == "untouched\n"
+
+
 def test_a_home_created_readable_by_others_is_tightened(home: Path) -> None:
     """An earlier llmfleet made the home 0755 and its files 0644: they are this
     user's, so they are made private rather than refused."""

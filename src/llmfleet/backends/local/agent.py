@@ -351,18 +351,18 @@ def main(argv: list[str] | None = None) -> None:
     try:  # before the fork: the command that starts us sees the refusal
         private_folder(home)
         check_private(home / STATE_NAME)
+        held = hold_agent_lock(home)  # the forked agent holds it on
     except UnsafePathError as exc:
         print(f"llmfleet agent: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+    if held is None:
+        print(f"llmfleet agent: another agent serves {home}", file=sys.stderr, flush=True)
+        sys.exit(0)  # the command that started us finds that one answering
     if args.daemonize and os.fork() > 0:
         os._exit(0)
     from llmfleet.observe.logs import configure_logging
 
     configure_logging(service_name="llmfleet-agent")
-    held = hold_agent_lock(home)
-    if held is None:
-        log.info("another agent serves %s; this one leaves it alone", home)
-        sys.exit(0)
     from llmfleet.backends.local.agent_http import serve
 
     run_then_exit(serve(home, socket_name=SOCKET_NAME))
@@ -373,9 +373,11 @@ def hold_agent_lock(home: Path) -> int | None:
     when another live agent holds it.
 
     Commands that find no agent start one each; without the lock each would serve,
-    the last to bind taking the socket and the others running on unseen. The lock
-    goes with its process (a killed agent never blocks the next one) and is not
-    inherited by replicas (the descriptor is close-on-exec).
+    the last to bind taking the socket and the others running on unseen. Taken before
+    the daemon forks, it is held by the forked agent once the first process exits; it
+    goes with that process (a killed agent never blocks the next one) and is not
+    inherited by replicas (the descriptor is close-on-exec). A lock file that is a
+    link or another user's is refused (``UnsafePathError``), as every file of the home.
     """
     fd = open_private(home / AGENT_LOCK_NAME, os.O_RDWR | os.O_CREAT)
     try:
