@@ -308,3 +308,39 @@ def test_apply_then_plan_is_a_no_op(
     plan = make_plan(after, actual)
     again = make_plan(after, simulate_apply(plan, after, actual))
     assert not again.has_changes, again.actions
+
+
+def agent(*, replicas: int = 1, concurrency: int = 16, auth: bool = False,
+          entrypoint: str = "pkg.mod:app") -> ServiceSpec:  # fmt: skip
+    """An agent as the spec resolves it (``spec.agent_services``)."""
+    from textwrap import dedent
+
+    from llmfleet.spec import load_spec_text
+
+    text = dedent(f"""\
+        services:
+          chat: {{model: "sim:tiny", engine: {{kind: sim, version: "1.0.0"}}}}
+        agents:
+          helper:
+            entrypoint: {entrypoint}
+            models: [chat]
+            replicas: {replicas}
+            concurrency: {concurrency}
+            auth: {{required: {str(auth).lower()}}}
+    """)
+    return load_spec_text(text).resolved.environment("production").services["helper"]
+
+
+def test_scaling_an_agent_adds_a_replica_and_its_gateway_settings_change_in_place() -> None:
+    """As a model service: more replicas are created beside the running ones, and what
+    only the gateway reads (how many requests in flight, whether a key is needed) is
+    updated in place. Before, both replaced every replica of the agent, and with them
+    their keys."""
+    old = env(helper=agent())
+    scaled = make_plan(env(helper=agent(replicas=2)), converged(old))
+    assert ops(scaled) == [("create", "replica", "helper[1]")]
+    settings = make_plan(env(helper=agent(concurrency=32, auth=True)), converged(old))
+    assert [(a.op, a.target) for a in settings.actions] == [(Op.UPDATE, Target.SERVICE)]
+    assert set(settings.actions[0].reasons) == {"slots: 16 -> 32", "auth.required: false -> true"}
+    program = make_plan(env(helper=agent(entrypoint="pkg.other:app")), converged(old))
+    assert [a.op for a in program.actions] == [Op.REPLACE]

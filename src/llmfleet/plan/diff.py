@@ -17,7 +17,12 @@ from llmfleet.backends.exits import describe_exit
 from llmfleet.plan.model import Action, Op, Plan, Target
 from llmfleet.plan.seen import ActualEnvironment as ActualEnvironment  # callers import it here
 from llmfleet.plan.seen import seen_runtime
-from llmfleet.spec.model import IN_PLACE_FIELDS, REPLACE_FIELDS, ResolvedEnvironment, ServiceSpec
+from llmfleet.spec.model import (
+    ResolvedEnvironment,
+    ServiceSpec,
+    in_place_fields,
+    replace_fields,
+)
 from llmfleet.spec.spelling import leaf_changes, spelt
 
 PREFERENCE = {
@@ -33,12 +38,12 @@ PREFERENCE = {
 
 def runtime_config(service: ServiceSpec) -> dict[str, Any]:
     """The part of a service a running replica depends on (what replicas record)."""
-    return service.model_dump(mode="json", include=set(REPLACE_FIELDS))
+    return service.model_dump(mode="json", include=set(replace_fields(service)))
 
 
 def in_place_config(service: ServiceSpec) -> dict[str, Any]:
     """The part the gateway reads and can change without restarting replicas."""
-    return service.model_dump(mode="json", include=set(IN_PLACE_FIELDS))
+    return service.model_dump(mode="json", include=set(in_place_fields(service)))
 
 
 def field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

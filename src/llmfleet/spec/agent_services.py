@@ -10,7 +10,7 @@ does) and every request goes through as the client sent it.
 
 from __future__ import annotations
 
-from llmfleet.spec.agents import AgentRuntime, AgentSpec
+from llmfleet.spec.agents import AgentProgram, AgentRuntime, AgentSpec
 from llmfleet.spec.model import EngineKind, FleetSpec, ServiceSpec
 from llmfleet.spec.placement import BackendKind
 from llmfleet.spec.problems import Finding, unknown_name
@@ -32,9 +32,9 @@ def agent_service(name: str, agent: AgentSpec, *, spec: FleetSpec, environment: 
         for index in agent.indexes
         if index in spec.indexes
     }
-    # the suites and gate go on the service, as a model's do: editing them must not
-    # replace the agent's replicas (a changed runtime does)
-    body = agent.model_dump(exclude={"validation"})
+    # replicas, admission and the suites go on the service, as a model's do: changing
+    # them must not replace the agent's replicas (a changed program does)
+    body = agent.model_dump(include=set(AgentProgram.model_fields))
     runtime = AgentRuntime.model_validate({**body, "index_uris": uris})
     return ServiceSpec.model_validate(
         {

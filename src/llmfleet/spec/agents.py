@@ -43,8 +43,8 @@ class AgentAuth(_Frozen):
     required: bool = Field(default=False, description="clients need an API key to call the agent")
 
 
-class AgentSpec(_Frozen):
-    """One agent as written under ``agents:``."""
+class AgentProgram(_Frozen):
+    """What an agent's replicas run: a change replaces them (and their keys)."""
 
     entrypoint: str | None = Field(
         default=None,
@@ -78,7 +78,6 @@ class AgentSpec(_Frozen):
         description="names of environment variables of whoever runs apply, passed on to the "
         "agent under the same name; their values are never written to the spec or state",
     )
-    replicas: int = Field(default=1, ge=1, le=100)
     resources: AgentResources = Field(
         default_factory=AgentResources,
         description="what one replica needs: requested on a kubernetes environment (memory "
@@ -95,18 +94,9 @@ class AgentSpec(_Frozen):
         description="folders (relative to the spec file) put before PYTHONPATH, where the "
         "entrypoint's package is",
     )
-    concurrency: int = Field(
-        default=16, ge=1, le=4096, description="requests in flight per replica"
-    )
-    auth: AgentAuth = Field(default_factory=AgentAuth)
-    validation: ValidationSpec | None = Field(
-        default=None,
-        description="its golden tasks (quality: a suite whose checks may also name the "
-        "documents it must retrieve and the tools it must call) and gate, as for a service",
-    )
 
     @model_validator(mode="after")
-    def _one_program(self) -> AgentSpec:
+    def _one_program(self) -> AgentProgram:
         if (self.entrypoint is None) == (self.command is None):
             raise ValueError("give exactly one of entrypoint (package.module:app) or command")
         return self
@@ -135,9 +125,27 @@ class AgentSpec(_Frozen):
         return value
 
 
-class AgentRuntime(AgentSpec):
-    """An agent as one environment runs it: ``index_uris`` are its indexes' locations
-    there (still relative to the spec's folder). Carried on the agent's service."""
+class AgentSpec(AgentProgram):
+    """One agent as written under ``agents:``: its program, and how many replicas run
+    it, how the gateway admits requests to it and how it is validated, none of which
+    replaces a replica (``agent_services`` puts them on the agent's service)."""
+
+    replicas: int = Field(default=1, ge=1, le=100)
+    concurrency: int = Field(
+        default=16, ge=1, le=4096, description="requests in flight per replica"
+    )
+    auth: AgentAuth = Field(default_factory=AgentAuth)
+    validation: ValidationSpec | None = Field(
+        default=None,
+        description="its golden tasks (quality: a suite whose checks may also name the "
+        "documents it must retrieve and the tools it must call) and gate, as for a service",
+    )
+
+
+class AgentRuntime(AgentProgram):
+    """An agent's program as one environment runs it: ``index_uris`` are its indexes'
+    locations there (still relative to the spec's folder). Carried on the agent's
+    service, where its runtime hash covers it."""
 
     index_uris: dict[str, str] = Field(default_factory=dict)
 

@@ -311,7 +311,7 @@ class ServiceSpec(Frozen):
 
         Labels and gateway settings are deliberately left out: they change in place.
         """
-        body = self.model_dump(mode="json", include=set(REPLACE_FIELDS))
+        body = self.model_dump(mode="json", include=set(replace_fields(self)))
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -322,6 +322,19 @@ nor what the gateway reads, so neither replaces replicas nor updates the gateway
 IN_PLACE_FIELDS = (
     frozenset(ServiceSpec.model_fields) - REPLACE_FIELDS - BACKEND_FIELDS - {"replicas"}
 )
+AGENT_IN_PLACE_FIELDS = frozenset({"slots"})
+"""An agent's slots are its ``concurrency``: the gateway admits by it, the program
+never reads it, so it changes in place."""
+
+
+def replace_fields(service: ServiceSpec) -> frozenset[str]:
+    """The fields of ``service`` a running replica depends on: a change replaces it."""
+    return REPLACE_FIELDS - AGENT_IN_PLACE_FIELDS if service.agent else REPLACE_FIELDS
+
+
+def in_place_fields(service: ServiceSpec) -> frozenset[str]:
+    """The fields of ``service`` the gateway reads: a change updates it in place."""
+    return IN_PLACE_FIELDS | AGENT_IN_PLACE_FIELDS if service.agent else IN_PLACE_FIELDS
 
 
 class GatewaySpec(Frozen):

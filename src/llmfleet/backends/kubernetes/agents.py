@@ -59,14 +59,10 @@ KEY_NAME_ANNOTATION = "llmfleet.io/key-name"
 SERVE_MODULE = "llmfleet.engines.agent_serve"
 
 
-_NOT_RUNTIME = frozenset({"replicas", "concurrency", "auth"})
-"""How many pods, and what the gateway lets through: changing them replaces no pod."""
-
-
 def runtime_digest(agent: AgentRuntime) -> str:
     """Eight hex digits over what the agent runs as (its image, program, models, env...):
     a change replaces its pods, and with them its key."""
-    body = json.dumps(agent.model_dump(mode="json", exclude=set(_NOT_RUNTIME)), sort_keys=True)
+    body = json.dumps(agent.model_dump(mode="json"), sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()[:8]
 
 
