@@ -160,3 +160,25 @@ def test_status_and_logs_show_why_a_pod_is_not_ready(project: Path, cluster: Fak
     assert logs.returncode == 0, logs.stderr
     assert f"==> {name} <==" in logs.stdout and "loading model" not in logs.stdout
     assert "allocating KV cache" in logs.stdout and "killed" in logs.stdout
+
+
+def test_a_gateway_setting_changed_rolls_the_cluster_gateway(
+    project: Path, cluster: FakeApiServer
+) -> None:
+    """A routing change goes into the gateway's ConfigMap, which the gateway reads at
+    start: its Deployment changes too, so its pods roll and use the new setting."""
+    assert cli(project, "apply", "-e", "production", "-y").returncode == 0
+    digest = "llmfleet.io/config-sha256"
+    before = cluster.get("Deployment", NS, "llmfleet-gateway")["spec"]["template"]["metadata"]
+    text = (project / "fleet.yaml").read_text()
+    (project / "fleet.yaml").write_text(
+        text.replace("replicas: 1", "replicas: 1\n    routing: {strategy: round-robin}")
+    )
+    planned = cli(project, "plan", "-e", "production")
+    assert "~ ConfigMap/llmfleet-gateway" in planned.stdout, planned.stdout
+    assert "~ Deployment/llmfleet-gateway" in planned.stdout, planned.stdout
+    assert cli(project, "apply", "-e", "production", "-y").returncode == 0
+    after = cluster.get("Deployment", NS, "llmfleet-gateway")["spec"]["template"]["metadata"]
+    assert after["annotations"][digest] != before["annotations"][digest]
+    config = cluster.get("ConfigMap", NS, "llmfleet-gateway")["data"]["services.json"]
+    assert '"strategy": "round-robin"' in config

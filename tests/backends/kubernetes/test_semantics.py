@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -96,3 +97,25 @@ def test_no_secret_value_is_written_into_a_manifest(spec: str, env: str) -> None
             for variable in container["env"]:
                 if variable["name"].endswith(("API_KEY", "STATE_URL")):
                     assert "value" not in variable and "secretKeyRef" in variable["valueFrom"]
+
+
+def test_the_gateway_pods_roll_when_their_config_changes_and_only_then(spec: str, env: str) -> None:
+    """The gateway reads its ConfigMap at start, so an in-place change (routing, timeouts,
+    an agent's concurrency) must roll its pods, as Helm's checksum annotation does: it
+    went into the ConfigMap and the running gateway never saw it."""
+    objects = render(spec, env)
+    (config,) = [
+        o for o in _of(objects, "ConfigMap") if o["metadata"]["name"] == "llmfleet-gateway"
+    ]
+    (gateway,) = [
+        o for o in _of(objects, "Deployment") if o["metadata"]["name"] == "llmfleet-gateway"
+    ]
+    annotations = gateway["spec"]["template"]["metadata"].get("annotations") or {}
+    body = config["data"]["services.json"]
+    assert annotations.get("llmfleet.io/config-sha256") == hashlib.sha256(body.encode()).hexdigest()
+    again = [
+        o
+        for o in _of(render(spec, env), "Deployment")
+        if o["metadata"]["name"] == "llmfleet-gateway"
+    ]
+    assert again[0]["spec"]["template"] == gateway["spec"]["template"], "same spec, no roll"

@@ -9,6 +9,7 @@ is ever in a manifest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -23,17 +24,19 @@ from llmfleet.observe.process_env import gateway_env
 CONFIG_MOUNT = "/etc/llmfleet"
 KEYS_MOUNT = "/etc/llmfleet/engine-keys"
 STATE_URL_KEY = "url"
+CONFIG_DIGEST_ANNOTATION = "llmfleet.io/config-sha256"
 
 
 def gateway_objects(ctx: RenderContext, ports: dict[str, int]) -> list[dict[str, Any]]:
     """ServiceAccount, Role, RoleBinding, ConfigMap, Deployment, Service and (2+ pods) PDB."""
+    config = _config_map(ctx, _meta(ctx), ports)
     objects = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(ctx),
          "automountServiceAccountToken": False},
         _role(_meta(ctx)),
         _role_binding(ctx, _meta(ctx)),
-        _config_map(ctx, _meta(ctx), ports),
-        _deployment(ctx, _meta(ctx)),
+        config,
+        _deployment(ctx, _meta(ctx), config_body=config["data"]["services.json"]),
         _service(ctx, _meta(ctx)),
     ]  # fmt: skip
     if ctx.environment.backend.gateway_replicas >= 2:
@@ -109,8 +112,11 @@ def services_document(
     return json.dumps(document, indent=2, sort_keys=True)
 
 
-def _deployment(ctx: RenderContext, meta: dict[str, Any]) -> dict[str, Any]:
+def _deployment(ctx: RenderContext, meta: dict[str, Any], *, config_body: str) -> dict[str, Any]:
+    """The gateway reads its config at start: the config's digest on the pod template
+    rolls the pods (one at a time, none unavailable) whenever the config changes."""
     gateway = ctx.environment.gateway
+    digest = hashlib.sha256(config_body.encode()).hexdigest()
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -121,7 +127,8 @@ def _deployment(ctx: RenderContext, meta: dict[str, Any]) -> dict[str, Any]:
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": ctx.owner.pod_labels(COMPONENT)},
+                "metadata": {"labels": ctx.owner.pod_labels(COMPONENT),
+                             "annotations": {CONFIG_DIGEST_ANNOTATION: digest}},
                 "spec": {
                     "serviceAccountName": GATEWAY,
                     "automountServiceAccountToken": True,  # it watches EndpointSlices
