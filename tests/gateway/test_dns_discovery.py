@@ -127,6 +127,20 @@ async def test_the_system_resolver_answers_a_literal_and_nothing_for_an_unknown_
     assert await resolve_addresses("no-such-host.invalid", 80) == []
 
 
+def test_a_changed_config_changes_the_compose_gateway_itself() -> None:
+    """Compose recreates a container whose definition changed: the config's digest on
+    the gateway makes a routing change recreate it, as it rolls a cluster's gateway."""
+
+    def gateway(text: str) -> dict[str, Any]:
+        resolved = load_spec_text(text).resolved
+        context = RenderContext(fleet=resolved.name, environment=resolved.environment("production"))
+        return render_compose(context)["services"]["gateway"]  # type: ignore[no-any-return]
+
+    routed = SPEC.replace("replicas: 2", "replicas: 2\n    routing: {strategy: round-robin}")
+    assert gateway(SPEC) == gateway(SPEC)
+    assert gateway(SPEC)["labels"] != gateway(routed)["labels"]
+
+
 def test_the_compose_file_s_gateway_routes_to_its_engines_by_name(
     tmp_path: Path, sims: list[SimProcess], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,10 +12,11 @@ compose secret (a file).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from llmfleet.backends.kubernetes.context import MODELS_MOUNT, RenderContext
-from llmfleet.backends.kubernetes.gateway import services_document
+from llmfleet.backends.kubernetes.gateway import CONFIG_DIGEST_ANNOTATION, services_document
 from llmfleet.backends.kubernetes.names import model_link
 from llmfleet.backends.kubernetes.workloads import FETCH_MODULE, grace_period_s, model_uri
 from llmfleet.engines.registry import get_adapter
@@ -93,6 +94,9 @@ def render_compose(ctx: RenderContext) -> dict[str, Any]:
         "ports": [f"{gateway.host}:{gateway.port}:{gateway.port}"],
         "environment": gateway_env(ctx.environment.observability),
         "configs": [{"source": "llmfleet-gateway", "target": GATEWAY_CONFIG}],
+        # compose recreates a container whose definition changed, not one whose config's
+        # content did: the digest makes a config change a change of the gateway's own
+        "labels": {CONFIG_DIGEST_ANNOTATION: hashlib.sha256(document.encode()).hexdigest()},
         "secrets": [{"source": secret} for secret in key_secrets.values()],
         "networks": ["engines", "default"],
         "user": "65532:65532",
