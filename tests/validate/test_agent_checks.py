@@ -225,7 +225,8 @@ def test_staging_runs_an_agent_with_what_it_calls_and_its_indexes_embedders() ->
     assert validation is not None and validation.quality == "suite.yaml"
     assert validation.speed is None and validation.gate.max_retrieval_drop == 0.1
     front = staging.services["front"].agent
-    assert front is not None and front.validation is None  # a new suite replaces nothing
+    # the runtime holds the program only: a new suite (or scaling) replaces nothing
+    assert front is not None and "validation" not in front.model_dump()
 
 
 def test_an_agents_missing_suite_is_reported_where_the_agent_names_it(tmp_path: Path) -> None:
