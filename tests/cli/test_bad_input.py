@@ -135,6 +135,9 @@ def test_plan_detailed_exitcode_tells_a_bad_spec_from_changes(fleet: Fleet) -> N
     assert fleet.run("plan", check=False).returncode == 2  # without the flag: as check
     fleet.write("services: [")
     assert fleet.run("plan", "--detailed-exitcode", check=False).returncode == 1
+    unknown = fleet.run("plan", "--detailed-exitcode", "--no-such-option", check=False)
+    assert unknown.returncode == 1 and "No such option" in unknown.stderr, unknown.stderr
+    assert fleet.run("plan", "--no-such-option", check=False).returncode == 2  # click's usage
 
 
 def test_open_gateway_without_keys_is_refused_unless_allowed(fleet: Fleet) -> None:

@@ -496,7 +496,9 @@ def main() -> None:
         show = getattr(exc, "show", None)
         if isinstance(exc, _usage_errors()) and callable(show):
             show()
-            sys.exit(getattr(exc, "exit_code", 2))
+            # with --detailed-exitcode, 2 means changes to a CI script: any error is 1
+            detailed = "--detailed-exitcode" in sys.argv[1:]
+            sys.exit(1 if detailed else getattr(exc, "exit_code", 2))
         raise
     sys.exit(code if isinstance(code, int) else 0)
 
