@@ -150,3 +150,44 @@ def test_an_agent_s_resources_are_its_service_s_and_hold_no_gpu() -> None:
         "fleet.yaml:15:17: agents.docs-assistant.resources.gpus: unknown field 'gpus'; "
         "did you mean 'cpus'?"
     ]
+
+
+def test_an_agent_s_egress_is_cidrs_with_ports_each_checked_where_written() -> None:
+    allowed = SPEC.replace(
+        "replicas: 2",
+        "replicas: 2\n        egress: [{cidr: 10.20.0.0/16, ports: [5432]}, {cidr: 'fd00::/8'}]",
+    )
+    agent = load_spec_text(dedent(allowed)).resolved.environment("production").services[
+        "docs-assistant"
+    ].agent
+    assert agent is not None and agent.egress is not None
+    rules = [(r.cidr, r.ports) for r in agent.egress]
+    assert rules == [("10.20.0.0/16", (5432,)), ("fd00::/8", ())]
+    unset = load_spec_text(dedent(SPEC)).resolved.environment("production").services
+    assert unset["docs-assistant"].agent.egress is None  # type: ignore[union-attr]
+    problems = problems_of(
+        SPEC.replace(
+            "replicas: 2",
+            "replicas: 2\n        egress: [{cidr: 10.20.0.1/16}, {cidr: nowhere}, "
+            "{cidr: 10.0.0.0/8, ports: [0]}]",
+        )
+    )
+    assert len(problems) == 3, problems
+    assert "agents.docs-assistant.egress[0].cidr: 10.20.0.1/16 has host bits set" in problems[0]
+    assert "agents.docs-assistant.egress[1].cidr: 'nowhere' is not an IP network" in problems[1]
+    assert "agents.docs-assistant.egress[2].ports[0]" in problems[2]
+    assert all(p.startswith("fleet.yaml:15:") for p in problems), problems
+
+
+def test_egress_on_an_environment_that_cannot_enforce_it_is_a_warning_at_its_line() -> None:
+    """Only a cluster's NetworkPolicy enforces it: on this machine's backend the agent
+    reaches anything, and a spec that says otherwise is told so, not silently trusted."""
+    text = SPEC.replace("replicas: 2", "replicas: 2\n        egress: [{cidr: 10.20.0.0/16}]")
+    loaded = load_spec_text(dedent(text), filename="fleet.yaml")
+    rendered = [w.render() for w in loaded.warnings]
+    assert rendered == [
+        "fleet.yaml:15:5: agents.docs-assistant.egress: not enforced on the local backend "
+        "(environments production, staging): there the agent reaches any address; only a "
+        "kubernetes environment applies it"
+    ], rendered
+    assert load_spec_text(dedent(SPEC), filename="fleet.yaml").warnings == ()

@@ -15,7 +15,9 @@ that variable has in the environment of whoever runs ``apply``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -41,6 +43,25 @@ class _Frozen(BaseModel):
 
 class AgentAuth(_Frozen):
     required: bool = Field(default=False, description="clients need an API key to call the agent")
+
+
+class EgressRule(_Frozen):
+    """Addresses an agent may reach on a kubernetes environment, beyond its gateway and DNS."""
+
+    cidr: str = Field(description="an IPv4 or IPv6 network, e.g. 10.20.0.0/16")
+    ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(
+        default=(), description="TCP ports; none: every port"
+    )
+
+    @field_validator("cidr")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_network(value, strict=True))
+        except ValueError as exc:
+            if "host bits" in str(exc):
+                raise ValueError(f"{value} has host bits set") from exc
+            raise ValueError(f"{value!r} is not an IP network (such as 10.20.0.0/16)") from exc
 
 
 class AgentProgram(_Frozen):
@@ -85,6 +106,12 @@ class AgentProgram(_Frozen):
     )
     health_path: str = Field(
         default="/health", pattern=r"^/[^\s\x00]*$", description="answers 200 when ready"
+    )
+    egress: tuple[EgressRule, ...] | None = Field(
+        default=None,
+        description="on a kubernetes environment, what its pods may reach besides its "
+        "gateway and the cluster's DNS (a NetworkPolicy); unset: anything. Not enforced on "
+        "the local backend",
     )
     working_dir: str | None = Field(
         default=None, min_length=1, description="its working directory, relative to the spec file"

@@ -7,7 +7,9 @@ in the file like a problem, and shown in yellow without changing any exit code:
   ``PYTHONPATH``, ...), wherever it is written: a service, a template, an
   environment's defaults or overrides;
 - a gateway that other machines reach, serving services without API keys,
-  because the spec says ``allow_unauthenticated: true`` (``spec.exposure``).
+  because the spec says ``allow_unauthenticated: true`` (``spec.exposure``);
+- an agent's ``egress:`` in an environment whose backend cannot enforce it (only a
+  cluster's NetworkPolicy does).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from llmfleet.spec.exposure import open_gateways
 from llmfleet.spec.model import FleetSpec, ResolvedFleet
+from llmfleet.spec.placement import BackendKind
 from llmfleet.spec.problems import DocPath, Finding
 
 _LINKER = "the dynamic linker reads {name}: it can load other code into the engine"
@@ -54,7 +57,27 @@ def spec_warnings(spec: FleetSpec, resolved: ResolvedFleet) -> list[Finding]:
         services={name: env.services for name, env in resolved.environments.items()},
     )
     warnings += [Finding(e.path, e.warning()) for e in exposures if e.allowed]
+    warnings += _unenforced_egress(spec, resolved)
     return warnings
+
+
+def _unenforced_egress(spec: FleetSpec, resolved: ResolvedFleet) -> list[Finding]:
+    """An agent's ``egress:`` where its environment's backend cannot enforce it."""
+    local = sorted(
+        name for name, env in resolved.environments.items()
+        if env.backend.kind is not BackendKind.KUBERNETES
+    )  # fmt: skip
+    if not local:
+        return []
+    return [
+        Finding(
+            ("agents", name, "egress"),
+            f"not enforced on the local backend (environments {', '.join(local)}): there "
+            "the agent reaches any address; only a kubernetes environment applies it",
+        )
+        for name, agent in spec.agents.items()
+        if agent.egress is not None
+    ]
 
 
 def risky_variable(name: str) -> str | None:

@@ -67,8 +67,8 @@ def test_every_agent_object_is_valid_in_strict_mode(version: str) -> None:
     agents = [o for o in objects if o["metadata"]["labels"]["app.kubernetes.io/component"]
               == "agent"]  # fmt: skip
     kinds = sorted(o["kind"] for o in agents)
-    assert kinds == ["Deployment", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
-                     "Service", "Service"]  # fmt: skip
+    assert kinds == ["Deployment", "Deployment", "NetworkPolicy", "NetworkPolicy",
+                     "PodDisruptionBudget", "Service", "Service"]  # fmt: skip
     for manifest in objects:
         kubernetes_validate.validate(manifest, version, strict=True)
 
@@ -240,3 +240,26 @@ def test_an_agent_pod_requests_its_resources_with_memory_as_its_limit() -> None:
     assert container["resources"] == {
         "requests": {"cpu": "1500m", "memory": "2Gi"}, "limits": {"memory": "2Gi"}
     }
+
+
+def test_an_agent_with_egress_reaches_its_gateway_dns_and_its_networks_only() -> None:
+    """A NetworkPolicy of its own: egress to this environment's gateway pods on the
+    gateway's port, to the cluster's DNS, and to each network of its ``egress:``; an
+    agent without ``egress:`` gets none (the cluster's default applies)."""
+    objects = rendered()
+    policies = {o["metadata"]["name"]: o for o in objects if o["kind"] == "NetworkPolicy"}
+    assert "docs-assistant-egress" not in policies
+    policy = policies["triage-egress"]["spec"]
+    triage = one(objects, "Deployment", "triage")
+    assert policy["podSelector"] == triage["spec"]["selector"]
+    assert policy["policyTypes"] == ["Egress"] and "ingress" not in policy
+    gateway, dns, ticketing = policy["egress"]
+    gateway_deployment = one(objects, "Deployment", "llmfleet-gateway")
+    assert gateway["to"] == [{"podSelector": gateway_deployment["spec"]["selector"]}]
+    (port,) = pod(gateway_deployment)["containers"][0]["ports"]
+    assert gateway["ports"] == [{"protocol": "TCP", "port": port["containerPort"]}]
+    assert dns["to"] == [{"namespaceSelector": {},
+                          "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]  # fmt: skip
+    assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
+    assert ticketing == {"to": [{"ipBlock": {"cidr": "10.40.0.0/16"}}],
+                         "ports": [{"protocol": "TCP", "port": 443}]}  # fmt: skip

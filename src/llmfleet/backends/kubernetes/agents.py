@@ -182,3 +182,32 @@ def agent_network_policy(ctx: RenderContext) -> dict[str, Any]:
             }],
         },
     }  # fmt: skip
+
+
+def agent_egress_policy(ctx: RenderContext, name: str, agent: AgentRuntime) -> dict[str, Any]:
+    """What an agent with ``egress:`` may reach: its environment's gateway pods on the
+    gateway's port (the Service's traffic arrives there), the cluster's DNS, and each
+    listed network; nothing else. An agent without ``egress:`` gets no such policy."""
+    gateways = ctx.owner.selector(GATEWAY)
+    rules: list[dict[str, Any]] = [
+        {"to": [{"podSelector": {"matchLabels": gateways}}],
+         "ports": [{"protocol": "TCP", "port": ctx.environment.gateway.port}]},
+        {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+    ]  # fmt: skip
+    for rule in agent.egress or ():
+        allowed: dict[str, Any] = {"to": [{"ipBlock": {"cidr": rule.cidr}}]}
+        if rule.ports:
+            allowed["ports"] = [{"protocol": "TCP", "port": port} for port in rule.ports]
+        rules.append(allowed)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": ctx.owner.metadata(dns_label(name, "egress"), ctx.namespace, AGENT, name),
+        "spec": {
+            "podSelector": {"matchLabels": ctx.owner.selector(AGENT, name)},
+            "policyTypes": ["Egress"],
+            "egress": rules,
+        },
+    }
+

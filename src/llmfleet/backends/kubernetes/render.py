@@ -16,6 +16,7 @@ from typing import Any
 from llmfleet.backends.kubernetes.agents import (
     KEY_VARIABLE,
     agent_deployment,
+    agent_egress_policy,
     agent_network_policy,
     agent_secret,
     secret_variables,
@@ -68,6 +69,10 @@ def render_environment(ctx: RenderContext) -> list[Manifest]:
         objects.append(engine_network_policy(ctx, list(engine_ports.values())))
     if len(engine_ports) < len(ports):
         objects.append(agent_network_policy(ctx))
+    for name in sorted(services):
+        agent = services[name].agent
+        if agent is not None and agent.egress is not None:
+            objects.append(agent_egress_policy(ctx, name, agent))
     return objects + optional_objects(ctx, engine_ports)
 
 
