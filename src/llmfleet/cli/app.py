@@ -161,7 +161,7 @@ def plan(
     from llmfleet.cli.costs import render_plan_costs
     from llmfleet.cli.engine_versions import check_pinned_versions
 
-    with _errors_exit_1(detailed_exitcode), workspace(spec_file, env) as ws:
+    with workspace(spec_file, env) as ws:
         render.render_spec_warnings(errors, ws.loaded.warnings)
         check_pinned_versions(ws, environments=[env])
         the_plan = current_plan(ws)
@@ -183,18 +183,6 @@ def plan(
             )
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(2)
-
-
-@contextmanager
-def _errors_exit_1(detailed: bool) -> Iterator[None]:
-    """With ``--detailed-exitcode`` every error exits 1 (a spec mistake too, which
-    otherwise exits 2 as in ``check``): 2 must mean changes to a CI script."""
-    try:
-        yield
-    except FleetError as exc:
-        if detailed:
-            exc.exit_code = 1
-        raise
 
 
 @app.command()
@@ -483,7 +471,7 @@ def main() -> None:
         errors.print(Text("error: ", style="bold red") + Text(exc.message))
         if exc.hint:
             errors.print(Text("  hint: ", style="dim") + Text(exc.hint))
-        sys.exit(exc.exit_code)
+        sys.exit(_error_exit(exc.exit_code))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -496,11 +484,15 @@ def main() -> None:
         show = getattr(exc, "show", None)
         if isinstance(exc, _usage_errors()) and callable(show):
             show()
-            # with --detailed-exitcode, 2 means changes to a CI script: any error is 1
-            detailed = "--detailed-exitcode" in sys.argv[1:]
-            sys.exit(1 if detailed else getattr(exc, "exit_code", 2))
+            sys.exit(_error_exit(getattr(exc, "exit_code", 2)))
         raise
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _error_exit(code: int) -> int:
+    """An error's exit code; with ``plan --detailed-exitcode`` every error exits 1 (a spec
+    mistake or a usage error included, which otherwise exit 2): 2 means changes there."""
+    return 1 if "--detailed-exitcode" in sys.argv[1:] else code
 
 
 def _usage_errors() -> tuple[type[Exception], ...]:
